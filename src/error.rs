@@ -1,0 +1,129 @@
+//! The one error type of raftwal.
+
+use std::io;
+use std::path::PathBuf;
+
+/// A specialised `Result` for raftwal operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in raftwal.
+///
+/// Every variant carries what a user needs to act on it: the file and byte
+/// offset of a corruption, the index that was asked for and the range that
+/// exists, the limit that was exceeded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An I/O operation failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What raftwal was doing (`"write"`, `"fdatasync"`, `"open"`, ...).
+        op: &'static str,
+        /// The file or directory it was doing it to.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// Bytes on disk are not what raftwal wrote.
+    #[error("corruption in {path} at offset {offset}: {reason}")]
+    Corruption {
+        /// The damaged file.
+        path: PathBuf,
+        /// The byte offset of the first bad frame in that file.
+        offset: u64,
+        /// What is wrong there.
+        reason: String,
+    },
+
+    /// An entry (or state blob) is larger than `Options::max_entry_size`.
+    #[error("entry of {len} bytes exceeds the maximum entry size of {max} bytes")]
+    EntryTooLarge {
+        /// The encoded size of the offending entry.
+        len: u64,
+        /// The configured limit.
+        max: u64,
+    },
+
+    /// Another `Log` (in this or another process) holds the directory's lock.
+    #[error("log directory {dir} is locked by another open log")]
+    Locked {
+        /// The locked directory.
+        dir: PathBuf,
+    },
+
+    /// A previous `fdatasync` (or a failed roll-back) left the on-disk state
+    /// unknown; the log refuses writes until it is reopened.
+    #[error("the log is poisoned by an earlier I/O failure ({cause}); reopen it")]
+    Poisoned {
+        /// A description of the failure that poisoned the log.
+        cause: String,
+    },
+
+    /// An appended entry's index is not the next one.
+    #[error("entry index {got} does not follow the last index {last_index} (expected {})", last_index + 1)]
+    NonContiguous {
+        /// The index that was given.
+        got: u64,
+        /// The log's last index when the append was made.
+        last_index: u64,
+    },
+
+    /// The requested index was discarded by a compaction or reset.
+    #[error("index {index} is compacted (first index is {first_index})")]
+    Compacted {
+        /// The requested index.
+        index: u64,
+        /// The log's first index.
+        first_index: u64,
+    },
+
+    /// The requested index is past the end of the log.
+    #[error("index {index} is beyond the last index {last_index}")]
+    Unavailable {
+        /// The requested index.
+        index: u64,
+        /// The log's last index.
+        last_index: u64,
+    },
+
+    /// A snapshot is older than what the store already holds.
+    #[error("snapshot at index {index} is older than the store's first index {first_index}")]
+    SnapshotOutOfDate {
+        /// The snapshot's index.
+        index: u64,
+        /// The store's first index.
+        first_index: u64,
+    },
+
+    /// An argument is outside what the operation accepts.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+
+    /// The `Options` given to `open` are not usable.
+    #[error("invalid options: {0}")]
+    InvalidOptions(String),
+}
+
+impl Error {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Error {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn corruption(
+        path: impl Into<PathBuf>,
+        offset: u64,
+        reason: impl Into<String>,
+    ) -> Error {
+        Error::Corruption {
+            path: path.into(),
+            offset,
+            reason: reason.into(),
+        }
+    }
+}

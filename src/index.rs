@@ -1,0 +1,169 @@
+//! The in-memory index: where every entry lives on disk, and its term.
+//!
+//! Per entry it keeps a `u32` offset and a `u32` frame length inside its
+//! segment (8 bytes); terms are stored as runs `(first index, term)`, one per
+//! term change, so `term(i)` costs a binary search over a handful of runs.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Where an entry's frame is in its segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Loc {
+    /// Offset of the frame from the start of the segment file.
+    pub offset: u32,
+    /// Length of the whole frame, header included.
+    pub len: u32,
+}
+
+/// A frame's place in the log: which segment, and where in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pos {
+    /// The segment's sequence number.
+    pub sequence: u64,
+    /// The frame's offset in that segment.
+    pub offset: u64,
+}
+
+/// One segment file as the index knows it.
+#[derive(Debug)]
+pub struct Segment {
+    /// Sequence number (from the file name and header).
+    pub sequence: u64,
+    /// The index of the segment's first entry slot.
+    pub first_index: u64,
+    /// The file's path.
+    pub path: PathBuf,
+    /// The open file, shared with readers.
+    pub file: Arc<File>,
+    /// Bytes of valid frames (the write position of the active segment).
+    pub len: u64,
+    /// The entries it holds: `locs[k]` is entry `first_index + k`.
+    pub locs: Vec<Loc>,
+}
+
+impl Segment {
+    /// One past the last index held.
+    pub fn end_index(&self) -> u64 {
+        self.first_index + self.locs.len() as u64
+    }
+}
+
+/// The index of a whole log.
+#[derive(Debug, Default)]
+pub struct Index {
+    /// Segments, oldest first; the last one is the active (written) one.
+    pub segments: VecDeque<Segment>,
+    /// The log's first index (entries below it are compacted even if a
+    /// segment still holds them).
+    pub first_index: u64,
+    /// The log's last index (`first_index - 1` when empty).
+    pub last_index: u64,
+    /// The term of `first_index - 1`.
+    pub prev_term: u64,
+    /// Term runs `(first index of the run, term)`, ascending, covering every
+    /// physically present entry.
+    pub terms: Vec<(u64, u64)>,
+    /// The newest state blob and where its frame is.
+    pub state: Option<(prost::bytes::Bytes, Pos)>,
+    /// Where the newest marker frame is, if any was ever written.
+    pub marker: Option<Pos>,
+}
+
+impl Index {
+    /// The segment holding `index`, which must be in `[first physical, last]`.
+    pub fn segment_of(&self, index: u64) -> Option<&Segment> {
+        let k = self.segment_pos(index)?;
+        self.segments.get(k)
+    }
+
+    /// The position in `segments` of the segment holding `index`.
+    pub fn segment_pos(&self, index: u64) -> Option<usize> {
+        // Segments are contiguous and sorted by first_index; empty ones hold
+        // nothing, so search for the last segment starting at or below.
+        let k = self
+            .segments
+            .partition_point(|s| s.first_index <= index)
+            .checked_sub(1)?;
+        let s = self.segments.get(k)?;
+        (index < s.end_index()).then_some(k)
+    }
+
+    /// The location of entry `index` and its segment.
+    pub fn locate(&self, index: u64) -> Option<(&Segment, Loc)> {
+        let s = self.segment_of(index)?;
+        let loc = *s.locs.get((index - s.first_index) as usize)?;
+        Some((s, loc))
+    }
+
+    /// The term of a physically present entry.
+    pub fn term_of(&self, index: u64) -> Option<u64> {
+        let k = self
+            .terms
+            .partition_point(|&(start, _)| start <= index)
+            .checked_sub(1)?;
+        self.terms.get(k).map(|&(_, t)| t)
+    }
+
+    /// Records that entry `index` has `term` (entries are pushed in order).
+    pub fn push_term(&mut self, index: u64, term: u64) {
+        match self.terms.last() {
+            Some(&(_, t)) if t == term => {}
+            _ => self.terms.push((index, term)),
+        }
+    }
+
+    /// Forgets the terms of entries at and after `index`.
+    pub fn truncate_terms(&mut self, index: u64) {
+        let k = self.terms.partition_point(|&(start, _)| start < index);
+        self.terms.truncate(k);
+    }
+
+    /// Forgets the terms of entries below `index` (keeping the run that
+    /// covers `index`).
+    pub fn trim_terms_below(&mut self, index: u64) {
+        let k = self.terms.partition_point(|&(start, _)| start <= index);
+        if k > 1 {
+            self.terms.drain(..k - 1);
+        }
+    }
+
+    /// Bytes of memory the index uses for its entries and term runs.
+    pub fn memory_bytes(&self) -> usize {
+        let locs: usize = self
+            .segments
+            .iter()
+            .map(|s| s.locs.capacity() * std::mem::size_of::<Loc>())
+            .sum();
+        locs + self.terms.capacity() * std::mem::size_of::<(u64, u64)>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn term_runs() {
+        let mut ix = Index::default();
+        for (i, t) in [(1, 1), (2, 1), (3, 2), (4, 2), (5, 5)] {
+            ix.push_term(i, t);
+        }
+        assert_eq!(ix.terms, vec![(1, 1), (3, 2), (5, 5)]);
+        assert_eq!(ix.term_of(0), None);
+        assert_eq!(ix.term_of(2), Some(1));
+        assert_eq!(ix.term_of(4), Some(2));
+        assert_eq!(ix.term_of(9), Some(5));
+        ix.truncate_terms(4);
+        assert_eq!(ix.terms, vec![(1, 1), (3, 2)]);
+        ix.truncate_terms(3);
+        assert_eq!(ix.terms, vec![(1, 1)]);
+        ix.push_term(3, 3);
+        ix.trim_terms_below(3);
+        assert_eq!(ix.terms, vec![(3, 3)]);
+        ix.trim_terms_below(100);
+        assert_eq!(ix.terms, vec![(3, 3)]);
+    }
+}

@@ -1,0 +1,130 @@
+//! Configuration of a [`Log`](crate::Log) and a [`RaftLogStore`](crate::RaftLogStore).
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// When appended data is made durable with `fdatasync`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncPolicy {
+    /// Every write returns only after its data is on disk (`fdatasync`), and
+    /// the directory is synced whenever a file appears or vanishes. The
+    /// default: nothing acknowledged is ever lost.
+    Always,
+    /// `fdatasync` after every `n`th write (a write is one `append` or one
+    /// batch); up to `n - 1` acknowledged writes may be lost in a crash.
+    EveryN(u32),
+    /// A background thread syncs every `Duration` while there is unsynced
+    /// data; a crash may lose what was written in the last interval. The
+    /// thread stops when the log is dropped.
+    Interval(Duration),
+    /// Only [`Log::sync`](crate::Log::sync) (and a clean drop) make data durable.
+    Manual,
+}
+
+/// What recovery does with a frame that fails validation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecoveryMode {
+    /// A torn tail in the last segment (a cut header, a cut payload, zeros,
+    /// a bad CRC on the last frame) is truncated away and logged; a bad frame
+    /// anywhere else is [`Error::Corruption`]. The default: this is what a
+    /// crash leaves behind, and nothing acknowledged is in a torn tail.
+    TolerateTailCorruption,
+    /// Any bad frame, a torn tail included, is [`Error::Corruption`] and the
+    /// log does not open. Nothing is changed on disk.
+    AbsoluteConsistency,
+    /// The longest valid prefix of the log is kept and everything after the
+    /// first bad frame is dropped (and logged). Use it to salvage a damaged
+    /// log; acknowledged entries after the damage are lost.
+    TolerateAnyCorruption,
+}
+
+/// Options for opening a log. Build them with [`Options::default`] and the
+/// fields you want to change.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Options {
+    /// When writes are made durable. Default: [`SyncPolicy::Always`].
+    pub sync: SyncPolicy,
+    /// A segment file is sealed and a new one started once it reaches this
+    /// many bytes (a batch is never split across segments, so one may be
+    /// larger). Default: 64 MiB. Minimum: 4 KiB; maximum: 4 GiB - 1 (offsets
+    /// within a segment are stored as `u32`).
+    pub segment_size: u64,
+    /// The largest payload of one entry or state blob, enforced on write
+    /// ([`Error::EntryTooLarge`]) and on read (a longer length field is
+    /// corruption and is never allocated). Default: 64 MiB.
+    pub max_entry_size: u64,
+    /// How recovery treats bad frames. Default:
+    /// [`RecoveryMode::TolerateTailCorruption`].
+    pub recovery_mode: RecoveryMode,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            sync: SyncPolicy::Always,
+            segment_size: 64 << 20,
+            max_entry_size: 64 << 20,
+            recovery_mode: RecoveryMode::TolerateTailCorruption,
+        }
+    }
+}
+
+/// The largest segment size: offsets within a segment are `u32`.
+pub(crate) const MAX_SEGMENT_SIZE: u64 = u32::MAX as u64;
+/// The smallest segment size accepted.
+pub(crate) const MIN_SEGMENT_SIZE: u64 = 4096;
+
+impl Options {
+    /// Sets [`Options::sync`].
+    pub fn sync(mut self, sync: SyncPolicy) -> Self {
+        self.sync = sync;
+        self
+    }
+
+    /// Sets [`Options::segment_size`].
+    pub fn segment_size(mut self, bytes: u64) -> Self {
+        self.segment_size = bytes;
+        self
+    }
+
+    /// Sets [`Options::max_entry_size`].
+    pub fn max_entry_size(mut self, bytes: u64) -> Self {
+        self.max_entry_size = bytes;
+        self
+    }
+
+    /// Sets [`Options::recovery_mode`].
+    pub fn recovery_mode(mut self, mode: RecoveryMode) -> Self {
+        self.recovery_mode = mode;
+        self
+    }
+
+    /// Rejects combinations that cannot work, with a message that says why.
+    pub(crate) fn validate(&self) -> Result<()> {
+        if !(MIN_SEGMENT_SIZE..=MAX_SEGMENT_SIZE).contains(&self.segment_size) {
+            return Err(Error::InvalidOptions(format!(
+                "segment_size {} is outside {MIN_SEGMENT_SIZE}..={MAX_SEGMENT_SIZE}",
+                self.segment_size
+            )));
+        }
+        // A frame's length field is a u32, and a frame must fit a segment.
+        if self.max_entry_size == 0 || self.max_entry_size > MAX_SEGMENT_SIZE / 2 {
+            return Err(Error::InvalidOptions(format!(
+                "max_entry_size {} is outside 1..={}",
+                self.max_entry_size,
+                MAX_SEGMENT_SIZE / 2
+            )));
+        }
+        match self.sync {
+            SyncPolicy::EveryN(0) => Err(Error::InvalidOptions(
+                "SyncPolicy::EveryN(0): n must be at least 1".into(),
+            )),
+            SyncPolicy::Interval(d) if d.is_zero() => Err(Error::InvalidOptions(
+                "SyncPolicy::Interval: the interval must be longer than zero".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,461 @@
+//! Opening a log: scan every segment, validate every frame, rebuild the
+//! index, and repair (or refuse) what a crash or damage left behind.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use prost::Message;
+
+use crate::error::{Error, Result};
+use crate::frame::FrameType;
+use crate::index::{Index, Loc, Pos, Segment};
+use crate::options::{Options, RecoveryMode};
+use crate::proto;
+use crate::segment::{self, Scanned, Scanner, ENTRY_OVERHEAD};
+
+/// What recovery found and did when the log was opened.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Segment files read.
+    pub segments_scanned: usize,
+    /// Bytes of segment files read.
+    pub bytes_scanned: u64,
+    /// Entries found (compacted ones included).
+    pub entries_scanned: u64,
+    /// Bytes cut from the end of segments (torn tails, or damage under
+    /// [`RecoveryMode::TolerateAnyCorruption`]).
+    pub bytes_dropped: u64,
+    /// Every repair made, as `(file, offset, reason)`.
+    pub repairs: Vec<(PathBuf, u64, String)>,
+    /// Segment files removed because they lay wholly below the first index
+    /// (left by a compaction or reset interrupted by a crash) or held no
+    /// valid data.
+    pub segments_removed: Vec<PathBuf>,
+}
+
+/// The result of recovery.
+pub(crate) struct Recovered {
+    pub index: Index,
+    pub next_sequence: u64,
+    pub report: RecoveryReport,
+}
+
+/// Recovers the log in `dir` (which exists and is locked by the caller).
+pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
+    let files = segment::list(dir)?;
+    let mut r = Recovery {
+        opts,
+        ix: Index::default(),
+        report: RecoveryReport::default(),
+        remove: Vec::new(),
+        dir_changed: false,
+    };
+    let next_sequence = files.iter().map(|f| f.0).max().unwrap_or(0) + 1;
+    let count = files.len();
+    for (k, (seq, first, path)) in files.into_iter().enumerate() {
+        let last_file = k + 1 == count;
+        if r.scan_segment(seq, first, path, last_file)? == Flow::Stop {
+            // Everything after a kept prefix is dropped.
+            let later = segment::list(dir)?;
+            for (s, _, p) in later {
+                if s > seq {
+                    r.remove.push(p);
+                }
+            }
+            break;
+        }
+    }
+    r.finish(dir)?;
+    let mut index = r.ix;
+    if index.segments.is_empty() {
+        // A new log, or one whose only file held nothing valid.
+        let first = index.last_index.max(index.first_index.saturating_sub(1)) + 1;
+        let (file, path, len) = segment::create(dir, next_sequence, first)?;
+        segment::sync_dir(dir)?;
+        if index.first_index == 0 {
+            index.first_index = first;
+            index.last_index = first - 1;
+        }
+        index.segments.push_back(Segment {
+            sequence: next_sequence,
+            first_index: first,
+            path,
+            file: Arc::new(file),
+            len,
+            locs: Vec::new(),
+        });
+        return Ok(Recovered {
+            index,
+            next_sequence: next_sequence + 1,
+            report: r.report,
+        });
+    }
+    Ok(Recovered {
+        index,
+        next_sequence,
+        report: r.report,
+    })
+}
+
+#[derive(PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Stop,
+}
+
+struct Recovery<'o> {
+    opts: &'o Options,
+    ix: Index,
+    report: RecoveryReport,
+    remove: Vec<PathBuf>,
+    dir_changed: bool,
+}
+
+impl Recovery<'_> {
+    fn scan_segment(
+        &mut self,
+        seq: u64,
+        name_first: u64,
+        path: PathBuf,
+        last_file: bool,
+    ) -> Result<Flow> {
+        let file = segment::open(&path)?;
+        let file_len = file
+            .metadata()
+            .map_err(|e| Error::io("stat segment", &path, e))?
+            .len();
+        self.report.segments_scanned += 1;
+        let header = match segment::read_header(&file, &path, file_len) {
+            Ok(h) => h,
+            Err(Error::Corruption { offset, reason, .. }) => {
+                // A segment whose header never became durable holds nothing
+                // that was acknowledged: segments are created and synced
+                // before anything is written to them.
+                let tail = last_file;
+                return self.bad_header(path, offset, reason, tail);
+            }
+            Err(e) => return Err(e),
+        };
+        if header.sequence != seq || header.first_index != name_first {
+            return Err(Error::corruption(
+                &path,
+                0,
+                format!(
+                    "header says sequence {} first index {}, the file name says {seq} and {name_first}",
+                    header.sequence, header.first_index
+                ),
+            ));
+        }
+        let mut seg = Segment {
+            sequence: seq,
+            first_index: header.first_index,
+            path: path.clone(),
+            file: Arc::new(file),
+            len: header.len,
+            locs: Vec::new(),
+        };
+        let fresh = self.ix.segments.is_empty() && self.ix.first_index == 0;
+        if fresh {
+            self.ix.first_index = header.first_index;
+            self.ix.last_index = header.first_index - 1;
+        }
+        // A segment that does not continue the log must open with a reset
+        // or truncation marker; checked at its first frame.
+        let mut needs_marker = !fresh && header.first_index != self.ix.last_index + 1;
+        let max_payload = self.opts.max_entry_size + ENTRY_OVERHEAD;
+        let file_ref = Arc::clone(&seg.file);
+        let mut scanner = Scanner::new(&file_ref, &path, file_len, seq, header.len, max_payload);
+        let mut first_frame = true;
+        loop {
+            let problem = match scanner.next_frame()? {
+                Scanned::End => break,
+                Scanned::Bad {
+                    offset,
+                    reason,
+                    claimed_len,
+                } => Some((offset, reason, claimed_len)),
+                Scanned::Frame {
+                    offset,
+                    ty,
+                    payload,
+                } => {
+                    let res = self.apply(
+                        &mut seg,
+                        offset,
+                        ty,
+                        payload,
+                        first_frame,
+                        &mut needs_marker,
+                    );
+                    first_frame = false;
+                    res.err()
+                        .map(|reason| (offset, reason, Some(payload.len() as u64 + 9)))
+                }
+            };
+            if let Some((offset, reason, claimed_len)) = problem {
+                // Damage followed by a valid frame is not a torn tail.
+                let followed = match claimed_len {
+                    Some(n) => scanner.valid_frame_at(offset + n)?,
+                    None => false,
+                };
+                let tail = last_file && !followed;
+                let flow = self.bad_frame(&mut seg, offset, file_len, reason, tail)?;
+                self.report.bytes_scanned += offset;
+                if needs_marker {
+                    // Not even the opening marker survived: nothing in this
+                    // file was acknowledged.
+                    self.remove.push(seg.path);
+                    return Ok(Flow::Stop);
+                }
+                self.ix.segments.push_back(seg);
+                return Ok(flow);
+            }
+        }
+        self.report.bytes_scanned += file_len;
+        if needs_marker {
+            // Only a header: a reset or truncation interrupted before its
+            // marker was written, so it never returned.
+            self.remove.push(seg.path);
+            self.dir_changed = true;
+            return Ok(Flow::Continue);
+        }
+        seg.len = file_len;
+        self.ix.segments.push_back(seg);
+        Ok(Flow::Continue)
+    }
+
+    /// Applies one valid frame to the index. An `Err` is a reason the frame
+    /// cannot be part of the log (handled like a bad frame).
+    fn apply(
+        &mut self,
+        seg: &mut Segment,
+        offset: u64,
+        ty: FrameType,
+        payload: &[u8],
+        first_frame: bool,
+        needs_marker: &mut bool,
+    ) -> std::result::Result<(), String> {
+        let pos = Pos {
+            sequence: seg.sequence,
+            offset,
+        };
+        if *needs_marker && !(first_frame && ty == FrameType::Marker) {
+            return Err(format!(
+                "segment starts at index {} but the log ends at {} and no reset marker follows",
+                seg.first_index, self.ix.last_index
+            ));
+        }
+        match ty {
+            FrameType::Entry => {
+                let m = proto::EntryMeta::decode(payload)
+                    .map_err(|e| format!("entry does not decode: {e}"))?;
+                let want = self.ix.last_index + 1;
+                if m.index != want || m.index != seg.end_index() {
+                    return Err(format!("entry index {} where {want} was expected", m.index));
+                }
+                let prev = if self.ix.last_index >= self.ix.first_index {
+                    self.ix.term_of(self.ix.last_index).unwrap_or(0)
+                } else {
+                    self.ix.prev_term
+                };
+                if m.term < prev {
+                    return Err(format!(
+                        "entry {} has term {} below the previous term {prev}",
+                        m.index, m.term
+                    ));
+                }
+                seg.locs.push(Loc {
+                    offset: offset as u32,
+                    len: (payload.len() + 9) as u32,
+                });
+                self.ix.push_term(m.index, m.term);
+                self.ix.last_index = m.index;
+                self.report.entries_scanned += 1;
+            }
+            FrameType::State => {
+                let s = proto::State::decode(payload)
+                    .map_err(|e| format!("state does not decode: {e}"))?;
+                self.ix.state = Some((s.data, pos));
+            }
+            FrameType::Marker => {
+                let m = proto::Marker::decode(payload)
+                    .map_err(|e| format!("marker does not decode: {e}"))?;
+                self.apply_marker(seg, &m, first_frame, needs_marker)?;
+                self.ix.marker = Some(pos);
+            }
+            FrameType::Header => return Err("a second segment header".into()),
+        }
+        Ok(())
+    }
+
+    fn apply_marker(
+        &mut self,
+        seg: &mut Segment,
+        m: &proto::Marker,
+        first_frame: bool,
+        needs_marker: &mut bool,
+    ) -> std::result::Result<(), String> {
+        if m.reset {
+            if !first_frame || m.first_index != seg.first_index || m.first_index == 0 {
+                return Err("a reset marker must open its segment".into());
+            }
+            *needs_marker = false;
+            // Everything before this segment is superseded.
+            for old in self.ix.segments.drain(..) {
+                self.remove.push(old.path);
+            }
+            self.ix.terms.clear();
+            self.ix.last_index = m.first_index - 1;
+        } else {
+            if m.truncate_from != 0 {
+                let cut = m.truncate_from;
+                let opens = first_frame && cut == seg.first_index;
+                let inside = cut >= seg.first_index && cut <= seg.end_index();
+                if !(opens || inside) || cut < self.ix.first_index || cut > self.ix.last_index + 1 {
+                    return Err(format!(
+                        "truncation marker at index {cut} outside the log {}..={}",
+                        self.ix.first_index, self.ix.last_index
+                    ));
+                }
+                *needs_marker = false;
+                self.cut(seg, cut);
+            } else if *needs_marker {
+                return Err("segment does not continue the log".into());
+            }
+            if m.first_index > self.ix.last_index + 1 || m.first_index < self.ix.first_index {
+                return Err(format!(
+                    "marker's first index {} is outside the log {}..={}",
+                    m.first_index, self.ix.first_index, self.ix.last_index
+                ));
+            }
+        }
+        self.ix.first_index = m.first_index;
+        self.ix.prev_term = m.prev_term;
+        Ok(())
+    }
+
+    /// Drops entries `cut..` from the index: from `seg` (being scanned) and
+    /// from every earlier segment.
+    fn cut(&mut self, seg: &mut Segment, cut: u64) {
+        if cut >= seg.first_index {
+            seg.locs.truncate((cut - seg.first_index) as usize);
+        }
+        while let Some(last) = self.ix.segments.back_mut() {
+            if last.first_index >= cut {
+                if let Some(s) = self.ix.segments.pop_back() {
+                    self.remove.push(s.path);
+                }
+                continue;
+            }
+            let keep = (cut - last.first_index) as usize;
+            if keep < last.locs.len() {
+                // Stale frames stay in that file; they are cut again by this
+                // marker on every open until the segment is compacted away.
+                last.locs.truncate(keep);
+            }
+            break;
+        }
+        self.ix.truncate_terms(cut);
+        self.ix.last_index = cut - 1;
+    }
+
+    fn bad_header(
+        &mut self,
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+        tail: bool,
+    ) -> Result<Flow> {
+        match self.opts.recovery_mode {
+            RecoveryMode::TolerateTailCorruption if tail => {}
+            RecoveryMode::TolerateAnyCorruption => {}
+            _ => {
+                return Err(Error::Corruption {
+                    path,
+                    offset,
+                    reason,
+                })
+            }
+        }
+        log::warn!(
+            "raftwal: removing segment {} with a bad header: {reason}",
+            path.display()
+        );
+        let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        self.report.bytes_dropped += len;
+        self.report.repairs.push((path.clone(), offset, reason));
+        self.remove.push(path);
+        Ok(Flow::Stop)
+    }
+
+    fn bad_frame(
+        &mut self,
+        seg: &mut Segment,
+        offset: u64,
+        file_len: u64,
+        reason: String,
+        tail: bool,
+    ) -> Result<Flow> {
+        let path = &seg.path;
+        match self.opts.recovery_mode {
+            RecoveryMode::TolerateTailCorruption if tail => {}
+            RecoveryMode::TolerateAnyCorruption => {}
+            _ => {
+                return Err(Error::Corruption {
+                    path: path.clone(),
+                    offset,
+                    reason,
+                })
+            }
+        }
+        let dropped = file_len - offset;
+        log::warn!(
+            "raftwal: truncating {} at offset {offset}, dropping {dropped} bytes: {reason}",
+            path.display()
+        );
+        seg.file
+            .set_len(offset)
+            .map_err(|e| Error::io("truncate torn tail", path, e))?;
+        seg.file
+            .sync_data()
+            .map_err(|e| Error::io("fdatasync", path, e))?;
+        seg.len = offset;
+        self.report.bytes_dropped += dropped;
+        self.report.repairs.push((path.clone(), offset, reason));
+        Ok(Flow::Stop)
+    }
+
+    /// Removes superseded segments and those wholly below the first index.
+    fn finish(&mut self, dir: &Path) -> Result<()> {
+        let keep_state = self.ix.state.as_ref().map(|s| s.1.sequence);
+        while self.ix.segments.len() > 1 {
+            let Some(s) = self.ix.segments.front() else {
+                break;
+            };
+            if s.end_index() > self.ix.first_index || Some(s.sequence) == keep_state {
+                break;
+            }
+            if let Some(s) = self.ix.segments.pop_front() {
+                self.remove.push(s.path);
+            }
+        }
+        if let Some(first) = self.ix.segments.front() {
+            let start = first.first_index.max(self.ix.first_index);
+            self.ix.trim_terms_below(start);
+        }
+        for path in self.remove.drain(..) {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("remove segment", &path, e)),
+            }
+            log::info!("raftwal: removed superseded segment {}", path.display());
+            self.report.segments_removed.push(path);
+            self.dir_changed = true;
+        }
+        if self.dir_changed {
+            segment::sync_dir(dir)?;
+        }
+        Ok(())
+    }
+}

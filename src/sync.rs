@@ -1,0 +1,50 @@
+//! The background syncer of [`SyncPolicy::Interval`].
+
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crate::log::Inner;
+use crate::options::SyncPolicy;
+
+/// A thread that syncs the log every interval while it has unsynced data.
+/// Stopped (and joined) by [`Syncer::stop`] when the log is dropped.
+pub(crate) struct Syncer {
+    stop: Sender<()>,
+    thread: JoinHandle<()>,
+}
+
+impl Syncer {
+    /// Starts the syncer for `policy`, if the policy needs one.
+    pub(crate) fn start(inner: &Arc<Inner>, policy: SyncPolicy) -> Option<Syncer> {
+        let SyncPolicy::Interval(every) = policy else {
+            return None;
+        };
+        let (stop, rx) = mpsc::channel::<()>();
+        let inner = Arc::clone(inner);
+        let thread = std::thread::Builder::new()
+            .name("raftwal-sync".into())
+            .spawn(move || loop {
+                match rx.recv_timeout(every) {
+                    Err(RecvTimeoutError::Timeout) => {
+                        if let Err(e) = inner.sync_if_dirty() {
+                            log::error!("raftwal: background sync failed: {e}");
+                            // A poisoned log stays poisoned; keep waiting for
+                            // the stop signal without spinning on errors.
+                        }
+                    }
+                    Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+                }
+            })
+            .ok()?;
+        Some(Syncer { stop, thread })
+    }
+
+    /// Stops the thread and waits for it.
+    pub(crate) fn stop(self) {
+        let _ = self.stop.send(());
+        if self.thread.join().is_err() {
+            log::error!("raftwal: the sync thread panicked");
+        }
+    }
+}

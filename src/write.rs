@@ -1,0 +1,721 @@
+//! The write path of [`Log`]: batches, truncation, compaction, reset,
+//! segment rolls, sync policies and poisoning.
+
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+
+use prost::bytes::Bytes;
+
+use crate::batch::WriteBatch;
+use crate::error::{Error, Result};
+use crate::frame::{self, FrameType};
+use crate::index::{Index, Loc, Pos, Segment};
+use crate::log::{term_in, Entry, Inner, Log};
+use crate::options::SyncPolicy;
+use crate::proto;
+use crate::segment;
+
+/// State owned by the (single) writer, behind `Inner::writer`.
+pub(crate) struct Writer {
+    /// The sequence number the next new segment gets.
+    next_sequence: u64,
+    /// Set by a failed `fdatasync` (or a failed roll-back): the state on disk
+    /// is unknown, so every later write is refused.
+    poisoned: Option<String>,
+    /// Writes since the last sync (for `SyncPolicy::EveryN`).
+    unsynced_writes: u32,
+    /// Whether the active segment holds data not yet synced.
+    dirty: bool,
+    /// Reused buffer for frames composed at write time.
+    scratch: Vec<u8>,
+}
+
+impl Writer {
+    pub(crate) fn new(next_sequence: u64) -> Writer {
+        Writer {
+            next_sequence,
+            poisoned: None,
+            unsynced_writes: 0,
+            dirty: false,
+            scratch: Vec::new(),
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        match &self.poisoned {
+            Some(cause) => Err(Error::Poisoned {
+                cause: cause.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Records an I/O failure after which the disk state is unknown.
+    fn poison(&mut self, e: Error) -> Error {
+        log::error!("raftwal: poisoning the log: {e}");
+        self.poisoned = Some(e.to_string());
+        e
+    }
+}
+
+/// Where a batch's frames will be written.
+enum Target {
+    /// Appended to the active segment (possibly after a cut marker).
+    Active,
+    /// A new segment opened by a truncation marker (the cut reaches below
+    /// the active segment).
+    NewSegment,
+}
+
+impl Log {
+    /// Appends `entries`, which must continue the log (the first has index
+    /// `last_index() + 1`, the rest follow one by one), in one write. Under
+    /// [`SyncPolicy::Always`] it returns once they are on disk.
+    pub fn append(&self, entries: &[Entry]) -> Result<()> {
+        let mut batch = WriteBatch::new();
+        batch.set_max_entry_size(self.inner.opts.max_entry_size);
+        for e in entries {
+            batch.push(e.index, e.term, &e.data)?;
+        }
+        self.write(&mut batch)
+    }
+
+    /// Writes a batch atomically: its cut (if any), its entries and its
+    /// state blob go to disk in one `write` and, under
+    /// [`SyncPolicy::Always`], one `fdatasync`; a crash leaves all of it or
+    /// none. A cut that reaches below the active segment opens a new segment
+    /// (one more file and a directory sync).
+    ///
+    /// The batch's frames are sealed in place for the segment they land in;
+    /// the batch is otherwise unchanged and can be cleared and reused.
+    pub fn write(&self, batch: &mut WriteBatch) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let max = self.inner.opts.max_entry_size;
+        if batch.max_data_len() > max {
+            return Err(Error::EntryTooLarge {
+                len: batch.max_data_len(),
+                max,
+            });
+        }
+        if let Some(s) = &batch.state {
+            if s.len() as u64 > max {
+                return Err(Error::EntryTooLarge {
+                    len: s.len() as u64,
+                    max,
+                });
+            }
+        }
+        let mut w = self.inner.writer.lock();
+        w.check()?;
+        let (target, cut) = self.plan(batch)?;
+        if cut.is_none() && batch.entries.is_empty() && batch.state.is_none() {
+            return Ok(()); // a truncation at last_index + 1 cuts nothing
+        }
+        match target {
+            Target::Active => self.write_active(&mut w, batch, cut),
+            Target::NewSegment => self.write_new_segment(&mut w, batch, cut.unwrap_or(0)),
+        }
+    }
+
+    /// Checks a batch against the log and decides where it goes. Returns the
+    /// cut to make, if any.
+    fn plan(&self, batch: &WriteBatch) -> Result<(Target, Option<u64>)> {
+        let ix = self.inner.index.read();
+        let start = match batch.truncate_from {
+            Some(t) if t < ix.first_index => {
+                return Err(Error::Compacted {
+                    index: t,
+                    first_index: ix.first_index,
+                })
+            }
+            Some(t) if t > ix.last_index + 1 => {
+                return Err(Error::Unavailable {
+                    index: t,
+                    last_index: ix.last_index,
+                })
+            }
+            Some(t) => t,
+            None => ix.last_index + 1,
+        };
+        if let Some(e) = batch.entries.first() {
+            if e.index != start {
+                return Err(Error::NonContiguous {
+                    got: e.index,
+                    last_index: start - 1,
+                });
+            }
+            let prev = term_in(&ix, start - 1).unwrap_or(0);
+            let mut t = prev;
+            for p in &batch.entries {
+                if p.term < t {
+                    return Err(Error::InvalidArgument(format!(
+                        "entry {} has term {} below the term {t} before it; terms never decrease in a Raft log",
+                        p.index, p.term
+                    )));
+                }
+                t = p.term;
+            }
+        }
+        let cut = batch.truncate_from.filter(|&t| t <= ix.last_index);
+        let active_first = ix.segments.back().map_or(0, |s| s.first_index);
+        match cut {
+            Some(t) if t < active_first => Ok((Target::NewSegment, cut)),
+            _ => Ok((Target::Active, cut)),
+        }
+    }
+
+    /// Appends the batch to the active segment, rolling to a new segment
+    /// first when it would overflow.
+    fn write_active(&self, w: &mut Writer, batch: &mut WriteBatch, cut: Option<u64>) -> Result<()> {
+        let inner = &*self.inner;
+        let bytes = batch.buf.len() as u64;
+        let roll = {
+            let ix = inner.index.read();
+            let a = active(&ix)?;
+            cut.is_none()
+                && !batch.entries.is_empty()
+                && !a.locs.is_empty()
+                && a.len + bytes > inner.opts.segment_size
+        };
+        if roll {
+            self.roll(w)?;
+        }
+        let (file, path, sequence, offset, marker) = {
+            let ix = inner.index.read();
+            let a = active(&ix)?;
+            let marker = cut.map(|t| proto::Marker {
+                first_index: ix.first_index,
+                prev_term: ix.prev_term,
+                reset: false,
+                truncate_from: t,
+            });
+            (
+                Arc::clone(&a.file),
+                a.path.clone(),
+                a.sequence,
+                a.len,
+                marker,
+            )
+        };
+        let salt = frame::salt(sequence);
+        let layout = compose(&mut w.scratch, batch, marker.as_ref(), None, salt);
+        let buf: &[u8] = if layout.composed {
+            &w.scratch
+        } else {
+            &batch.buf
+        };
+        if let Err(e) = file.write_all_at(buf, offset) {
+            let err = Error::io("write", &path, e);
+            // Roll back: the file must end where the index says it does.
+            if let Err(e2) = file.set_len(offset) {
+                return Err(w.poison(Error::io("truncate after failed write", &path, e2)));
+            }
+            return Err(err);
+        }
+        let written = buf.len() as u64;
+        w.dirty = true;
+        self.after_write(w, &file, &path)?;
+        let mut ix = inner.index.write();
+        if let Some(t) = cut {
+            cut_index(&mut ix, t, false);
+        }
+        publish(&mut ix, batch, sequence, offset, layout, None);
+        if let Some(a) = ix.segments.back_mut() {
+            a.len = offset + written;
+        }
+        Ok(())
+    }
+
+    /// Applies the sync policy after a write.
+    fn after_write(
+        &self,
+        w: &mut Writer,
+        file: &std::fs::File,
+        path: &std::path::Path,
+    ) -> Result<()> {
+        let sync_now = match self.inner.opts.sync {
+            SyncPolicy::Always => true,
+            SyncPolicy::EveryN(n) => {
+                w.unsynced_writes += 1;
+                w.unsynced_writes >= n
+            }
+            SyncPolicy::Interval(_) | SyncPolicy::Manual => false,
+        };
+        if sync_now {
+            file.sync_data()
+                .map_err(|e| w.poison(Error::io("fdatasync", path, e)))?;
+            w.unsynced_writes = 0;
+            w.dirty = false;
+        }
+        Ok(())
+    }
+
+    /// Seals the active segment and starts a new one at `last_index + 1`.
+    fn roll(&self, w: &mut Writer) -> Result<()> {
+        let inner = &*self.inner;
+        let (file, path, next_first) = {
+            let ix = inner.index.read();
+            let a = active(&ix)?;
+            (Arc::clone(&a.file), a.path.clone(), ix.last_index + 1)
+        };
+        if w.dirty {
+            file.sync_data()
+                .map_err(|e| w.poison(Error::io("fdatasync", &path, e)))?;
+            w.dirty = false;
+            w.unsynced_writes = 0;
+        }
+        let seg = self.create_segment(w, next_first)?;
+        inner.index.write().segments.push_back(seg);
+        Ok(())
+    }
+
+    /// Creates segment `next_sequence` starting at `first_index`, durable
+    /// (file and directory synced).
+    fn create_segment(&self, w: &mut Writer, first_index: u64) -> Result<Segment> {
+        let sequence = w.next_sequence;
+        w.next_sequence += 1;
+        let (file, path, len) = segment::create(&self.inner.dir, sequence, first_index)?;
+        segment::sync_dir(&self.inner.dir).map_err(|e| w.poison(e))?;
+        Ok(Segment {
+            sequence,
+            first_index,
+            path,
+            file: Arc::new(file),
+            len,
+            locs: Vec::new(),
+        })
+    }
+
+    /// A cut below the active segment: the batch goes into a new segment
+    /// that opens with a truncation marker (and a copy of the state, since
+    /// segments holding it may be deleted). Only once that segment is
+    /// durable are the cut segments deleted and truncated.
+    fn write_new_segment(&self, w: &mut Writer, batch: &mut WriteBatch, cut: u64) -> Result<()> {
+        let inner = &*self.inner;
+        let (marker, state) = {
+            let ix = inner.index.read();
+            let m = proto::Marker {
+                first_index: ix.first_index,
+                prev_term: ix.prev_term,
+                reset: false,
+                truncate_from: cut,
+            };
+            (m, ix.state.as_ref().map(|s| s.0.clone()))
+        };
+        let copy = if batch.state.is_some() { None } else { state };
+        let mut seg = self.create_segment(w, cut)?;
+        let salt = frame::salt(seg.sequence);
+        let layout = compose(&mut w.scratch, batch, Some(&marker), copy.as_ref(), salt);
+        let offset = seg.len;
+        let res = seg
+            .file
+            .write_all_at(&w.scratch, offset)
+            .map_err(|e| Error::io("write", &seg.path, e))
+            .and_then(|()| {
+                seg.file
+                    .sync_data()
+                    .map_err(|e| w.poison(Error::io("fdatasync", &seg.path, e)))
+            });
+        if let Err(e) = res {
+            // The new segment holds nothing acknowledged; without its marker
+            // recovery ignores it, and we remove it now.
+            let _ = std::fs::remove_file(&seg.path);
+            return Err(e);
+        }
+        seg.len = offset + w.scratch.len() as u64;
+        // The new segment is durable: now the cut takes effect.
+        let (removed, truncate) = {
+            let mut ix = inner.index.write();
+            let (removed, truncate) = cut_index(&mut ix, cut, true);
+            let sequence = seg.sequence;
+            ix.segments.push_back(seg);
+            publish(&mut ix, batch, sequence, offset, layout, copy);
+            (removed, truncate)
+        };
+        w.dirty = false;
+        w.unsynced_writes = 0;
+        // Physical clean-up; recovery repeats the cut if a crash interrupts it.
+        if let Some((file, path, at)) = truncate {
+            if let Err(e) = file.set_len(at) {
+                log::warn!(
+                    "raftwal: could not truncate {} after a cut: {e}",
+                    path.display()
+                );
+            }
+        }
+        remove_files(&inner.dir, removed).map_err(|e| w.poison(e))
+    }
+
+    /// Discards entries from `index` on; the next append must be `index`.
+    /// Durable on return under [`SyncPolicy::Always`] (and always when the
+    /// cut reaches below the active segment). Errors with
+    /// [`Error::Compacted`] below the first index and
+    /// [`Error::Unavailable`] past `last_index() + 1`.
+    pub fn truncate_from_index(&self, index: u64) -> Result<()> {
+        let mut batch = WriteBatch::new();
+        batch.truncate_from(index);
+        self.write(&mut batch)
+    }
+
+    /// Sets the state blob (newest wins; it survives truncation, compaction,
+    /// reset and segment deletion).
+    pub fn set_state(&self, state: impl Into<Bytes>) -> Result<()> {
+        let mut batch = WriteBatch::new();
+        batch.set_state(state);
+        self.write(&mut batch)
+    }
+
+    /// Discards entries before `index`: records the new first index and the
+    /// term of `index - 1` durably (always synced, whatever the policy), then
+    /// deletes the segments that lie wholly below `index`. A no-op when
+    /// `index <= first_index()`; [`Error::Unavailable`] when
+    /// `index > last_index() + 1`.
+    pub fn compact(&self, index: u64) -> Result<()> {
+        let inner = &*self.inner;
+        let mut w = inner.writer.lock();
+        w.check()?;
+        let (marker, doomed, state_copy) = {
+            let ix = inner.index.read();
+            if index <= ix.first_index {
+                return Ok(());
+            }
+            if index > ix.last_index + 1 {
+                return Err(Error::Unavailable {
+                    index,
+                    last_index: ix.last_index,
+                });
+            }
+            let prev_term = term_in(&ix, index - 1)?;
+            let n = ix.segments.len();
+            let doomed: Vec<u64> = ix
+                .segments
+                .iter()
+                .take(n.saturating_sub(1))
+                .take_while(|s| s.end_index() <= index)
+                .map(|s| s.sequence)
+                .collect();
+            let state_copy = ix
+                .state
+                .as_ref()
+                .filter(|s| doomed.contains(&s.1.sequence))
+                .map(|s| s.0.clone());
+            let m = proto::Marker {
+                first_index: index,
+                prev_term,
+                reset: false,
+                truncate_from: 0,
+            };
+            (m, doomed.len(), state_copy)
+        };
+        self.write_meta(&mut w, &marker, state_copy)?;
+        let removed = {
+            let mut ix = inner.index.write();
+            ix.first_index = marker.first_index;
+            ix.prev_term = marker.prev_term;
+            let mut removed = Vec::with_capacity(doomed);
+            for _ in 0..doomed {
+                if let Some(s) = ix.segments.pop_front() {
+                    removed.push(s.path);
+                }
+            }
+            let start = ix.first_index;
+            ix.trim_terms_below(start);
+            removed
+        };
+        remove_files(&inner.dir, removed).map_err(|e| w.poison(e))
+    }
+
+    /// Empties the log so that it continues at `next_index`, with
+    /// `term(next_index - 1) == term` (what a Raft node needs after
+    /// installing a snapshot). The state blob is kept. Durable on return
+    /// (always synced).
+    pub fn reset(&self, next_index: u64, term: u64) -> Result<()> {
+        if next_index == 0 {
+            return Err(Error::InvalidArgument(
+                "reset: next_index must be at least 1".into(),
+            ));
+        }
+        let inner = &*self.inner;
+        let mut w = inner.writer.lock();
+        w.check()?;
+        let state = inner.index.read().state.as_ref().map(|s| s.0.clone());
+        let marker = proto::Marker {
+            first_index: next_index,
+            prev_term: term,
+            reset: true,
+            truncate_from: 0,
+        };
+        let mut seg = self.create_segment(&mut w, next_index)?;
+        let salt = frame::salt(seg.sequence);
+        let mut empty = WriteBatch::new();
+        let layout = compose(
+            &mut w.scratch,
+            &mut empty,
+            Some(&marker),
+            state.as_ref(),
+            salt,
+        );
+        let offset = seg.len;
+        let res = seg
+            .file
+            .write_all_at(&w.scratch, offset)
+            .map_err(|e| Error::io("write", &seg.path, e))
+            .and_then(|()| {
+                seg.file
+                    .sync_data()
+                    .map_err(|e| w.poison(Error::io("fdatasync", &seg.path, e)))
+            });
+        if let Err(e) = res {
+            let _ = std::fs::remove_file(&seg.path);
+            return Err(e);
+        }
+        seg.len = offset + w.scratch.len() as u64;
+        let removed = {
+            let mut ix = inner.index.write();
+            let removed: Vec<_> = ix.segments.drain(..).map(|s| s.path).collect();
+            let sequence = seg.sequence;
+            ix.segments.push_back(seg);
+            ix.first_index = next_index;
+            ix.last_index = next_index - 1;
+            ix.prev_term = term;
+            ix.terms.clear();
+            publish(&mut ix, &empty, sequence, offset, layout, state);
+            removed
+        };
+        w.dirty = false;
+        w.unsynced_writes = 0;
+        remove_files(&inner.dir, removed).map_err(|e| w.poison(e))
+    }
+
+    /// Appends a marker (and a state copy) to the active segment and syncs,
+    /// whatever the policy: structural changes follow it.
+    fn write_meta(
+        &self,
+        w: &mut Writer,
+        marker: &proto::Marker,
+        state: Option<Bytes>,
+    ) -> Result<()> {
+        let inner = &*self.inner;
+        let (file, path, sequence, offset) = {
+            let ix = inner.index.read();
+            let a = active(&ix)?;
+            (Arc::clone(&a.file), a.path.clone(), a.sequence, a.len)
+        };
+        let mut empty = WriteBatch::new();
+        let layout = compose(
+            &mut w.scratch,
+            &mut empty,
+            Some(marker),
+            state.as_ref(),
+            frame::salt(sequence),
+        );
+        if let Err(e) = file.write_all_at(&w.scratch, offset) {
+            let err = Error::io("write", &path, e);
+            if let Err(e2) = file.set_len(offset) {
+                return Err(w.poison(Error::io("truncate after failed write", &path, e2)));
+            }
+            return Err(err);
+        }
+        file.sync_data()
+            .map_err(|e| w.poison(Error::io("fdatasync", &path, e)))?;
+        w.dirty = false;
+        w.unsynced_writes = 0;
+        let mut ix = inner.index.write();
+        publish(&mut ix, &empty, sequence, offset, layout, state);
+        if let Some(a) = ix.segments.back_mut() {
+            a.len = offset + w.scratch.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// Makes everything written so far durable.
+    pub fn sync(&self) -> Result<()> {
+        self.inner.sync_if_dirty()
+    }
+}
+
+impl Inner {
+    /// Syncs the active segment when it holds unsynced data.
+    pub(crate) fn sync_if_dirty(&self) -> Result<()> {
+        let mut w = self.writer.lock();
+        w.check()?;
+        if !w.dirty {
+            return Ok(());
+        }
+        let (file, path) = {
+            let ix = self.index.read();
+            let a = active(&ix)?;
+            (Arc::clone(&a.file), a.path.clone())
+        };
+        file.sync_data()
+            .map_err(|e| w.poison(Error::io("fdatasync", &path, e)))?;
+        w.dirty = false;
+        w.unsynced_writes = 0;
+        Ok(())
+    }
+}
+
+fn active(ix: &Index) -> Result<&Segment> {
+    ix.segments
+        .back()
+        .ok_or_else(|| Error::InvalidArgument("internal: the log has no active segment".into()))
+}
+
+/// Where the parts of a composed write are, relative to its start.
+#[derive(Clone, Copy, Default)]
+struct Layout {
+    /// The marker frame, if any.
+    marker: Option<usize>,
+    /// The copy of the current state, if any.
+    state_copy: Option<usize>,
+    /// The first entry frame.
+    entries: usize,
+    /// The batch's own state frame, if any.
+    state: Option<usize>,
+    /// Whether the write is composed in `scratch` (else it is the batch
+    /// buffer as it is).
+    composed: bool,
+}
+
+/// Seals the batch's frames with `salt` and, when anything must come before
+/// or after them, composes the whole write in `scratch`: marker, state copy,
+/// entries, the batch's state.
+fn compose(
+    scratch: &mut Vec<u8>,
+    batch: &mut WriteBatch,
+    marker: Option<&proto::Marker>,
+    state_copy: Option<&Bytes>,
+    salt: u32,
+) -> Layout {
+    for p in &batch.entries {
+        frame::seal(&mut batch.buf, p.at as usize, salt);
+    }
+    let mut l = Layout::default();
+    if marker.is_none() && state_copy.is_none() && batch.state.is_none() {
+        return l;
+    }
+    l.composed = true;
+    scratch.clear();
+    if let Some(m) = marker {
+        l.marker = Some(scratch.len());
+        frame::encode_message(scratch, FrameType::Marker, salt, m);
+    }
+    if let Some(s) = state_copy {
+        l.state_copy = Some(scratch.len());
+        frame::encode_message(
+            scratch,
+            FrameType::State,
+            salt,
+            &proto::State { data: s.clone() },
+        );
+    }
+    l.entries = scratch.len();
+    scratch.extend_from_slice(&batch.buf);
+    if let Some(s) = &batch.state {
+        l.state = Some(scratch.len());
+        frame::encode_message(
+            scratch,
+            FrameType::State,
+            salt,
+            &proto::State { data: s.clone() },
+        );
+    }
+    l
+}
+
+/// Publishes a write of `layout` at `offset` in the active segment (whose
+/// sequence is `sequence`): entry locations and terms, the new last index,
+/// the marker and state positions.
+fn publish(
+    ix: &mut Index,
+    batch: &WriteBatch,
+    sequence: u64,
+    offset: u64,
+    layout: Layout,
+    state_copy: Option<Bytes>,
+) {
+    let pos = |rel: usize| Pos {
+        sequence,
+        offset: offset + rel as u64,
+    };
+    let base = offset + layout.entries as u64;
+    if let Some(a) = ix.segments.back_mut() {
+        for p in &batch.entries {
+            a.locs.push(Loc {
+                offset: (base + u64::from(p.at)) as u32,
+                len: p.len,
+            });
+        }
+    }
+    for p in &batch.entries {
+        ix.push_term(p.index, p.term);
+    }
+    if let Some(last) = batch.entries.last() {
+        ix.last_index = last.index;
+    }
+    if let Some(rel) = layout.marker {
+        ix.marker = Some(pos(rel));
+    }
+    if let (Some(rel), Some(data)) = (layout.state_copy, state_copy) {
+        ix.state = Some((data, pos(rel)));
+    }
+    if let (Some(rel), Some(data)) = (layout.state, &batch.state) {
+        ix.state = Some((data.clone(), pos(rel)));
+    }
+}
+
+/// Drops entries `cut..` from the index. Returns the paths of segments that
+/// the cut removes (to delete), and the segment to
+/// truncate physically (file, path, offset) when the cut is below the active
+/// segment.
+#[allow(clippy::type_complexity)]
+fn cut_index(
+    ix: &mut Index,
+    cut: u64,
+    new_segment: bool,
+) -> (
+    Vec<std::path::PathBuf>,
+    Option<(Arc<std::fs::File>, std::path::PathBuf, u64)>,
+) {
+    let mut removed = Vec::new();
+    let mut truncate = None;
+    while let Some(last) = ix.segments.back_mut() {
+        // The active segment is never removed by a cut inside it; a cut
+        // below it (into a new segment) removes every segment from `cut` on.
+        if new_segment && last.first_index >= cut {
+            if let Some(s) = ix.segments.pop_back() {
+                removed.push(s.path);
+            }
+            continue;
+        }
+        let keep = cut.saturating_sub(last.first_index) as usize;
+        if keep < last.locs.len() {
+            if new_segment {
+                let at = u64::from(last.locs[keep].offset);
+                truncate = Some((Arc::clone(&last.file), last.path.clone(), at));
+            }
+            last.locs.truncate(keep);
+        }
+        break;
+    }
+    ix.truncate_terms(cut);
+    ix.last_index = cut - 1;
+    (removed, truncate)
+}
+
+/// Deletes `paths` and syncs the directory.
+fn remove_files(dir: &std::path::Path, paths: Vec<std::path::PathBuf>) -> Result<()> {
+    if paths.is_empty() {
+        return Ok(());
+    }
+    for p in &paths {
+        match std::fs::remove_file(p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("remove segment", p, e)),
+        }
+    }
+    segment::sync_dir(dir)
+}
