@@ -32,7 +32,7 @@ pub(crate) struct Pending {
 /// let mut batch = raftwal::WriteBatch::new();
 /// batch.push(1, 1, b"first")?;
 /// batch.push(2, 1, b"second")?;
-/// batch.set_state(b"vote=a");
+/// batch.set_state(&b"vote=a"[..]);
 /// log.write(&mut batch)?;
 /// assert_eq!(log.last_index(), 2);
 ///

@@ -322,10 +322,13 @@ impl Recovery<'_> {
             } else if *needs_marker {
                 return Err("segment does not continue the log".into());
             }
-            if m.first_index > self.ix.last_index + 1 || m.first_index < self.ix.first_index {
+            // An older marker may name a first index below the oldest
+            // segment left (later compactions deleted what it kept); only
+            // the newest marker must fit, which `finish` checks.
+            if m.first_index > self.ix.last_index + 1 {
                 return Err(format!(
-                    "marker's first index {} is outside the log {}..={}",
-                    m.first_index, self.ix.first_index, self.ix.last_index
+                    "marker's first index {} is past the end of the log at {}",
+                    m.first_index, self.ix.last_index
                 ));
             }
         }
@@ -427,6 +430,20 @@ impl Recovery<'_> {
 
     /// Removes superseded segments and those wholly below the first index.
     fn finish(&mut self, dir: &Path) -> Result<()> {
+        if let Some(front) = self.ix.segments.front() {
+            if self.ix.first_index < front.first_index {
+                let reason = format!(
+                    "the newest marker puts the first index at {} but the oldest segment starts at {}",
+                    self.ix.first_index, front.first_index
+                );
+                if self.opts.recovery_mode != RecoveryMode::TolerateAnyCorruption {
+                    return Err(Error::corruption(&front.path, 0, reason));
+                }
+                log::warn!("raftwal: {reason}; the term before the first index is unknown");
+                self.ix.first_index = front.first_index;
+                self.ix.prev_term = 0;
+            }
+        }
         let keep_state = self.ix.state.as_ref().map(|s| s.1.sequence);
         while self.ix.segments.len() > 1 {
             let Some(s) = self.ix.segments.front() else {
