@@ -15,6 +15,7 @@
 #![deny(missing_docs)]
 
 mod batch;
+mod durability;
 mod error;
 pub mod frame;
 mod index;
@@ -33,7 +34,8 @@ pub mod proto {
 }
 
 pub use crate::batch::WriteBatch;
+pub use crate::durability::Ticket;
 pub use crate::error::{Error, Result};
-pub use crate::log::{Entry, Iter, Log, LOCK_FILE};
+pub use crate::log::{Entry, Iter, Log, LogStats, LOCK_FILE};
 pub use crate::options::{Options, RecoveryMode, SyncPolicy};
 pub use crate::recovery::RecoveryReport;

@@ -9,6 +9,7 @@ use parking_lot::{Mutex, RwLock};
 use prost::bytes::Bytes;
 use prost::Message;
 
+use crate::durability::Durability;
 use crate::error::{Error, Result};
 use crate::frame::{self, FrameHeader, FrameType, HEADER_LEN};
 use crate::index::{Index, Loc, Segment};
@@ -51,7 +52,29 @@ pub(crate) struct Inner {
     _lock: File,
     pub index: RwLock<Index>,
     pub writer: Mutex<Writer>,
+    pub durability: Arc<Durability>,
+    /// The background syncer of `Log::submit`, started on first use.
+    pipeline: Mutex<Option<std::thread::JoinHandle<()>>>,
     pub report: RecoveryReport,
+}
+
+impl Inner {
+    /// Syncs when writes are issued that are not yet durable.
+    pub(crate) fn sync_if_dirty(&self) -> Result<()> {
+        if self.durability.dirty() {
+            self.durability.sync_all()
+        } else {
+            self.durability.check()
+        }
+    }
+
+    /// Starts the background syncer of `Log::submit` if it is not running.
+    pub(crate) fn ensure_pipeline(&self) {
+        let mut p = self.pipeline.lock();
+        if p.is_none() {
+            *p = self.durability.start_syncer();
+        }
+    }
 }
 
 /// A durable, positional log of entries in segment files.
@@ -110,8 +133,16 @@ impl Log {
         let lock = lock_dir(&dir)?;
         let rec = recovery::recover(&dir, &opts)?;
         let sync = opts.sync;
+        let active = rec
+            .index
+            .segments
+            .back()
+            .map(|s| (Arc::clone(&s.file), s.path.clone()))
+            .ok_or_else(|| internal(&dir, "recovery left no active segment".into()))?;
         let inner = Arc::new(Inner {
             writer: Mutex::new(Writer::new(rec.next_sequence)),
+            durability: Durability::new(active.0, active.1),
+            pipeline: Mutex::new(None),
             index: RwLock::new(rec.index),
             report: rec.report,
             dir,
@@ -300,6 +331,22 @@ impl Log {
         }
     }
 
+    /// A cheap snapshot of the log's counters, for users without a metrics
+    /// backend.
+    pub fn stats(&self) -> LogStats {
+        let (writes, durable_writes, sync_rounds) = self.inner.durability.counters();
+        let ix = self.inner.index.read();
+        LogStats {
+            first_index: ix.first_index,
+            last_index: ix.last_index,
+            segments: ix.segments.len(),
+            index_memory_bytes: ix.memory_bytes(),
+            writes,
+            durable_writes,
+            sync_rounds,
+        }
+    }
+
     /// Bytes of memory the in-memory index uses.
     pub fn index_memory_bytes(&self) -> usize {
         self.inner.index.read().memory_bytes()
@@ -320,6 +367,9 @@ impl Drop for Log {
         if let Some(s) = self.syncer.take() {
             s.stop();
         }
+        if let Some(p) = self.inner.pipeline.lock().take() {
+            self.inner.durability.stop_syncer(p);
+        }
         if let Err(e) = self.inner.sync_if_dirty() {
             log::error!(
                 "raftwal: final sync of {} failed: {e}",
@@ -327,6 +377,27 @@ impl Drop for Log {
             );
         }
     }
+}
+
+/// Counters of a [`Log`], from [`Log::stats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct LogStats {
+    /// The first index.
+    pub first_index: u64,
+    /// The last index.
+    pub last_index: u64,
+    /// Segment files in use.
+    pub segments: usize,
+    /// Bytes of memory the in-memory index uses.
+    pub index_memory_bytes: usize,
+    /// Writes issued since the log was opened (each one `write` call).
+    pub writes: u64,
+    /// Writes known durable since the log was opened.
+    pub durable_writes: u64,
+    /// `fdatasync` rounds run for writes (group commit shares one round
+    /// among all writes issued before it started).
+    pub sync_rounds: u64,
 }
 
 /// A streaming iterator over a range of a [`Log`]; see [`Log::iter`].

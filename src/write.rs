@@ -7,25 +7,24 @@ use std::sync::Arc;
 use prost::bytes::Bytes;
 
 use crate::batch::WriteBatch;
+use crate::durability::Ticket;
 use crate::error::{Error, Result};
 use crate::frame::{self, FrameType};
 use crate::index::{Index, Loc, Pos, Segment};
-use crate::log::{term_in, Entry, Inner, Log};
+use crate::log::{term_in, Entry, Log};
 use crate::options::SyncPolicy;
 use crate::proto;
 use crate::segment;
 
-/// State owned by the (single) writer, behind `Inner::writer`.
+/// State owned by the (single) writer, behind `Inner::writer`. Poisoning
+/// and durability live in [`Durability`](crate::durability::Durability).
 pub(crate) struct Writer {
     /// The sequence number the next new segment gets.
     next_sequence: u64,
-    /// Set by a failed `fdatasync` (or a failed roll-back): the state on disk
-    /// is unknown, so every later write is refused.
-    poisoned: Option<String>,
-    /// Writes since the last sync (for `SyncPolicy::EveryN`).
+    /// Writes since the last forced sync (for `SyncPolicy::EveryN`).
     unsynced_writes: u32,
-    /// Whether the active segment holds data not yet synced.
-    dirty: bool,
+    /// A batch kept for `append_assigned`, to reuse its buffers.
+    batch_cache: WriteBatch,
     /// Reused buffer for frames composed at write time.
     scratch: Vec<u8>,
 }
@@ -34,27 +33,10 @@ impl Writer {
     pub(crate) fn new(next_sequence: u64) -> Writer {
         Writer {
             next_sequence,
-            poisoned: None,
             unsynced_writes: 0,
-            dirty: false,
+            batch_cache: WriteBatch::new(),
             scratch: Vec::new(),
         }
-    }
-
-    fn check(&self) -> Result<()> {
-        match &self.poisoned {
-            Some(cause) => Err(Error::Poisoned {
-                cause: cause.clone(),
-            }),
-            None => Ok(()),
-        }
-    }
-
-    /// Records an I/O failure after which the disk state is unknown.
-    fn poison(&mut self, e: Error) -> Error {
-        log::error!("raftwal: poisoning the log: {e}");
-        self.poisoned = Some(e.to_string());
-        e
     }
 }
 
@@ -82,16 +64,105 @@ impl Log {
 
     /// Writes a batch atomically: its cut (if any), its entries and its
     /// state blob go to disk in one `write` and, under
-    /// [`SyncPolicy::Always`], one `fdatasync`; a crash leaves all of it or
-    /// none. A cut that reaches below the active segment opens a new segment
-    /// (one more file and a directory sync).
+    /// [`SyncPolicy::Always`], one `fdatasync` (shared with concurrent
+    /// writers: group commit); a crash leaves all of it or none. A cut that
+    /// reaches below the active segment opens a new segment (one more file
+    /// and a directory sync).
     ///
     /// The batch's frames are sealed in place for the segment they land in;
     /// the batch is otherwise unchanged and can be cleared and reused.
     pub fn write(&self, batch: &mut WriteBatch) -> Result<()> {
-        if batch.is_empty() {
+        let Some(ticket) = self.issue(batch)? else {
             return Ok(());
+        };
+        self.apply_policy(&ticket)
+    }
+
+    /// Writes a batch like [`Log::write`] but returns as soon as the write is
+    /// issued (in the page cache and visible to readers), whatever the sync
+    /// policy. A background thread makes it durable with one `fdatasync`
+    /// covering every write issued before that sync started; the returned
+    /// [`Ticket`] tells when ([`Ticket::wait`], [`Ticket::is_durable`]).
+    /// This is the path for raft-rs's asynchronous Ready handling.
+    pub fn submit(&self, batch: &mut WriteBatch) -> Result<Ticket> {
+        let ticket = match self.issue(batch)? {
+            Some(t) => t,
+            None => self.inner.durability.ticket_for_last(),
+        };
+        if !ticket.is_durable() {
+            self.inner.ensure_pipeline();
+            self.inner.durability.request_async();
         }
+        Ok(ticket)
+    }
+
+    /// Appends one entry per element of `data`, all with `term`, at the
+    /// indexes that follow the log's last index, and returns the first index
+    /// assigned. Safe to call from many threads: each call is one write, and
+    /// under [`SyncPolicy::Always`] concurrent callers share one
+    /// `fdatasync` per round (group commit); each returns once its own
+    /// entries are durable.
+    pub fn append_assigned<D: AsRef<[u8]>>(&self, term: u64, data: &[D]) -> Result<u64> {
+        let max = self.inner.opts.max_entry_size;
+        if let Some(d) = data.iter().find(|d| d.as_ref().len() as u64 > max) {
+            return Err(Error::EntryTooLarge {
+                len: d.as_ref().len() as u64,
+                max,
+            });
+        }
+        let (first, ticket) = {
+            let mut w = self.inner.writer.lock();
+            self.inner.durability.check()?;
+            let first = self.inner.index.read().last_index + 1;
+            let mut batch = std::mem::take(&mut w.batch_cache);
+            batch.clear();
+            for (k, d) in data.iter().enumerate() {
+                batch.push(first + k as u64, term, d.as_ref())?;
+            }
+            let res = self.issue_locked(&mut w, &mut batch);
+            w.batch_cache = batch;
+            (first, res?)
+        };
+        if let Some(t) = ticket {
+            self.apply_policy(&t)?;
+        }
+        Ok(first)
+    }
+
+    /// Waits for a write as the sync policy says.
+    fn apply_policy(&self, ticket: &Ticket) -> Result<()> {
+        match self.inner.opts.sync {
+            SyncPolicy::Always => ticket.wait(),
+            SyncPolicy::EveryN(n) => {
+                let due = {
+                    let mut w = self.inner.writer.lock();
+                    w.unsynced_writes += 1;
+                    let due = w.unsynced_writes >= n;
+                    if due {
+                        w.unsynced_writes = 0;
+                    }
+                    due
+                };
+                if due {
+                    ticket.wait()
+                } else {
+                    Ok(())
+                }
+            }
+            SyncPolicy::Interval(_) | SyncPolicy::Manual => Ok(()),
+        }
+    }
+
+    /// Validates and issues a batch; `None` when there was nothing to write.
+    fn issue(&self, batch: &mut WriteBatch) -> Result<Option<Ticket>> {
+        if batch.is_empty() {
+            return Ok(None);
+        }
+        let mut w = self.inner.writer.lock();
+        self.issue_locked(&mut w, batch)
+    }
+
+    fn issue_locked(&self, w: &mut Writer, batch: &mut WriteBatch) -> Result<Option<Ticket>> {
         let max = self.inner.opts.max_entry_size;
         if batch.max_data_len() > max {
             return Err(Error::EntryTooLarge {
@@ -101,21 +172,17 @@ impl Log {
         }
         if let Some(s) = &batch.state {
             if s.len() as u64 > max {
-                return Err(Error::EntryTooLarge {
-                    len: s.len() as u64,
-                    max,
-                });
+                return Err(Error::EntryTooLarge { len: s.len() as u64, max });
             }
         }
-        let mut w = self.inner.writer.lock();
-        w.check()?;
+        self.inner.durability.check()?;
         let (target, cut) = self.plan(batch)?;
         if cut.is_none() && batch.entries.is_empty() && batch.state.is_none() {
-            return Ok(()); // a truncation at last_index + 1 cuts nothing
+            return Ok(None); // a truncation at last_index + 1 cuts nothing
         }
         match target {
-            Target::Active => self.write_active(&mut w, batch, cut),
-            Target::NewSegment => self.write_new_segment(&mut w, batch, cut.unwrap_or(0)),
+            Target::Active => self.write_active(w, batch, cut).map(Some),
+            Target::NewSegment => self.write_new_segment(w, batch, cut.unwrap_or(0)).map(Some),
         }
     }
 
@@ -168,7 +235,7 @@ impl Log {
 
     /// Appends the batch to the active segment, rolling to a new segment
     /// first when it would overflow.
-    fn write_active(&self, w: &mut Writer, batch: &mut WriteBatch, cut: Option<u64>) -> Result<()> {
+    fn write_active(&self, w: &mut Writer, batch: &mut WriteBatch, cut: Option<u64>) -> Result<Ticket> {
         let inner = &*self.inner;
         let bytes = batch.buf.len() as u64;
         let roll = {
@@ -210,13 +277,12 @@ impl Log {
             let err = Error::io("write", &path, e);
             // Roll back: the file must end where the index says it does.
             if let Err(e2) = file.set_len(offset) {
-                return Err(w.poison(Error::io("truncate after failed write", &path, e2)));
+                return Err(inner.durability.poison(Error::io("truncate after failed write", &path, e2)));
             }
             return Err(err);
         }
         let written = buf.len() as u64;
-        w.dirty = true;
-        self.after_write(w, &file, &path)?;
+        let ticket = inner.durability.issued(&file, &path);
         let mut ix = inner.index.write();
         if let Some(t) = cut {
             cut_index(&mut ix, t, false);
@@ -225,31 +291,7 @@ impl Log {
         if let Some(a) = ix.segments.back_mut() {
             a.len = offset + written;
         }
-        Ok(())
-    }
-
-    /// Applies the sync policy after a write.
-    fn after_write(
-        &self,
-        w: &mut Writer,
-        file: &std::fs::File,
-        path: &std::path::Path,
-    ) -> Result<()> {
-        let sync_now = match self.inner.opts.sync {
-            SyncPolicy::Always => true,
-            SyncPolicy::EveryN(n) => {
-                w.unsynced_writes += 1;
-                w.unsynced_writes >= n
-            }
-            SyncPolicy::Interval(_) | SyncPolicy::Manual => false,
-        };
-        if sync_now {
-            file.sync_data()
-                .map_err(|e| w.poison(Error::io("fdatasync", path, e)))?;
-            w.unsynced_writes = 0;
-            w.dirty = false;
-        }
-        Ok(())
+        Ok(ticket)
     }
 
     /// Seals the active segment and starts a new one at `last_index + 1`.
@@ -260,13 +302,12 @@ impl Log {
             let a = active(&ix)?;
             (Arc::clone(&a.file), a.path.clone(), ix.last_index + 1)
         };
-        if w.dirty {
+        if inner.durability.dirty() {
             file.sync_data()
-                .map_err(|e| w.poison(Error::io("fdatasync", &path, e)))?;
-            w.dirty = false;
-            w.unsynced_writes = 0;
+                .map_err(|e| inner.durability.poison(Error::io("fdatasync", &path, e)))?;
         }
         let seg = self.create_segment(w, next_first)?;
+        inner.durability.all_synced(&seg.file, &seg.path);
         inner.index.write().segments.push_back(seg);
         Ok(())
     }
@@ -277,7 +318,10 @@ impl Log {
         let sequence = w.next_sequence;
         w.next_sequence += 1;
         let (file, path, len) = segment::create(&self.inner.dir, sequence, first_index)?;
-        segment::sync_dir(&self.inner.dir).map_err(|e| w.poison(e))?;
+        if let Err(e) = segment::sync_dir(&self.inner.dir) {
+            let _ = std::fs::remove_file(&path);
+            return Err(self.inner.durability.poison(e));
+        }
         Ok(Segment {
             sequence,
             first_index,
@@ -292,7 +336,7 @@ impl Log {
     /// that opens with a truncation marker (and a copy of the state, since
     /// segments holding it may be deleted). Only once that segment is
     /// durable are the cut segments deleted and truncated.
-    fn write_new_segment(&self, w: &mut Writer, batch: &mut WriteBatch, cut: u64) -> Result<()> {
+    fn write_new_segment(&self, w: &mut Writer, batch: &mut WriteBatch, cut: u64) -> Result<Ticket> {
         let inner = &*self.inner;
         let (marker, state) = {
             let ix = inner.index.read();
@@ -316,7 +360,7 @@ impl Log {
             .and_then(|()| {
                 seg.file
                     .sync_data()
-                    .map_err(|e| w.poison(Error::io("fdatasync", &seg.path, e)))
+                    .map_err(|e| inner.durability.poison(Error::io("fdatasync", &seg.path, e)))
             });
         if let Err(e) = res {
             // The new segment holds nothing acknowledged; without its marker
@@ -325,6 +369,8 @@ impl Log {
             return Err(e);
         }
         seg.len = offset + w.scratch.len() as u64;
+        let ticket = inner.durability.issued(&seg.file, &seg.path);
+        inner.durability.all_synced(&seg.file, &seg.path);
         // The new segment is durable: now the cut takes effect.
         let (removed, truncate) = {
             let mut ix = inner.index.write();
@@ -334,8 +380,6 @@ impl Log {
             publish(&mut ix, batch, sequence, offset, layout, copy);
             (removed, truncate)
         };
-        w.dirty = false;
-        w.unsynced_writes = 0;
         // Physical clean-up; recovery repeats the cut if a crash interrupts it.
         if let Some((file, path, at)) = truncate {
             if let Err(e) = file.set_len(at) {
@@ -345,7 +389,8 @@ impl Log {
                 );
             }
         }
-        remove_files(&inner.dir, removed).map_err(|e| w.poison(e))
+        remove_files(&inner.dir, removed).map_err(|e| inner.durability.poison(e))?;
+        Ok(ticket)
     }
 
     /// Discards entries from `index` on; the next append must be `index`.
@@ -375,7 +420,7 @@ impl Log {
     pub fn compact(&self, index: u64) -> Result<()> {
         let inner = &*self.inner;
         let mut w = inner.writer.lock();
-        w.check()?;
+        inner.durability.check()?;
         let (marker, doomed, state_copy) = {
             let ix = inner.index.read();
             if index <= ix.first_index {
@@ -424,7 +469,7 @@ impl Log {
             ix.trim_terms_below(start);
             removed
         };
-        remove_files(&inner.dir, removed).map_err(|e| w.poison(e))
+        remove_files(&inner.dir, removed).map_err(|e| inner.durability.poison(e))
     }
 
     /// Empties the log so that it continues at `next_index`, with
@@ -439,7 +484,7 @@ impl Log {
         }
         let inner = &*self.inner;
         let mut w = inner.writer.lock();
-        w.check()?;
+        inner.durability.check()?;
         let state = inner.index.read().state.as_ref().map(|s| s.0.clone());
         let marker = proto::Marker {
             first_index: next_index,
@@ -465,13 +510,14 @@ impl Log {
             .and_then(|()| {
                 seg.file
                     .sync_data()
-                    .map_err(|e| w.poison(Error::io("fdatasync", &seg.path, e)))
+                    .map_err(|e| inner.durability.poison(Error::io("fdatasync", &seg.path, e)))
             });
         if let Err(e) = res {
             let _ = std::fs::remove_file(&seg.path);
             return Err(e);
         }
         seg.len = offset + w.scratch.len() as u64;
+        inner.durability.all_synced(&seg.file, &seg.path);
         let removed = {
             let mut ix = inner.index.write();
             let removed: Vec<_> = ix.segments.drain(..).map(|s| s.path).collect();
@@ -484,9 +530,7 @@ impl Log {
             publish(&mut ix, &empty, sequence, offset, layout, state);
             removed
         };
-        w.dirty = false;
-        w.unsynced_writes = 0;
-        remove_files(&inner.dir, removed).map_err(|e| w.poison(e))
+        remove_files(&inner.dir, removed).map_err(|e| inner.durability.poison(e))
     }
 
     /// Appends a marker (and a state copy) to the active segment and syncs,
@@ -514,14 +558,13 @@ impl Log {
         if let Err(e) = file.write_all_at(&w.scratch, offset) {
             let err = Error::io("write", &path, e);
             if let Err(e2) = file.set_len(offset) {
-                return Err(w.poison(Error::io("truncate after failed write", &path, e2)));
+                return Err(inner.durability.poison(Error::io("truncate after failed write", &path, e2)));
             }
             return Err(err);
         }
         file.sync_data()
-            .map_err(|e| w.poison(Error::io("fdatasync", &path, e)))?;
-        w.dirty = false;
-        w.unsynced_writes = 0;
+            .map_err(|e| inner.durability.poison(Error::io("fdatasync", &path, e)))?;
+        inner.durability.all_synced(&file, &path);
         let mut ix = inner.index.write();
         publish(&mut ix, &empty, sequence, offset, layout, state);
         if let Some(a) = ix.segments.back_mut() {
@@ -532,28 +575,7 @@ impl Log {
 
     /// Makes everything written so far durable.
     pub fn sync(&self) -> Result<()> {
-        self.inner.sync_if_dirty()
-    }
-}
-
-impl Inner {
-    /// Syncs the active segment when it holds unsynced data.
-    pub(crate) fn sync_if_dirty(&self) -> Result<()> {
-        let mut w = self.writer.lock();
-        w.check()?;
-        if !w.dirty {
-            return Ok(());
-        }
-        let (file, path) = {
-            let ix = self.index.read();
-            let a = active(&ix)?;
-            (Arc::clone(&a.file), a.path.clone())
-        };
-        file.sync_data()
-            .map_err(|e| w.poison(Error::io("fdatasync", &path, e)))?;
-        w.dirty = false;
-        w.unsynced_writes = 0;
-        Ok(())
+        self.inner.durability.sync_all()
     }
 }
 
