@@ -104,6 +104,16 @@ pub enum Error {
     /// The `Options` given to `open` are not usable.
     #[error("invalid options: {0}")]
     InvalidOptions(String),
+
+    /// A snapshot is not newer than the snapshot the store already holds
+    /// ([`RaftLogStore::create_snapshot`](crate::RaftLogStore::create_snapshot)).
+    #[error("snapshot at index {index} is not newer than the stored snapshot at index {stored}")]
+    SnapshotNotNewer {
+        /// The new snapshot's index.
+        index: u64,
+        /// The stored snapshot's index.
+        stored: u64,
+    },
 }
 
 impl Error {

@@ -42,6 +42,8 @@ pub struct Segment {
     pub len: u64,
     /// The entries it holds: `locs[k]` is entry `first_index + k`.
     pub locs: Vec<Loc>,
+    /// The length the file was preallocated to (0 when it was not).
+    pub preallocated: u64,
 }
 
 impl Segment {

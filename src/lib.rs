@@ -21,6 +21,7 @@ pub mod frame;
 mod index;
 mod log;
 mod options;
+mod prepare;
 mod recovery;
 pub mod segment;
 mod sync;

@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::frame::{self, FrameHeader, FrameType, HEADER_LEN};
 use crate::index::{Index, Loc, Segment};
 use crate::options::Options;
+use crate::prepare::Preparer;
 use crate::proto;
 use crate::recovery::{self, RecoveryReport};
 use crate::segment::ENTRY_OVERHEAD;
@@ -55,6 +56,8 @@ pub(crate) struct Inner {
     pub durability: Arc<Durability>,
     /// The background syncer of `Log::submit`, started on first use.
     pipeline: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Keeps a preallocated segment ready (when `Options::preallocate`).
+    pub preparer: Mutex<Option<Preparer>>,
     pub report: RecoveryReport,
 }
 
@@ -143,12 +146,16 @@ impl Log {
             writer: Mutex::new(Writer::new(rec.next_sequence)),
             durability: Durability::new(active.0, active.1),
             pipeline: Mutex::new(None),
+            preparer: Mutex::new(None),
             index: RwLock::new(rec.index),
             report: rec.report,
             dir,
             opts,
             _lock: lock,
         });
+        if inner.opts.preallocate {
+            *inner.preparer.lock() = Some(Preparer::start(&inner.dir, inner.opts.segment_size));
+        }
         let syncer = Syncer::start(&inner, sync);
         Ok(Log { inner, syncer })
     }
@@ -369,6 +376,9 @@ impl Drop for Log {
         }
         if let Some(p) = self.inner.pipeline.lock().take() {
             self.inner.durability.stop_syncer(p);
+        }
+        if let Some(mut p) = self.inner.preparer.lock().take() {
+            p.stop();
         }
         if let Err(e) = self.inner.sync_if_dirty() {
             log::error!(

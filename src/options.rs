@@ -58,6 +58,16 @@ pub struct Options {
     /// How recovery treats bad frames. Default:
     /// [`RecoveryMode::TolerateTailCorruption`].
     pub recovery_mode: RecoveryMode,
+    /// Whether segment files are preallocated to `segment_size` (with
+    /// `fallocate`) by a background thread before they are needed, so an
+    /// append never grows a file (a growing file makes every `fdatasync`
+    /// write the file size too: ≈ 144 µs against ≈ 97 µs per 256 B synced
+    /// append on the reference machine) and a segment roll never waits for
+    /// a file to be created. Zeros inside the preallocated length are
+    /// unused space, so under [`RecoveryMode::AbsoluteConsistency`] a tail
+    /// zeroed by a crash there reads as the end of the log, not as damage.
+    /// Default: `true`.
+    pub preallocate: bool,
 }
 
 impl Default for Options {
@@ -67,6 +77,7 @@ impl Default for Options {
             segment_size: 64 << 20,
             max_entry_size: 64 << 20,
             recovery_mode: RecoveryMode::TolerateTailCorruption,
+            preallocate: true,
         }
     }
 }
@@ -98,6 +109,12 @@ impl Options {
     /// Sets [`Options::recovery_mode`].
     pub fn recovery_mode(mut self, mode: RecoveryMode) -> Self {
         self.recovery_mode = mode;
+        self
+    }
+
+    /// Sets [`Options::preallocate`].
+    pub fn preallocate(mut self, on: bool) -> Self {
+        self.preallocate = on;
         self
     }
 

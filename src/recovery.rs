@@ -33,6 +33,10 @@ pub struct RecoveryReport {
     pub segments_removed: Vec<PathBuf>,
 }
 
+/// Marks the names of prepared files made on the spot (not by the
+/// background preparer), so the two never clash.
+pub(crate) const ON_THE_SPOT: u64 = 1 << 63;
+
 /// The result of recovery.
 pub(crate) struct Recovered {
     pub index: Index,
@@ -70,7 +74,11 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
     if index.segments.is_empty() {
         // A new log, or one whose only file held nothing valid.
         let first = index.last_index.max(index.first_index.saturating_sub(1)) + 1;
-        let (file, path, len) = segment::create(dir, next_sequence, first)?;
+        let prepared = match opts.preallocate {
+            true => segment::prepare(dir, ON_THE_SPOT | next_sequence, opts.segment_size).ok(),
+            false => None,
+        };
+        let c = segment::create(dir, next_sequence, first, prepared)?;
         segment::sync_dir(dir)?;
         if index.first_index == 0 {
             index.first_index = first;
@@ -79,10 +87,11 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
         index.segments.push_back(Segment {
             sequence: next_sequence,
             first_index: first,
-            path,
-            file: Arc::new(file),
-            len,
+            path: c.path,
+            file: Arc::new(c.file),
+            len: c.header_len,
             locs: Vec::new(),
+            preallocated: c.preallocated,
         });
         return Ok(Recovered {
             index,
@@ -153,6 +162,7 @@ impl Recovery<'_> {
             file: Arc::new(file),
             len: header.len,
             locs: Vec::new(),
+            preallocated: header.preallocated,
         };
         let fresh = self.ix.segments.is_empty() && self.ix.first_index == 0;
         if fresh {
@@ -164,7 +174,7 @@ impl Recovery<'_> {
         let mut needs_marker = !fresh && header.first_index != self.ix.last_index + 1;
         let max_payload = self.opts.max_entry_size + ENTRY_OVERHEAD;
         let file_ref = Arc::clone(&seg.file);
-        let mut scanner = Scanner::new(&file_ref, &path, file_len, seq, header.len, max_payload);
+        let mut scanner = Scanner::new(&file_ref, &path, file_len, &header, max_payload);
         let mut first_frame = true;
         loop {
             let problem = match scanner.next_frame()? {
@@ -211,7 +221,8 @@ impl Recovery<'_> {
                 return Ok(flow);
             }
         }
-        self.report.bytes_scanned += file_len;
+        let end = scanner.position();
+        self.report.bytes_scanned += end;
         if needs_marker {
             // Only a header: a reset or truncation interrupted before its
             // marker was written, so it never returned.
@@ -219,7 +230,7 @@ impl Recovery<'_> {
             self.dir_changed = true;
             return Ok(Flow::Continue);
         }
-        seg.len = file_len;
+        seg.len = end;
         self.ix.segments.push_back(seg);
         Ok(Flow::Continue)
     }
@@ -419,6 +430,18 @@ impl Recovery<'_> {
         seg.file
             .set_len(offset)
             .map_err(|e| Error::io("truncate torn tail", path, e))?;
+        if seg.preallocated > offset {
+            // Give the cut space back as zeros, keeping the file's size.
+            let extend = rustix::fs::fallocate(
+                &*seg.file,
+                rustix::fs::FallocateFlags::empty(),
+                offset,
+                seg.preallocated - offset,
+            );
+            if let Err(e) = extend {
+                log::warn!("raftwal: could not re-preallocate {}: {e}", path.display());
+            }
+        }
         seg.file
             .sync_data()
             .map_err(|e| Error::io("fdatasync", path, e))?;

@@ -62,40 +62,121 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(|e| Error::io("fsync directory", dir, e))
 }
 
+/// The file-name extension of prepared (preallocated, not yet used)
+/// segment files.
+pub const PREPARED_EXTENSION: &str = "prep";
+
 /// Encodes the header frame of a segment (its CRC seed is 0: the header
 /// carries the sequence that salts every later frame).
-pub fn encode_header(buf: &mut Vec<u8>, sequence: u64, first_index: u64) -> usize {
+pub fn encode_header(buf: &mut Vec<u8>, sequence: u64, first_index: u64, preallocated: u64) -> usize {
     let header = proto::SegmentHeader {
         magic: MAGIC.to_vec().into(),
         version: FORMAT_VERSION,
         sequence,
         first_index,
+        preallocated,
     };
     frame::encode_message(buf, FrameType::Header, 0, &header)
 }
 
+/// A segment file opened for writing.
+#[derive(Debug)]
+pub struct Created {
+    /// The open file.
+    pub file: File,
+    /// Its path.
+    pub path: PathBuf,
+    /// The length of its header frame: where data starts.
+    pub header_len: u64,
+    /// The length it was preallocated to (0 when not).
+    pub preallocated: u64,
+}
+
 /// Creates segment `sequence` in `dir` holding only its header, and syncs
-/// the file. The caller syncs the directory. Returns the file, its path and
-/// the header's length.
-pub fn create(dir: &Path, sequence: u64, first_index: u64) -> Result<(File, PathBuf, u64)> {
+/// the file. When `prepared` names a prepared file (see [`prepare`]), that
+/// file is used: its header is written and synced, then it is renamed into
+/// place. The caller syncs the directory.
+pub fn create(dir: &Path, sequence: u64, first_index: u64, prepared: Option<PathBuf>) -> Result<Created> {
     let path = dir.join(file_name(sequence, first_index));
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .map_err(|e| Error::io("create segment", &path, e))?;
+    let (file, preallocated, from) = match prepared {
+        Some(prep) => {
+            let file = open(&prep)?;
+            let len = file
+                .metadata()
+                .map_err(|e| Error::io("stat prepared segment", &prep, e))?
+                .len();
+            (file, len, Some(prep))
+        }
+        None => {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .map_err(|e| Error::io("create segment", &path, e))?;
+            (file, 0, None)
+        }
+    };
     let mut buf = Vec::with_capacity(64);
-    let len = encode_header(&mut buf, sequence, first_index);
+    let len = encode_header(&mut buf, sequence, first_index, preallocated);
+    let at = from.as_deref().unwrap_or(&path);
     let undo = |e| {
-        let _ = std::fs::remove_file(&path);
+        if from.is_none() {
+            let _ = std::fs::remove_file(&path);
+        }
         e
     };
     file.write_all_at(&buf, 0)
-        .map_err(|e| undo(Error::io("write segment header", &path, e)))?;
+        .map_err(|e| undo(Error::io("write segment header", at, e)))?;
     file.sync_data()
-        .map_err(|e| undo(Error::io("fdatasync", &path, e)))?;
-    Ok((file, path, len as u64))
+        .map_err(|e| undo(Error::io("fdatasync", at, e)))?;
+    if let Some(prep) = &from {
+        std::fs::rename(prep, &path).map_err(|e| Error::io("rename prepared segment", prep, e))?;
+    }
+    Ok(Created {
+        file,
+        path,
+        header_len: len as u64,
+        preallocated,
+    })
+}
+
+/// Prepares a segment file of `len` bytes for later use by [`create`]:
+/// `dir/{n:016x}.prep`, space allocated with `fallocate` (so that appends
+/// into it never change the file's size and `fdatasync` has no size to
+/// write) and synced. Returns its path.
+pub fn prepare(dir: &Path, n: u64, len: u64) -> Result<PathBuf> {
+    let path = dir.join(format!("{n:016x}.{PREPARED_EXTENSION}"));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .map_err(|e| Error::io("create prepared segment", &path, e))?;
+    let res = rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, len)
+        .map_err(|e| Error::io("fallocate", &path, e.into()))
+        .and_then(|()| file.sync_all().map_err(|e| Error::io("fsync", &path, e)));
+    if let Err(e) = res {
+        let _ = std::fs::remove_file(&path);
+        return Err(e);
+    }
+    Ok(path)
+}
+
+/// Lists the prepared segment files of `dir`.
+pub fn list_prepared(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let rd = std::fs::read_dir(dir).map_err(|e| Error::io("read directory", dir, e))?;
+    for entry in rd {
+        let entry = entry.map_err(|e| Error::io("read directory", dir, e))?;
+        let path = entry.path();
+        if path.extension().and_then(|e| e.to_str()) == Some(PREPARED_EXTENSION) {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// Opens an existing segment for reading and writing.
@@ -116,6 +197,8 @@ pub struct Header {
     pub first_index: u64,
     /// The length of the header frame (where the first data frame starts).
     pub len: u64,
+    /// The length the file was preallocated to (0 when it was not).
+    pub preallocated: u64,
 }
 
 /// Reads and checks the header of a segment whose file is `file_len` long.
@@ -165,6 +248,7 @@ pub fn read_header(file: &File, path: &Path, file_len: u64) -> Result<Header> {
         sequence: p.sequence,
         first_index: p.first_index,
         len: (HEADER_LEN + payload.len()) as u64,
+        preallocated: p.preallocated,
     })
 }
 
@@ -180,7 +264,8 @@ pub enum Scanned<'a> {
         /// Its payload, CRC verified.
         payload: &'a [u8],
     },
-    /// The file ended exactly at a frame boundary.
+    /// The data ended at a frame boundary: the end of the file, or unused
+    /// (zeroed) preallocated space. [`Scanner::position`] is where.
     End,
     /// The bytes at `offset` are not a valid frame.
     Bad {
@@ -204,6 +289,8 @@ pub struct Scanner<'f> {
     file_len: u64,
     salt: u32,
     max_payload: u64,
+    /// Zeros below this offset are unused space (the end of the data).
+    preallocated: u64,
     buf: Vec<u8>,
     /// File offset of `buf[0]`.
     buf_start: u64,
@@ -214,21 +301,17 @@ pub struct Scanner<'f> {
 const CHUNK: usize = 4 << 20;
 
 impl<'f> Scanner<'f> {
-    /// A scanner starting at `start` (the end of the header).
-    pub fn new(
-        file: &'f File,
-        path: &'f Path,
-        file_len: u64,
-        sequence: u64,
-        start: u64,
-        max_payload: u64,
-    ) -> Scanner<'f> {
+    /// A scanner of the segment whose header is `header`, starting at the
+    /// end of the header.
+    pub fn new(file: &'f File, path: &'f Path, file_len: u64, header: &Header, max_payload: u64) -> Scanner<'f> {
+        let start = header.len;
         Scanner {
             file,
             path,
             file_len,
-            salt: frame::salt(sequence),
+            salt: frame::salt(header.sequence),
             max_payload,
+            preallocated: header.preallocated,
             buf: Vec::new(),
             buf_start: start,
             pos: start,
@@ -262,8 +345,9 @@ impl<'f> Scanner<'f> {
         &self.buf[at..at + n as usize]
     }
 
-    /// The next frame, the end of the file, or a description of bad bytes.
-    /// I/O errors are returned as `Err`.
+    /// The next frame, the end of the data (the end of the file, or zeros
+    /// inside the preallocated length), or a description of bad bytes. I/O
+    /// errors are returned as `Err`.
     pub fn next_frame(&mut self) -> Result<Scanned<'_>> {
         let pos = self.pos;
         let left = self.file_len - pos;
@@ -280,6 +364,9 @@ impl<'f> Scanner<'f> {
         if left < HEADER_LEN as u64 {
             self.fill(pos, left)?;
             let zero = self.slice(pos, left).iter().all(|&b| b == 0);
+            if zero && pos < self.preallocated {
+                return Ok(Scanned::End);
+            }
             let what = if zero { "zeroed" } else { "partial" };
             return bad(
                 format!("{what} frame header ({left} bytes before end of file)"),
@@ -292,6 +379,9 @@ impl<'f> Scanner<'f> {
             .try_into()
             .map_err(|_| Error::corruption(self.path, pos, "internal: short header slice"))?;
         let h = FrameHeader::parse(&head);
+        if h.is_zero() && pos < self.preallocated {
+            return Ok(Scanned::End);
+        }
         if h.is_zero() {
             return bad("zeroed bytes where a frame should start".into(), None);
         }
@@ -363,13 +453,14 @@ mod tests {
     #[test]
     fn header_is_written_and_checked() {
         let dir = tempfile::tempdir().unwrap();
-        let (f, path, len) = create(dir.path(), 5, 77).unwrap();
+        let c = create(dir.path(), 5, 77, None).unwrap();
+        let (f, path, len) = (c.file, c.path, c.header_len);
         let flen = f.metadata().unwrap().len();
         assert_eq!(flen, len);
         let h = read_header(&f, &path, flen).unwrap();
         assert_eq!((h.sequence, h.first_index, h.len), (5, 77, len));
         // A second create of the same name fails rather than clobbering.
-        assert!(create(dir.path(), 5, 77).is_err());
+        assert!(create(dir.path(), 5, 77, None).is_err());
         // Any flipped byte is caught.
         for i in 0..len {
             let mut bytes = std::fs::read(&path).unwrap();
@@ -382,6 +473,20 @@ mod tests {
     }
 
     #[test]
+    fn prepared_segment_is_renamed_into_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let prep = prepare(dir.path(), 1, 8192).unwrap();
+        assert_eq!(list_prepared(dir.path()).unwrap(), vec![prep.clone()]);
+        let c = create(dir.path(), 9, 3, Some(prep.clone())).unwrap();
+        assert!(!prep.exists());
+        assert_eq!(c.preallocated, 8192);
+        assert_eq!(c.file.metadata().unwrap().len(), 8192);
+        let h = read_header(&c.file, &c.path, 8192).unwrap();
+        assert_eq!((h.sequence, h.first_index, h.preallocated), (9, 3, 8192));
+        assert_eq!(list(dir.path()).unwrap().len(), 1);
+    }
+
+    #[test]
     fn scanner_reports_huge_length_without_allocating() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x");
@@ -391,7 +496,13 @@ mod tests {
         bytes.extend_from_slice(&[7; 100]);
         std::fs::write(&path, &bytes).unwrap();
         let f = File::open(&path).unwrap();
-        let mut s = Scanner::new(&f, &path, bytes.len() as u64, 1, 0, u64::from(u32::MAX) + 1);
+        let header = Header {
+            sequence: 1,
+            first_index: 1,
+            len: 0,
+            preallocated: 0,
+        };
+        let mut s = Scanner::new(&f, &path, bytes.len() as u64, &header, u64::from(u32::MAX) + 1);
         match s.next_frame().unwrap() {
             Scanned::Bad { offset, reason, .. } => {
                 assert_eq!(offset, 0);

@@ -14,6 +14,7 @@ use crate::index::{Index, Loc, Pos, Segment};
 use crate::log::{term_in, Entry, Log};
 use crate::options::SyncPolicy;
 use crate::proto;
+use crate::recovery::ON_THE_SPOT;
 use crate::segment;
 
 /// State owned by the (single) writer, behind `Inner::writer`. Poisoning
@@ -313,22 +314,32 @@ impl Log {
     }
 
     /// Creates segment `next_sequence` starting at `first_index`, durable
-    /// (file and directory synced).
+    /// (file and directory synced), from a prepared file when one is ready.
     fn create_segment(&self, w: &mut Writer, first_index: u64) -> Result<Segment> {
+        let inner = &*self.inner;
         let sequence = w.next_sequence;
         w.next_sequence += 1;
-        let (file, path, len) = segment::create(&self.inner.dir, sequence, first_index)?;
-        if let Err(e) = segment::sync_dir(&self.inner.dir) {
-            let _ = std::fs::remove_file(&path);
-            return Err(self.inner.durability.poison(e));
+        let prepared = if inner.opts.preallocate {
+            let ready = inner.preparer.lock().as_ref().and_then(|p| p.take());
+            // None ready (the preparer is behind, or out of space): allocate
+            // on the spot, or fall back to a growing file.
+            ready.or_else(|| segment::prepare(&inner.dir, ON_THE_SPOT | sequence, inner.opts.segment_size).ok())
+        } else {
+            None
+        };
+        let c = segment::create(&inner.dir, sequence, first_index, prepared)?;
+        if let Err(e) = segment::sync_dir(&inner.dir) {
+            let _ = std::fs::remove_file(&c.path);
+            return Err(inner.durability.poison(e));
         }
         Ok(Segment {
             sequence,
             first_index,
-            path,
-            file: Arc::new(file),
-            len,
+            path: c.path,
+            file: Arc::new(c.file),
+            len: c.header_len,
             locs: Vec::new(),
+            preallocated: c.preallocated,
         })
     }
 

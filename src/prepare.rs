@@ -1,0 +1,117 @@
+//! The segment preparer: a background thread that keeps one preallocated
+//! segment file ready, so a roll only writes a header and renames a file.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::segment;
+
+pub(crate) struct Preparer {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    cv: Condvar,
+}
+
+struct State {
+    ready: Option<PathBuf>,
+    next_name: u64,
+    stop: bool,
+}
+
+impl Preparer {
+    /// Starts preparing segments of `len` bytes in `dir`. Prepared files
+    /// left by an earlier run are adopted (one) or removed (the rest).
+    pub(crate) fn start(dir: &Path, len: u64) -> Preparer {
+        let mut existing = segment::list_prepared(dir).unwrap_or_default();
+        let ready = existing.pop();
+        for extra in existing {
+            let _ = std::fs::remove_file(extra);
+        }
+        let next_name = ready
+            .as_ref()
+            .and_then(|p| p.file_stem()?.to_str().and_then(|s| u64::from_str_radix(s, 16).ok()))
+            .map_or(1, |n| n + 1);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                ready,
+                next_name,
+                stop: false,
+            }),
+            cv: Condvar::new(),
+        });
+        let s = Arc::clone(&shared);
+        let dir = dir.to_path_buf();
+        let thread = std::thread::Builder::new()
+            .name("raftwal-prepare".into())
+            .spawn(move || s.run(&dir, len))
+            .ok();
+        Preparer { shared, thread }
+    }
+
+    /// Takes the prepared file, if one is ready, and asks for the next.
+    pub(crate) fn take(&self) -> Option<PathBuf> {
+        let mut s = self.shared.state.lock();
+        let p = s.ready.take();
+        drop(s);
+        self.shared.cv.notify_all();
+        p
+    }
+
+    /// Stops the thread. A prepared file stays for the next open to adopt.
+    pub(crate) fn stop(&mut self) {
+        self.shared.state.lock().stop = true;
+        self.shared.cv.notify_all();
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() {
+                log::error!("raftwal: the segment preparer panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Preparer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Shared {
+    fn run(&self, dir: &Path, len: u64) {
+        let mut s = self.state.lock();
+        loop {
+            while s.ready.is_some() && !s.stop {
+                self.cv.wait(&mut s);
+            }
+            if s.stop {
+                return;
+            }
+            let n = s.next_name;
+            s.next_name += 1;
+            drop(s);
+            let res = segment::prepare(dir, n, len);
+            s = self.state.lock();
+            match res {
+                Ok(path) if s.stop => {
+                    // Keep it: the next open adopts it.
+                    s.ready = Some(path);
+                    return;
+                }
+                Ok(path) => s.ready = Some(path),
+                Err(e) => {
+                    // Out of space, say: rolls create files on the spot
+                    // meanwhile; try again later.
+                    log::warn!("raftwal: could not prepare a segment: {e}");
+                    self.cv.wait_for(&mut s, Duration::from_secs(1));
+                }
+            }
+        }
+    }
+}
