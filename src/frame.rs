@@ -26,8 +26,12 @@ pub enum FrameType {
     Entry = 2,
     /// The opaque state blob.
     State = 3,
-    /// A compaction or reset marker.
+    /// A compaction, truncation or reset marker.
     Marker = 4,
+    /// The index block of a sealed segment.
+    Footer = 5,
+    /// The fixed-size pointer to the footer, last in a sealed segment.
+    Trailer = 6,
 }
 
 impl FrameType {
@@ -38,6 +42,8 @@ impl FrameType {
             2 => Some(FrameType::Entry),
             3 => Some(FrameType::State),
             4 => Some(FrameType::Marker),
+            5 => Some(FrameType::Footer),
+            6 => Some(FrameType::Trailer),
             _ => None,
         }
     }
@@ -257,7 +263,7 @@ mod tests {
     fn zero_header_is_recognised() {
         assert!(FrameHeader::parse(&[0; HEADER_LEN]).is_zero());
         assert_eq!(FrameType::from_u8(0), None);
-        assert_eq!(FrameType::from_u8(5), None);
+        assert_eq!(FrameType::from_u8(7), None);
     }
 
     #[test]

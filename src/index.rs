@@ -27,6 +27,21 @@ pub struct Pos {
     pub offset: u64,
 }
 
+/// Where a frame is in its segment: offset and length.
+pub type FrameAt = (u64, u32);
+
+/// The frames of a segment besides entries that recovery needs: they go
+/// into the segment's footer when it is sealed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SegmentMeta {
+    /// The reset or truncation marker opening the segment.
+    pub opening: Option<FrameAt>,
+    /// The segment's newest marker.
+    pub marker: Option<FrameAt>,
+    /// The segment's newest state blob.
+    pub state: Option<FrameAt>,
+}
+
 /// One segment file as the index knows it.
 #[derive(Debug)]
 pub struct Segment {
@@ -44,6 +59,10 @@ pub struct Segment {
     pub locs: Vec<Loc>,
     /// The length the file was preallocated to (0 when it was not).
     pub preallocated: u64,
+    /// Where the first frame after the header starts.
+    pub data_start: u64,
+    /// Marker and state frames, for the footer.
+    pub meta: SegmentMeta,
 }
 
 impl Segment {

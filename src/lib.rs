@@ -17,6 +17,7 @@
 mod batch;
 mod durability;
 mod error;
+mod footer;
 pub mod frame;
 mod index;
 mod log;

@@ -58,6 +58,8 @@ pub(crate) struct Inner {
     pipeline: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Keeps a preallocated segment ready (when `Options::preallocate`).
     pub preparer: Mutex<Option<Preparer>>,
+    /// Threads writing the footers of sealed segments.
+    sealers: Mutex<Vec<std::thread::JoinHandle<()>>>,
     pub report: RecoveryReport,
 }
 
@@ -68,6 +70,35 @@ impl Inner {
             self.durability.sync_all()
         } else {
             self.durability.check()
+        }
+    }
+
+    /// Seals segment `sequence` (writes its footer) on a background thread.
+    pub(crate) fn start_sealing(&self, this: &Arc<Inner>, sequence: u64) {
+        let inner = Arc::clone(this);
+        let spawned = std::thread::Builder::new()
+            .name("raftwal-seal".into())
+            .spawn(move || {
+                if let Err(e) = crate::footer::seal(&inner, sequence) {
+                    // The segment stays valid: the next open scans it.
+                    log::warn!("raftwal: could not seal segment {sequence}: {e}");
+                }
+            });
+        let mut sealers = self.sealers.lock();
+        sealers.retain(|h| !h.is_finished());
+        match spawned {
+            Ok(h) => sealers.push(h),
+            Err(e) => log::warn!("raftwal: could not start sealing segment {sequence}: {e}"),
+        }
+    }
+
+    /// Waits for every sealing thread.
+    fn join_sealers(&self) {
+        let handles: Vec<_> = self.sealers.lock().drain(..).collect();
+        for h in handles {
+            if h.join().is_err() {
+                log::error!("raftwal: a sealing thread panicked");
+            }
         }
     }
 
@@ -147,6 +178,7 @@ impl Log {
             durability: Durability::new(active.0, active.1),
             pipeline: Mutex::new(None),
             preparer: Mutex::new(None),
+            sealers: Mutex::new(Vec::new()),
             index: RwLock::new(rec.index),
             report: rec.report,
             dir,
@@ -380,6 +412,7 @@ impl Drop for Log {
         if let Some(mut p) = self.inner.preparer.lock().take() {
             p.stop();
         }
+        self.inner.join_sealers();
         if let Err(e) = self.inner.sync_if_dirty() {
             log::error!(
                 "raftwal: final sync of {} failed: {e}",

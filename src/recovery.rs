@@ -8,7 +8,9 @@ use prost::Message;
 
 use crate::error::{Error, Result};
 use crate::frame::FrameType;
-use crate::index::{Index, Loc, Pos, Segment};
+use crate::footer::{self, Footer};
+use crate::frame::HEADER_LEN;
+use crate::index::{Index, Loc, Pos, Segment, SegmentMeta};
 use crate::options::{Options, RecoveryMode};
 use crate::proto;
 use crate::segment::{self, Scanned, Scanner, ENTRY_OVERHEAD};
@@ -92,6 +94,8 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
             len: c.header_len,
             locs: Vec::new(),
             preallocated: c.preallocated,
+            data_start: c.header_len,
+            meta: SegmentMeta::default(),
         });
         return Ok(Recovered {
             index,
@@ -104,6 +108,21 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
         next_sequence,
         report: r.report,
     })
+}
+
+fn decode_marker(seg: &Segment, at: crate::index::FrameAt) -> Result<proto::Marker> {
+    let payload = footer::read_frame(seg, at, FrameType::Marker)?;
+    proto::Marker::decode(&payload[..])
+        .map_err(|e| Error::corruption(&seg.path, at.0, format!("marker does not decode: {e}")))
+}
+
+/// Whether the bad frame at `offset` is a footer or trailer torn by a crash
+/// while the segment was being sealed.
+fn is_torn_seal(seg: &Segment, offset: u64) -> bool {
+    use std::os::unix::fs::FileExt;
+    let mut ty = [0u8; 1];
+    seg.file.read_exact_at(&mut ty, offset).is_ok()
+        && matches!(FrameType::from_u8(ty[0]), Some(FrameType::Footer | FrameType::Trailer))
 }
 
 #[derive(PartialEq, Eq)]
@@ -163,8 +182,14 @@ impl Recovery<'_> {
             len: header.len,
             locs: Vec::new(),
             preallocated: header.preallocated,
+            data_start: header.len,
+            meta: SegmentMeta::default(),
         };
         let fresh = self.ix.segments.is_empty() && self.ix.first_index == 0;
+        let sealed = match last_file {
+            false => footer::read(&seg.file, &path, file_len, &header, self.opts.max_entry_size),
+            true => None,
+        };
         if fresh {
             self.ix.first_index = header.first_index;
             self.ix.last_index = header.first_index - 1;
@@ -172,6 +197,12 @@ impl Recovery<'_> {
         // A segment that does not continue the log must open with a reset
         // or truncation marker; checked at its first frame.
         let mut needs_marker = !fresh && header.first_index != self.ix.last_index + 1;
+        if let Some(f) = sealed {
+            self.apply_footer(&mut seg, f, &mut needs_marker)?;
+            self.report.bytes_scanned += file_len - seg.len;
+            self.ix.segments.push_back(seg);
+            return Ok(Flow::Continue);
+        }
         let max_payload = self.opts.max_entry_size + ENTRY_OVERHEAD;
         let file_ref = Arc::clone(&seg.file);
         let mut scanner = Scanner::new(&file_ref, &path, file_len, &header, max_payload);
@@ -208,6 +239,17 @@ impl Recovery<'_> {
                     Some(n) => scanner.valid_frame_at(offset + n)?,
                     None => false,
                 };
+                if !followed && !last_file && is_torn_seal(&seg, offset) {
+                    // A crash while sealing: the footer is optional.
+                    log::info!(
+                        "raftwal: ignoring the torn footer of {} at offset {offset}",
+                        path.display()
+                    );
+                    self.report.bytes_scanned += offset;
+                    seg.len = offset;
+                    self.ix.segments.push_back(seg);
+                    return Ok(Flow::Continue);
+                }
                 let tail = last_file && !followed;
                 let flow = self.bad_frame(&mut seg, offset, file_len, reason, tail)?;
                 self.report.bytes_scanned += offset;
@@ -250,6 +292,7 @@ impl Recovery<'_> {
             sequence: seg.sequence,
             offset,
         };
+        let frame_len = (payload.len() + HEADER_LEN) as u32;
         if *needs_marker && !(first_frame && ty == FrameType::Marker) {
             return Err(format!(
                 "segment starts at index {} but the log ends at {} and no reset marker follows",
@@ -277,7 +320,7 @@ impl Recovery<'_> {
                 }
                 seg.locs.push(Loc {
                     offset: offset as u32,
-                    len: (payload.len() + 9) as u32,
+                    len: frame_len,
                 });
                 self.ix.push_term(m.index, m.term);
                 self.ix.last_index = m.index;
@@ -287,15 +330,76 @@ impl Recovery<'_> {
                 let s = proto::State::decode(payload)
                     .map_err(|e| format!("state does not decode: {e}"))?;
                 self.ix.state = Some((s.data, pos));
+                seg.meta.state = Some((offset, frame_len));
             }
             FrameType::Marker => {
                 let m = proto::Marker::decode(payload)
                     .map_err(|e| format!("marker does not decode: {e}"))?;
                 self.apply_marker(seg, &m, first_frame, needs_marker)?;
                 self.ix.marker = Some(pos);
+                seg.meta.marker = Some((offset, frame_len));
+                if first_frame {
+                    seg.meta.opening = Some((offset, frame_len));
+                }
             }
+            // A sealed segment scanned in full: its index block adds nothing.
+            FrameType::Footer | FrameType::Trailer => {}
             FrameType::Header => return Err("a second segment header".into()),
         }
+        Ok(())
+    }
+
+    /// Applies a sealed segment's footer: the opening marker, the entries,
+    /// the newest marker and state, reading only those frames.
+    fn apply_footer(&mut self, seg: &mut Segment, f: Footer, needs_marker: &mut bool) -> Result<()> {
+        let bad = |seg: &Segment, offset: u64, reason: String| Error::corruption(&seg.path, offset, reason);
+        if let Some(at) = f.meta.opening {
+            let m = decode_marker(seg, at)?;
+            self.apply_marker(seg, &m, true, needs_marker).map_err(|r| bad(seg, at.0, r))?;
+            self.ix.marker = Some(Pos { sequence: seg.sequence, offset: at.0 });
+        }
+        if *needs_marker {
+            return Err(bad(seg, seg.data_start, "segment does not continue the log".into()));
+        }
+        if !f.locs.is_empty() {
+            let prev = if self.ix.last_index >= self.ix.first_index {
+                self.ix.term_of(self.ix.last_index).unwrap_or(0)
+            } else {
+                self.ix.prev_term
+            };
+            if seg.first_index != self.ix.last_index + 1 {
+                return Err(bad(seg, u64::from(f.locs[0].offset), format!(
+                    "entries start at {} where {} was expected", seg.first_index, self.ix.last_index + 1
+                )));
+            }
+            if f.terms.first().is_some_and(|r| r.1 < prev) {
+                return Err(bad(seg, u64::from(f.locs[0].offset), "terms go backwards across segments".into()));
+            }
+            for &(start, term) in &f.terms {
+                self.ix.push_term(start, term);
+            }
+            self.ix.last_index = seg.first_index + f.locs.len() as u64 - 1;
+            self.report.entries_scanned += f.locs.len() as u64;
+            seg.locs = f.locs;
+        }
+        if let Some(at) = f.meta.marker.filter(|m| Some(*m) != f.meta.opening) {
+            // Its cut, if any, is already reflected in the footer's entries.
+            let m = decode_marker(seg, at)?;
+            if m.first_index > self.ix.last_index + 1 {
+                return Err(bad(seg, at.0, "marker past the end of the log".into()));
+            }
+            self.ix.first_index = m.first_index;
+            self.ix.prev_term = m.prev_term;
+            self.ix.marker = Some(Pos { sequence: seg.sequence, offset: at.0 });
+        }
+        if let Some(at) = f.meta.state {
+            let payload = footer::read_frame(seg, at, FrameType::State)?;
+            let st = proto::State::decode(&payload[..])
+                .map_err(|e| bad(seg, at.0, format!("state does not decode: {e}")))?;
+            self.ix.state = Some((st.data, Pos { sequence: seg.sequence, offset: at.0 }));
+        }
+        seg.meta = f.meta;
+        seg.len = f.data_end;
         Ok(())
     }
 

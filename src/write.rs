@@ -10,7 +10,7 @@ use crate::batch::WriteBatch;
 use crate::durability::Ticket;
 use crate::error::{Error, Result};
 use crate::frame::{self, FrameType};
-use crate::index::{Index, Loc, Pos, Segment};
+use crate::index::{Index, Loc, Pos, Segment, SegmentMeta};
 use crate::log::{term_in, Entry, Log};
 use crate::options::SyncPolicy;
 use crate::proto;
@@ -309,7 +309,15 @@ impl Log {
         }
         let seg = self.create_segment(w, next_first)?;
         inner.durability.all_synced(&seg.file, &seg.path);
-        inner.index.write().segments.push_back(seg);
+        let sealed = {
+            let mut ix = inner.index.write();
+            let sealed = ix.segments.back().map(|s| s.sequence);
+            ix.segments.push_back(seg);
+            sealed
+        };
+        if let Some(sequence) = sealed {
+            self.inner.start_sealing(&self.inner, sequence);
+        }
         Ok(())
     }
 
@@ -340,6 +348,8 @@ impl Log {
             len: c.header_len,
             locs: Vec::new(),
             preallocated: c.preallocated,
+            data_start: c.header_len,
+            meta: SegmentMeta::default(),
         })
     }
 
@@ -383,23 +393,17 @@ impl Log {
         let ticket = inner.durability.issued(&seg.file, &seg.path);
         inner.durability.all_synced(&seg.file, &seg.path);
         // The new segment is durable: now the cut takes effect.
-        let (removed, truncate) = {
+        let removed = {
             let mut ix = inner.index.write();
-            let (removed, truncate) = cut_index(&mut ix, cut, true);
+            let removed = cut_index(&mut ix, cut, true);
             let sequence = seg.sequence;
             ix.segments.push_back(seg);
             publish(&mut ix, batch, sequence, offset, layout, copy);
-            (removed, truncate)
+            removed
         };
-        // Physical clean-up; recovery repeats the cut if a crash interrupts it.
-        if let Some((file, path, at)) = truncate {
-            if let Err(e) = file.set_len(at) {
-                log::warn!(
-                    "raftwal: could not truncate {} after a cut: {e}",
-                    path.display()
-                );
-            }
-        }
+        // The cut segment keeps its stale frames (and its footer stays
+        // valid): the new segment's opening marker cuts them on every open
+        // until the segment is compacted away.
         remove_files(&inner.dir, removed).map_err(|e| inner.durability.poison(e))?;
         Ok(ticket)
     }
@@ -599,14 +603,14 @@ fn active(ix: &Index) -> Result<&Segment> {
 /// Where the parts of a composed write are, relative to its start.
 #[derive(Clone, Copy, Default)]
 struct Layout {
-    /// The marker frame, if any.
-    marker: Option<usize>,
+    /// The marker frame, if any: start and length.
+    marker: Option<(usize, usize)>,
     /// The copy of the current state, if any.
-    state_copy: Option<usize>,
+    state_copy: Option<(usize, usize)>,
     /// The first entry frame.
     entries: usize,
     /// The batch's own state frame, if any.
-    state: Option<usize>,
+    state: Option<(usize, usize)>,
     /// Whether the write is composed in `scratch` (else it is the batch
     /// buffer as it is).
     composed: bool,
@@ -632,28 +636,31 @@ fn compose(
     l.composed = true;
     scratch.clear();
     if let Some(m) = marker {
-        l.marker = Some(scratch.len());
-        frame::encode_message(scratch, FrameType::Marker, salt, m);
+        let at = scratch.len();
+        let n = frame::encode_message(scratch, FrameType::Marker, salt, m);
+        l.marker = Some((at, n));
     }
     if let Some(s) = state_copy {
-        l.state_copy = Some(scratch.len());
-        frame::encode_message(
+        let at = scratch.len();
+        let n = frame::encode_message(
             scratch,
             FrameType::State,
             salt,
             &proto::State { data: s.clone() },
         );
+        l.state_copy = Some((at, n));
     }
     l.entries = scratch.len();
     scratch.extend_from_slice(&batch.buf);
     if let Some(s) = &batch.state {
-        l.state = Some(scratch.len());
-        frame::encode_message(
+        let at = scratch.len();
+        let n = frame::encode_message(
             scratch,
             FrameType::State,
             salt,
             &proto::State { data: s.clone() },
         );
+        l.state = Some((at, n));
     }
     l
 }
@@ -673,6 +680,7 @@ fn publish(
         sequence,
         offset: offset + rel as u64,
     };
+    let at = |(rel, len): (usize, usize)| (offset + rel as u64, len as u32);
     let base = offset + layout.entries as u64;
     if let Some(a) = ix.segments.back_mut() {
         for p in &batch.entries {
@@ -681,6 +689,15 @@ fn publish(
                 len: p.len,
             });
         }
+        if let Some(m) = layout.marker {
+            a.meta.marker = Some(at(m));
+            if at(m).0 == a.data_start {
+                a.meta.opening = Some(at(m));
+            }
+        }
+        if let Some(st) = layout.state.or(layout.state_copy) {
+            a.meta.state = Some(at(st));
+        }
     }
     for p in &batch.entries {
         ix.push_term(p.index, p.term);
@@ -688,35 +705,24 @@ fn publish(
     if let Some(last) = batch.entries.last() {
         ix.last_index = last.index;
     }
-    if let Some(rel) = layout.marker {
+    if let Some((rel, _)) = layout.marker {
         ix.marker = Some(pos(rel));
     }
-    if let (Some(rel), Some(data)) = (layout.state_copy, state_copy) {
+    if let (Some((rel, _)), Some(data)) = (layout.state_copy, state_copy) {
         ix.state = Some((data, pos(rel)));
     }
-    if let (Some(rel), Some(data)) = (layout.state, &batch.state) {
+    if let (Some((rel, _)), Some(data)) = (layout.state, &batch.state) {
         ix.state = Some((data.clone(), pos(rel)));
     }
 }
 
-/// Drops entries `cut..` from the index. Returns the paths of segments that
-/// the cut removes (to delete), and the segment to
-/// truncate physically (file, path, offset) when the cut is below the active
-/// segment.
-#[allow(clippy::type_complexity)]
-fn cut_index(
-    ix: &mut Index,
-    cut: u64,
-    new_segment: bool,
-) -> (
-    Vec<std::path::PathBuf>,
-    Option<(Arc<std::fs::File>, std::path::PathBuf, u64)>,
-) {
+/// Drops entries `cut..` from the index. With `new_segment` (a cut below
+/// the active segment, into a new one) every segment starting at or after
+/// `cut` is removed too; their paths are returned for deletion.
+fn cut_index(ix: &mut Index, cut: u64, new_segment: bool) -> Vec<std::path::PathBuf> {
     let mut removed = Vec::new();
-    let mut truncate = None;
     while let Some(last) = ix.segments.back_mut() {
-        // The active segment is never removed by a cut inside it; a cut
-        // below it (into a new segment) removes every segment from `cut` on.
+        // The active segment is never removed by a cut inside it.
         if new_segment && last.first_index >= cut {
             if let Some(s) = ix.segments.pop_back() {
                 removed.push(s.path);
@@ -724,18 +730,12 @@ fn cut_index(
             continue;
         }
         let keep = cut.saturating_sub(last.first_index) as usize;
-        if keep < last.locs.len() {
-            if new_segment {
-                let at = u64::from(last.locs[keep].offset);
-                truncate = Some((Arc::clone(&last.file), last.path.clone(), at));
-            }
-            last.locs.truncate(keep);
-        }
+        last.locs.truncate(keep);
         break;
     }
     ix.truncate_terms(cut);
     ix.last_index = cut - 1;
-    (removed, truncate)
+    removed
 }
 
 /// Deletes `paths` and syncs the directory.
