@@ -165,7 +165,7 @@ struct Shared {
 ///
 /// ```
 /// use raft::prelude::*;
-/// use raft::Storage;
+/// use raft::{GetEntriesContext, Storage};
 /// use raftwal::RaftLogStore;
 /// # fn main() -> raftwal::Result<()> {
 /// let dir = tempfile::tempdir().unwrap();
