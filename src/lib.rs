@@ -41,3 +41,8 @@ pub use crate::error::{Error, Result};
 pub use crate::log::{Entry, Iter, Log, LogStats, LOCK_FILE};
 pub use crate::options::{Options, RecoveryMode, SyncPolicy};
 pub use crate::recovery::RecoveryReport;
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
