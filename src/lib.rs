@@ -20,6 +20,7 @@ mod error;
 mod footer;
 pub mod frame;
 mod index;
+pub mod inspect;
 mod log;
 mod options;
 mod prepare;

@@ -1,0 +1,869 @@
+//! Read-only inspection of a log directory, for tools: what is on disk, what
+//! [`Log::open`](crate::Log::open) would make of it, and where it is damaged,
+//! without taking the directory's lock or changing a byte.
+//!
+//! [`scan_dir`] reads every segment with [`segment::Scanner`], checking
+//! every frame's CRC, and follows the log's markers (truncations,
+//! compactions, resets) the way recovery does, so [`DirScan::first_index`],
+//! [`DirScan::last_index`], [`DirScan::state`] and the entries it reads are
+//! those the log would have after opening. Damage is reported as a list of
+//! [`Problem`]s, each saying whether recovery would treat it as a torn tail
+//! (truncated away on open) or refuse it.
+//!
+//! A directory that a live [`Log`](crate::Log) is writing can be scanned
+//! too; the scan then shows a moment of it, and a frame being written at
+//! that moment may show up as a torn tail.
+//!
+//! ```
+//! # fn main() -> raftwal::Result<()> {
+//! use raftwal::{Entry, Log, Options};
+//! let dir = tempfile::tempdir().unwrap();
+//! let log = Log::open(dir.path(), Options::default())?;
+//! log.append(&[Entry::new(1, 1, "a"), Entry::new(2, 1, "b")])?;
+//! // The log is open (and locked); the scan reads it all the same.
+//! let scan = raftwal::inspect::scan_dir(dir.path())?;
+//! assert!(scan.is_clean());
+//! assert_eq!((scan.first_index, scan.last_index), (1, 2));
+//! let entries: Vec<_> = scan.entries(1, 3).collect::<Result<_, _>>()?;
+//! assert_eq!(entries[1].data, "b");
+//! # Ok(()) }
+//! ```
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use prost::bytes::Bytes;
+use prost::Message;
+
+use crate::error::{Error, Result};
+use crate::frame::{self, FrameHeader, FrameType, HEADER_LEN};
+use crate::log::Entry;
+use crate::proto;
+use crate::segment::{self, Scanned, Scanner, ENTRY_OVERHEAD};
+
+/// The largest entry a scan accepts by default: the default
+/// [`Options::max_entry_size`](crate::Options::max_entry_size).
+pub const DEFAULT_MAX_ENTRY_SIZE: u64 = 64 << 20;
+
+/// How often (in bytes scanned) [`scan_dir_with`] reports progress.
+const PROGRESS_STEP: u64 = 1 << 20;
+
+/// What a [`Problem`] is, as recovery would see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProblemKind {
+    /// Bad bytes at the end of the last segment, followed by no valid frame:
+    /// what a crash in the middle of a write leaves. Recovery's default
+    /// mode truncates it away; nothing acknowledged was in it.
+    TornTail,
+    /// A bad frame that is not a torn tail: in an older segment, or followed
+    /// by a valid frame. Recovery's default mode refuses to open the log.
+    Corruption,
+    /// The frames are valid but the log's newest marker puts its first index
+    /// below the oldest segment: history is missing. Cutting bytes cannot
+    /// mend it; only `RecoveryMode::TolerateAnyCorruption` opens such a log.
+    MissingHistory,
+}
+
+/// One place where the directory is not what raftwal wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The segment file.
+    pub path: PathBuf,
+    /// The byte offset of the first bad frame in it (0 for a bad header).
+    pub offset: u64,
+    /// What is wrong there.
+    pub reason: String,
+    /// How recovery would treat it.
+    pub kind: ProblemKind,
+}
+
+/// One segment file as the scan found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentInfo {
+    /// The file's path.
+    pub path: PathBuf,
+    /// Its sequence number (from the file name).
+    pub sequence: u64,
+    /// The first index it may hold (from the file name).
+    pub first_index: u64,
+    /// The file's length in bytes.
+    pub size: u64,
+    /// The length the file was preallocated to (0 when it was not, or when
+    /// its header is unreadable): zeros below it are unused space.
+    pub preallocated: u64,
+    /// Where the file's valid frames end: the end of its data (the rest is
+    /// zeroed preallocated space), or the offset of its first bad frame.
+    pub data_len: u64,
+    /// Valid frames read, the header included.
+    pub frames: u64,
+    /// Entry frames read, the ones later cut by a marker included.
+    pub entry_frames: u64,
+    /// The first and last index of the entries of this file that are part of
+    /// the log, if any.
+    pub live: Option<(u64, u64)>,
+}
+
+/// Where one entry of the log is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryLoc {
+    /// The entry's index.
+    pub index: u64,
+    /// Its term.
+    pub term: u64,
+    /// Its segment, a position in [`DirScan::segments`].
+    pub segment: usize,
+    /// The frame's offset in that file.
+    pub offset: u64,
+    /// The frame's length, header included.
+    pub len: u32,
+}
+
+/// The result of [`scan_dir`]: the directory's segments, the log they make
+/// up, and every problem found.
+#[derive(Debug, Clone)]
+pub struct DirScan {
+    /// The scanned directory.
+    pub dir: PathBuf,
+    /// Every segment file, by sequence.
+    pub segments: Vec<SegmentInfo>,
+    /// The log's first index (`last_index + 1` when it is empty).
+    pub first_index: u64,
+    /// The log's last index.
+    pub last_index: u64,
+    /// The term of entry `first_index - 1`.
+    pub prev_term: u64,
+    /// The newest state blob, if one was set.
+    pub state: Option<Bytes>,
+    /// Every problem, in file order. The log described above is the one
+    /// before the first problem, which is what recovery keeps.
+    pub problems: Vec<Problem>,
+    /// Total bytes of segment files.
+    pub bytes: u64,
+    /// The log's entries, `first_index..=last_index`.
+    entries: Vec<EntryLoc>,
+    max_payload: u64,
+}
+
+impl DirScan {
+    /// Whether the scan found nothing wrong.
+    pub fn is_clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    /// The locations of the log's entries, `first_index..=last_index`.
+    pub fn entry_locations(&self) -> &[EntryLoc] {
+        &self.entries
+    }
+
+    /// Reads entries `lo..hi` (clamped to the log), one `pread` each, the
+    /// CRC checked again. Each segment file is opened once, when reached.
+    pub fn entries(&self, lo: u64, hi: u64) -> EntryReader<'_> {
+        let start = lo.max(self.first_index).saturating_sub(self.first_index);
+        let end = hi.saturating_sub(self.first_index);
+        let len = self.entries.len() as u64;
+        let range = start.min(len) as usize..end.clamp(start.min(len), len) as usize;
+        EntryReader {
+            scan: self,
+            locs: self.entries.get(range).unwrap_or(&[]).iter(),
+            open: None,
+        }
+    }
+}
+
+/// An iterator over entries of a [`DirScan`]; see [`DirScan::entries`].
+#[derive(Debug)]
+pub struct EntryReader<'a> {
+    scan: &'a DirScan,
+    locs: std::slice::Iter<'a, EntryLoc>,
+    open: Option<(usize, File)>,
+}
+
+impl Iterator for EntryReader<'_> {
+    type Item = Result<Entry>;
+
+    fn next(&mut self) -> Option<Result<Entry>> {
+        let loc = *self.locs.next()?;
+        Some(self.read(loc))
+    }
+}
+
+impl EntryReader<'_> {
+    fn read(&mut self, loc: EntryLoc) -> Result<Entry> {
+        let seg = self.scan.segments.get(loc.segment).ok_or_else(|| {
+            Error::InvalidArgument(format!("no segment {} in the scan", loc.segment))
+        })?;
+        let path = &seg.path;
+        if self.open.as_ref().map(|o| o.0) != Some(loc.segment) {
+            let f = File::open(path).map_err(|e| Error::io("open segment", path, e))?;
+            self.open = Some((loc.segment, f));
+        }
+        let Some((_, file)) = self.open.as_ref() else {
+            return Err(Error::InvalidArgument("segment not open".into()));
+        };
+        let bad = |reason: String| Error::corruption(path, loc.offset, reason);
+        let len = u64::from(loc.len);
+        if len < HEADER_LEN as u64 || len - HEADER_LEN as u64 > self.scan.max_payload {
+            return Err(bad(format!("impossible frame length {len}")));
+        }
+        let mut buf = vec![0u8; loc.len as usize];
+        file.read_exact_at(&mut buf, loc.offset)
+            .map_err(|e| Error::io("read entry", path, e))?;
+        let head: [u8; HEADER_LEN] = buf
+            .get(..HEADER_LEN)
+            .and_then(|h| h.try_into().ok())
+            .ok_or_else(|| bad("frame shorter than its header".into()))?;
+        let h = FrameHeader::parse(&head);
+        let payload = buf.get(HEADER_LEN..).unwrap_or(&[]);
+        if h.ty != FrameType::Entry as u8 || h.len as usize != payload.len() {
+            return Err(bad(format!(
+                "expected an entry frame of {len} bytes, found type {} length {} (the file changed since the scan?)",
+                h.ty, h.len
+            )));
+        }
+        if !h.verify(frame::salt(seg.sequence), payload) {
+            return Err(bad("CRC mismatch on read".into()));
+        }
+        let e = proto::Entry::decode(payload)
+            .map_err(|e| bad(format!("entry does not decode: {e}")))?;
+        if e.index != loc.index {
+            return Err(bad(format!(
+                "frame holds entry {} where {} was expected",
+                e.index, loc.index
+            )));
+        }
+        Ok(Entry {
+            index: e.index,
+            term: e.term,
+            data: e.data,
+        })
+    }
+}
+
+/// Scans the log in `dir` read-only, with the default maximum entry size;
+/// see the [module documentation](self).
+///
+/// Errors only when the directory cannot be read ([`Error::Io`]); damage is
+/// reported in [`DirScan::problems`]. A directory without segment files
+/// gives a scan with no segments.
+pub fn scan_dir(dir: &Path) -> Result<DirScan> {
+    scan_dir_with(dir, DEFAULT_MAX_ENTRY_SIZE, &mut |_| {})
+}
+
+/// [`scan_dir`] for a log whose
+/// [`Options::max_entry_size`](crate::Options::max_entry_size) is
+/// `max_entry_size`, calling `progress` with the bytes scanned so far (every
+/// megabyte or so, and after each segment).
+pub fn scan_dir_with(
+    dir: &Path,
+    max_entry_size: u64,
+    progress: &mut dyn FnMut(u64),
+) -> Result<DirScan> {
+    let files = segment::list(dir)?;
+    let count = files.len();
+    let mut s = State {
+        scan: DirScan {
+            dir: dir.to_path_buf(),
+            segments: Vec::with_capacity(count),
+            first_index: 0,
+            last_index: 0,
+            prev_term: 0,
+            state: None,
+            problems: Vec::new(),
+            bytes: 0,
+            entries: Vec::new(),
+            max_payload: max_entry_size.saturating_add(ENTRY_OVERHEAD),
+        },
+        kept: Vec::new(),
+        logical: true,
+        done: 0,
+        progress,
+    };
+    for (k, (sequence, first_index, path)) in files.into_iter().enumerate() {
+        let file = File::open(&path).map_err(|e| Error::io("open segment", &path, e))?;
+        let size = file
+            .metadata()
+            .map_err(|e| Error::io("stat segment", &path, e))?
+            .len();
+        s.scan.bytes += size;
+        s.scan.segments.push(SegmentInfo {
+            path: path.clone(),
+            sequence,
+            first_index,
+            size,
+            preallocated: 0,
+            data_len: size,
+            frames: 0,
+            entry_frames: 0,
+            live: None,
+        });
+        s.segment(k, &file, &path, k + 1 == count)?;
+        s.done += size;
+        (s.progress)(s.done);
+    }
+    s.finish();
+    Ok(s.scan)
+}
+
+struct State<'p> {
+    scan: DirScan,
+    /// Segments recovery would keep (positions in `scan.segments`), with
+    /// the number of their entries that are part of the log.
+    kept: Vec<(usize, u64)>,
+    /// False after the first problem: later segments are only checked
+    /// frame by frame, as recovery would not read them into the log.
+    logical: bool,
+    done: u64,
+    progress: &'p mut dyn FnMut(u64),
+}
+
+impl State<'_> {
+    fn problem(&mut self, k: usize, offset: u64, reason: String, torn: bool) {
+        let kind = if torn {
+            ProblemKind::TornTail
+        } else {
+            ProblemKind::Corruption
+        };
+        if let Some(seg) = self.scan.segments.get_mut(k) {
+            seg.data_len = seg.data_len.min(offset);
+            self.scan.problems.push(Problem {
+                path: seg.path.clone(),
+                offset,
+                reason,
+                kind,
+            });
+        }
+        self.logical = false;
+    }
+
+    /// Scans segment `k`. I/O errors are returned; damage is recorded.
+    fn segment(&mut self, k: usize, file: &File, path: &Path, last_file: bool) -> Result<()> {
+        let Some(info) = self.scan.segments.get(k).cloned() else {
+            return Ok(());
+        };
+        let header = match segment::read_header(file, path, info.size) {
+            Ok(h) => h,
+            Err(Error::Corruption { offset, reason, .. }) => {
+                // Segments are synced before anything is written to them, so
+                // a bad header in the last file is a torn creation.
+                self.problem(k, offset, reason, last_file);
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(seg) = self.scan.segments.get_mut(k) {
+            seg.frames = 1;
+            seg.preallocated = header.preallocated;
+        }
+        if header.sequence != info.sequence || header.first_index != info.first_index {
+            let reason = format!(
+                "header says sequence {} first index {}, the file name says {} and {}",
+                header.sequence, header.first_index, info.sequence, info.first_index
+            );
+            self.problem(k, 0, reason, false);
+            return Ok(());
+        }
+        let logical = self.logical;
+        let fresh = logical && self.kept.is_empty() && self.scan.first_index == 0;
+        if fresh {
+            self.scan.first_index = header.first_index;
+            self.scan.last_index = header.first_index.saturating_sub(1);
+        }
+        let mut seg = Seg {
+            k,
+            first_index: header.first_index,
+            count: 0,
+            needs_marker: !fresh && header.first_index != self.scan.last_index.wrapping_add(1),
+            first_frame: true,
+        };
+        let mut scanner = Scanner::new(file, path, info.size, &header, self.scan.max_payload);
+        let mut reported = self.done;
+        loop {
+            let (offset, reason, claimed_len) = match scanner.next_frame()? {
+                Scanned::End => {
+                    if let Some(s) = self.scan.segments.get_mut(k) {
+                        s.data_len = scanner.position();
+                    }
+                    break;
+                }
+                Scanned::Bad {
+                    offset,
+                    reason,
+                    claimed_len,
+                } => (offset, reason, claimed_len),
+                Scanned::Frame {
+                    offset,
+                    ty,
+                    payload,
+                } => {
+                    let len = (payload.len() + HEADER_LEN) as u64;
+                    let applied = if self.logical {
+                        self.apply(&mut seg, offset, ty, payload)
+                    } else {
+                        Ok(())
+                    };
+                    seg.first_frame = false;
+                    if let Some(s) = self.scan.segments.get_mut(k) {
+                        s.frames += 1;
+                        if ty == FrameType::Entry {
+                            s.entry_frames += 1;
+                        }
+                    }
+                    if self.done + offset >= reported + PROGRESS_STEP {
+                        reported = self.done + offset;
+                        (self.progress)(reported);
+                    }
+                    match applied {
+                        Ok(()) => continue,
+                        Err(reason) => (offset, reason, Some(len)),
+                    }
+                }
+            };
+            // Damage followed by a valid frame is not a torn tail.
+            let followed = match claimed_len {
+                Some(n) => scanner.valid_frame_at(offset.saturating_add(n))?,
+                None => false,
+            };
+            self.problem(k, offset, reason, last_file && !followed);
+            if logical {
+                self.keep(&seg);
+            }
+            return Ok(());
+        }
+        if logical {
+            self.keep(&seg);
+        }
+        // A segment that needed a marker and ended without one is left by an
+        // interrupted truncation or reset; recovery removes it.
+        Ok(())
+    }
+
+    fn keep(&mut self, seg: &Seg) {
+        if !seg.needs_marker {
+            self.kept.push((seg.k, seg.count));
+        }
+    }
+
+    /// Applies one valid frame to the log, as recovery does. An `Err` is a
+    /// reason the frame cannot be part of the log.
+    fn apply(
+        &mut self,
+        seg: &mut Seg,
+        offset: u64,
+        ty: FrameType,
+        payload: &[u8],
+    ) -> std::result::Result<(), String> {
+        if seg.needs_marker && !(seg.first_frame && ty == FrameType::Marker) {
+            return Err(format!(
+                "segment starts at index {} but the log ends at {} and no reset marker follows",
+                seg.first_index, self.scan.last_index
+            ));
+        }
+        match ty {
+            FrameType::Entry => {
+                let m = proto::EntryMeta::decode(payload)
+                    .map_err(|e| format!("entry does not decode: {e}"))?;
+                let want = self.scan.last_index.wrapping_add(1);
+                if m.index != want || m.index != seg.first_index.wrapping_add(seg.count) {
+                    return Err(format!("entry index {} where {want} was expected", m.index));
+                }
+                let prev = match self.scan.entries.last() {
+                    Some(e) if self.scan.last_index >= self.scan.first_index => e.term,
+                    _ => self.scan.prev_term,
+                };
+                if m.term < prev {
+                    return Err(format!(
+                        "entry {} has term {} below the previous term {prev}",
+                        m.index, m.term
+                    ));
+                }
+                self.scan.entries.push(EntryLoc {
+                    index: m.index,
+                    term: m.term,
+                    segment: seg.k,
+                    offset,
+                    len: (payload.len() + HEADER_LEN) as u32,
+                });
+                seg.count += 1;
+                self.scan.last_index = m.index;
+            }
+            FrameType::State => {
+                let s = proto::State::decode(payload)
+                    .map_err(|e| format!("state does not decode: {e}"))?;
+                self.scan.state = Some(s.data);
+            }
+            FrameType::Marker => {
+                let m = proto::Marker::decode(payload)
+                    .map_err(|e| format!("marker does not decode: {e}"))?;
+                self.marker(seg, &m)?;
+            }
+            // A sealed segment's index block and its pointer.
+            FrameType::Footer | FrameType::Trailer => {}
+            FrameType::Header => return Err("a second segment header".into()),
+        }
+        Ok(())
+    }
+
+    fn marker(&mut self, seg: &mut Seg, m: &proto::Marker) -> std::result::Result<(), String> {
+        if m.reset {
+            if !seg.first_frame || m.first_index != seg.first_index || m.first_index == 0 {
+                return Err("a reset marker must open its segment".into());
+            }
+            seg.needs_marker = false;
+            self.kept.clear();
+            self.scan.entries.clear();
+            self.scan.last_index = m.first_index - 1;
+        } else {
+            if m.truncate_from != 0 {
+                let cut = m.truncate_from;
+                let end = seg.first_index.wrapping_add(seg.count);
+                let opens = seg.first_frame && cut == seg.first_index;
+                let inside = cut >= seg.first_index && cut <= end;
+                if !(opens || inside)
+                    || cut < self.scan.first_index
+                    || cut > self.scan.last_index.wrapping_add(1)
+                {
+                    return Err(format!(
+                        "truncation marker at index {cut} outside the log {}..={}",
+                        self.scan.first_index, self.scan.last_index
+                    ));
+                }
+                seg.needs_marker = false;
+                self.cut(seg, cut);
+            } else if seg.needs_marker {
+                return Err("segment does not continue the log".into());
+            }
+            if m.first_index > self.scan.last_index.wrapping_add(1) {
+                return Err(format!(
+                    "marker's first index {} is past the end of the log at {}",
+                    m.first_index, self.scan.last_index
+                ));
+            }
+        }
+        self.scan.first_index = m.first_index;
+        self.scan.prev_term = m.prev_term;
+        Ok(())
+    }
+
+    /// Drops entries `cut..` from the log and from the segments holding them.
+    fn cut(&mut self, seg: &mut Seg, cut: u64) {
+        if cut >= seg.first_index {
+            seg.count = seg.count.min(cut - seg.first_index);
+        }
+        while let Some(&(k, count)) = self.kept.last() {
+            let first = self.scan.segments.get(k).map_or(0, |s| s.first_index);
+            if first >= cut {
+                self.kept.pop();
+                continue;
+            }
+            if let Some(last) = self.kept.last_mut() {
+                last.1 = count.min(cut - first);
+            }
+            break;
+        }
+        let keep = self.scan.entries.partition_point(|e| e.index < cut);
+        self.scan.entries.truncate(keep);
+        self.scan.last_index = cut - 1;
+    }
+
+    /// Checks the first index against the oldest segment, drops the entries
+    /// below the first index and fills in each segment's live range.
+    fn finish(&mut self) {
+        if self.scan.segments.is_empty() {
+            self.scan.first_index = 1;
+            self.scan.last_index = 0;
+            return;
+        }
+        if let Some(&(k, _)) = self.kept.first() {
+            if let Some(front) = self.scan.segments.get(k) {
+                if self.scan.first_index < front.first_index {
+                    let reason = format!(
+                        "the newest marker puts the first index at {} but the oldest segment starts at {}",
+                        self.scan.first_index, front.first_index
+                    );
+                    self.scan.problems.push(Problem {
+                        path: front.path.clone(),
+                        offset: 0,
+                        reason,
+                        kind: ProblemKind::MissingHistory,
+                    });
+                }
+            }
+        }
+        if self.scan.first_index == 0 {
+            // Not even the first segment's header was readable.
+            self.scan.first_index = 1;
+            self.scan.last_index = 0;
+        }
+        let first = self.scan.first_index;
+        let below = self.scan.entries.partition_point(|e| e.index < first);
+        self.scan.entries.drain(..below);
+        for e in &self.scan.entries {
+            if let Some(seg) = self.scan.segments.get_mut(e.segment) {
+                seg.live = Some(match seg.live {
+                    Some((lo, _)) => (lo, e.index),
+                    None => (e.index, e.index),
+                });
+            }
+        }
+    }
+}
+
+/// The segment being scanned.
+struct Seg {
+    k: usize,
+    first_index: u64,
+    /// Entries of this segment in the log so far.
+    count: u64,
+    needs_marker: bool,
+    first_frame: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Log, Options, RecoveryMode};
+
+    fn e(i: u64, t: u64) -> Entry {
+        Entry::new(i, t, format!("entry-{i}-{t}").into_bytes())
+    }
+
+    fn small() -> Options {
+        Options::default().segment_size(4096)
+    }
+
+    /// Compares the scan with what `Log::open` makes of the same directory.
+    fn assert_matches_log(dir: &Path) {
+        let scan = scan_dir(dir).unwrap();
+        assert!(scan.is_clean(), "{:?}", scan.problems);
+        let log = Log::open(dir, small()).unwrap();
+        assert_eq!(
+            (scan.first_index, scan.last_index),
+            (log.first_index(), log.last_index())
+        );
+        assert_eq!(scan.prev_term, log.term(log.first_index() - 1).unwrap());
+        assert_eq!(scan.state, log.state());
+        let read: Vec<Entry> = scan.entries(0, u64::MAX).collect::<Result<_>>().unwrap();
+        let want = if log.is_empty() {
+            Vec::new()
+        } else {
+            log.entries(log.first_index(), log.last_index() + 1, None)
+                .unwrap()
+        };
+        assert_eq!(read, want);
+    }
+
+    #[test]
+    fn follows_truncation_compaction_and_reset() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let log = Log::open(dir.path(), small()).unwrap();
+            for i in 1..=400 {
+                log.append(&[e(i, 1 + i / 100)]).unwrap();
+            }
+            log.set_state(&b"s1"[..]).unwrap();
+            log.truncate_from_index(390).unwrap();
+            log.append(&[e(390, 9)]).unwrap();
+            log.truncate_from_index(200).unwrap();
+            log.append(&[e(200, 9), e(201, 9)]).unwrap();
+            log.compact(150).unwrap();
+            // While the log is open (and locked), the scan still reads it.
+            let scan = scan_dir(dir.path()).unwrap();
+            assert_eq!((scan.first_index, scan.last_index), (150, 201));
+        }
+        assert_matches_log(dir.path());
+        {
+            let log = Log::open(dir.path(), small()).unwrap();
+            log.reset(1000, 7).unwrap();
+            log.append(&[e(1000, 7)]).unwrap();
+        }
+        assert_matches_log(dir.path());
+    }
+
+    #[test]
+    fn reads_a_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), small()).unwrap();
+        for i in 1..=100 {
+            log.append(&[e(i, 1)]).unwrap();
+        }
+        let scan = scan_dir(dir.path()).unwrap();
+        let got: Vec<u64> = scan.entries(10, 13).map(|r| r.unwrap().index).collect();
+        assert_eq!(got, vec![10, 11, 12]);
+        assert_eq!(scan.entries(90, 1000).count(), 11);
+        assert_eq!(scan.entries(200, 300).count(), 0);
+        assert_eq!(scan.entries(50, 10).count(), 0);
+        let live: u64 = scan
+            .segments
+            .iter()
+            .filter_map(|s| s.live)
+            .map(|(lo, hi)| hi - lo + 1)
+            .sum();
+        assert_eq!(live, 100);
+    }
+
+    #[test]
+    fn empty_and_missing_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let scan = scan_dir(dir.path()).unwrap();
+        assert!(scan.segments.is_empty() && scan.is_clean());
+        assert_eq!((scan.first_index, scan.last_index), (1, 0));
+        assert!(matches!(
+            scan_dir(&dir.path().join("nope")),
+            Err(Error::Io { .. })
+        ));
+    }
+
+    fn last_segment(dir: &Path) -> PathBuf {
+        segment::list(dir).unwrap().pop().unwrap().2
+    }
+
+    /// Damages the frame of entry `index`: zeros its last `n` bytes.
+    fn zero_end_of(dir: &Path, index: u64, n: u64) -> EntryLoc {
+        zero_end_in(&scan_dir(dir).unwrap(), index, n)
+    }
+
+    fn zero_end_in(scan: &DirScan, index: u64, n: u64) -> EntryLoc {
+        let loc = *scan
+            .entry_locations()
+            .iter()
+            .find(|l| l.index == index)
+            .unwrap();
+        let path = &scan.segments[loc.segment].path;
+        let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+        let end = loc.offset + u64::from(loc.len);
+        f.write_all_at(&vec![0; n as usize], end - n).unwrap();
+        loc
+    }
+
+    #[test]
+    fn torn_tail_is_reported_and_nothing_changes() {
+        for prealloc in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let opts = Options::default().preallocate(prealloc);
+            {
+                let log = Log::open(dir.path(), opts.clone()).unwrap();
+                for i in 1..=10 {
+                    log.append(&[e(i, 1)]).unwrap();
+                }
+            }
+            let loc = zero_end_of(dir.path(), 10, 3);
+            let path = last_segment(dir.path());
+            let before = std::fs::read(&path).unwrap();
+            let scan = scan_dir(dir.path()).unwrap();
+            assert_eq!(scan.problems.len(), 1, "preallocate {prealloc}");
+            let p = &scan.problems[0];
+            assert_eq!((p.kind, p.offset), (ProblemKind::TornTail, loc.offset));
+            assert_eq!(scan.segments[0].data_len, loc.offset);
+            assert_eq!((scan.first_index, scan.last_index), (1, 9));
+            assert_eq!(std::fs::read(&path).unwrap(), before);
+            // Recovery agrees: it keeps 9 entries and cuts at the same offset.
+            let log = Log::open(dir.path(), opts).unwrap();
+            assert_eq!(log.last_index(), 9);
+            assert_eq!(log.recovery_report().repairs[0].1, p.offset);
+        }
+    }
+
+    #[test]
+    fn a_clean_preallocated_segment_ends_at_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), Options::default().preallocate(true)).unwrap();
+        log.append(&[e(1, 1), e(2, 1)]).unwrap();
+        let scan = scan_dir(dir.path()).unwrap();
+        assert!(scan.is_clean());
+        let seg = &scan.segments[0];
+        let last = scan.entry_locations()[1];
+        assert_eq!(seg.data_len, last.offset + u64::from(last.len));
+        if seg.preallocated > 0 {
+            assert_eq!(seg.size, seg.preallocated);
+        }
+    }
+
+    #[test]
+    fn a_damaged_entry_mid_log_is_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let log = Log::open(dir.path(), Options::default()).unwrap();
+            for i in 1..=10 {
+                log.append(&[e(i, 1)]).unwrap();
+            }
+        }
+        let loc = zero_end_of(dir.path(), 5, 1);
+        let scan = scan_dir(dir.path()).unwrap();
+        assert_eq!(scan.problems.len(), 1);
+        assert_eq!(scan.problems[0].kind, ProblemKind::Corruption);
+        assert_eq!(scan.problems[0].offset, loc.offset);
+        assert_eq!(scan.last_index, 4);
+        // Recovery refuses it at the same place.
+        match Log::open(dir.path(), Options::default()) {
+            Err(Error::Corruption { offset, .. }) => assert_eq!(offset, loc.offset),
+            other => panic!("{other:?}"),
+        }
+        let log = Log::open(
+            dir.path(),
+            Options::default().recovery_mode(RecoveryMode::TolerateAnyCorruption),
+        )
+        .unwrap();
+        assert_eq!(log.last_index(), 4);
+    }
+
+    #[test]
+    fn damage_in_an_older_segment_is_found_and_later_ones_still_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let log = Log::open(dir.path(), small()).unwrap();
+            for i in 1..=1000 {
+                log.append(&[e(i, 1)]).unwrap();
+            }
+        }
+        let scan = scan_dir(dir.path()).unwrap();
+        assert!(scan.segments.len() >= 4);
+        // The last entry of the first and of the third segment.
+        let lasts: Vec<u64> = [0, 2]
+            .iter()
+            .map(|&k| scan.segments[k].live.unwrap().1)
+            .collect();
+        let locs: Vec<EntryLoc> = lasts.iter().map(|&i| zero_end_in(&scan, i, 1)).collect();
+        let scan = scan_dir(dir.path()).unwrap();
+        assert_eq!(scan.problems.len(), 2);
+        for (p, loc) in scan.problems.iter().zip(&locs) {
+            assert_eq!(p.kind, ProblemKind::Corruption);
+            assert_eq!(p.offset, loc.offset);
+            assert_eq!(p.path, scan.segments[loc.segment].path);
+        }
+        assert_eq!(scan.segments[0].data_len, locs[0].offset);
+        assert_eq!(scan.last_index, lasts[0] - 1);
+    }
+
+    #[test]
+    fn a_torn_segment_header_is_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let log = Log::open(dir.path(), Options::default()).unwrap();
+            log.append(&[e(1, 1)]).unwrap();
+        }
+        let path = dir.path().join(segment::file_name(99, 2));
+        std::fs::write(&path, [1u8, 40, 0]).unwrap();
+        let scan = scan_dir(dir.path()).unwrap();
+        assert_eq!(scan.problems.len(), 1);
+        assert_eq!(scan.problems[0].kind, ProblemKind::TornTail);
+        assert_eq!(scan.problems[0].offset, 0);
+        assert_eq!(scan.last_index, 1);
+    }
+
+    #[test]
+    fn progress_reaches_the_total() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), small()).unwrap();
+        for i in 1..=200 {
+            log.append(&[e(i, 1)]).unwrap();
+        }
+        let mut last = 0;
+        let scan = scan_dir_with(dir.path(), 1 << 20, &mut |n| {
+            assert!(n >= last);
+            last = n;
+        })
+        .unwrap();
+        assert_eq!(last, scan.bytes);
+    }
+}
