@@ -194,7 +194,9 @@ impl Durability {
             s.syncing = true;
             s.rounds += 1;
             drop(s);
+            let started = std::time::Instant::now();
             let res = file.sync_data();
+            crate::metrics::fsync(started.elapsed());
             s = self.state.lock();
             s.syncing = false;
             match res {

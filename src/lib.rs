@@ -22,6 +22,7 @@ pub mod frame;
 mod index;
 pub mod inspect;
 mod log;
+mod metrics;
 mod options;
 mod prepare;
 mod recovery;

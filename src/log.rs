@@ -165,7 +165,9 @@ impl Log {
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
         let lock = lock_dir(&dir)?;
+        let started = std::time::Instant::now();
         let rec = recovery::recover(&dir, &opts)?;
+        crate::metrics::recovery(started.elapsed(), rec.report.bytes_scanned, rec.report.bytes_dropped);
         let sync = opts.sync;
         let active = rec
             .index

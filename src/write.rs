@@ -284,6 +284,10 @@ impl Log {
         }
         let written = buf.len() as u64;
         let ticket = inner.durability.issued(&file, &path);
+        crate::metrics::write(batch.entries.len(), buf.len());
+        if cut.is_some() {
+            crate::metrics::truncation();
+        }
         let mut ix = inner.index.write();
         if let Some(t) = cut {
             cut_index(&mut ix, t, false);
@@ -309,6 +313,7 @@ impl Log {
         }
         let seg = self.create_segment(w, next_first)?;
         inner.durability.all_synced(&seg.file, &seg.path);
+        crate::metrics::roll();
         let sealed = {
             let mut ix = inner.index.write();
             let sealed = ix.segments.back().map(|s| s.sequence);
@@ -392,6 +397,8 @@ impl Log {
         seg.len = offset + w.scratch.len() as u64;
         let ticket = inner.durability.issued(&seg.file, &seg.path);
         inner.durability.all_synced(&seg.file, &seg.path);
+        crate::metrics::write(batch.entries.len(), w.scratch.len());
+        crate::metrics::truncation();
         // The new segment is durable: now the cut takes effect.
         let removed = {
             let mut ix = inner.index.write();
@@ -470,6 +477,7 @@ impl Log {
             (m, doomed.len(), state_copy)
         };
         self.write_meta(&mut w, &marker, state_copy)?;
+        crate::metrics::compaction();
         let removed = {
             let mut ix = inner.index.write();
             ix.first_index = marker.first_index;
@@ -533,6 +541,7 @@ impl Log {
         }
         seg.len = offset + w.scratch.len() as u64;
         inner.durability.all_synced(&seg.file, &seg.path);
+        crate::metrics::reset();
         let removed = {
             let mut ix = inner.index.write();
             let removed: Vec<_> = ix.segments.drain(..).map(|s| s.path).collect();
