@@ -24,9 +24,11 @@ pub mod inspect;
 mod log;
 mod metrics;
 mod options;
+mod raft;
 mod prepare;
 mod recovery;
 pub mod segment;
+mod snapshot;
 mod sync;
 mod write;
 
@@ -42,6 +44,7 @@ pub use crate::durability::Ticket;
 pub use crate::error::{Error, Result};
 pub use crate::log::{Entry, Iter, Log, LogStats, LOCK_FILE};
 pub use crate::options::{Options, RecoveryMode, SyncPolicy};
+pub use crate::raft::RaftLogStore;
 pub use crate::recovery::RecoveryReport;
 
 /// The README's examples, compiled and run as doc tests.
