@@ -11,7 +11,7 @@
 //! submitters ([`Log::submit`](crate::Log::submit)) are served by a
 //! background thread running the same rounds.
 
-use std::fs::File;
+use crate::fs::FileHandle;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -39,7 +39,7 @@ struct State {
     poisoned: Option<String>,
     /// The file holding write `written` (earlier files were synced when the
     /// log moved on from them).
-    file: Option<(Arc<File>, PathBuf)>,
+    file: Option<(Arc<dyn FileHandle>, PathBuf)>,
     /// An asynchronous submit is waiting for the background syncer.
     async_pending: bool,
     /// The background syncer should exit.
@@ -82,7 +82,7 @@ impl Ticket {
 }
 
 impl Durability {
-    pub(crate) fn new(file: Arc<File>, path: PathBuf) -> Arc<Durability> {
+    pub(crate) fn new(file: Arc<dyn FileHandle>, path: PathBuf) -> Arc<Durability> {
         Arc::new(Durability {
             state: Mutex::new(State {
                 written: 0,
@@ -102,7 +102,9 @@ impl Durability {
     /// Errors with [`Error::Poisoned`] once a sync has failed.
     pub(crate) fn check(&self) -> Result<()> {
         match &self.state.lock().poisoned {
-            Some(cause) => Err(Error::Poisoned { cause: cause.clone() }),
+            Some(cause) => Err(Error::Poisoned {
+                cause: cause.clone(),
+            }),
             None => Ok(()),
         }
     }
@@ -122,7 +124,11 @@ impl Durability {
 
     /// Called by the writer (holding the writer lock) after a write to
     /// `file` was issued. Returns the write's ticket.
-    pub(crate) fn issued(self: &Arc<Self>, file: &Arc<File>, path: &std::path::Path) -> Ticket {
+    pub(crate) fn issued(
+        self: &Arc<Self>,
+        file: &Arc<dyn FileHandle>,
+        path: &std::path::Path,
+    ) -> Ticket {
         let mut s = self.state.lock();
         s.written += 1;
         let same = s.file.as_ref().is_some_and(|(f, _)| Arc::ptr_eq(f, file));
@@ -137,7 +143,7 @@ impl Durability {
 
     /// Called by the writer after it synced the file of every write issued
     /// so far itself (a roll, a compaction, a reset), and moved to `file`.
-    pub(crate) fn all_synced(&self, file: &Arc<File>, path: &std::path::Path) {
+    pub(crate) fn all_synced(&self, file: &Arc<dyn FileHandle>, path: &std::path::Path) {
         let mut s = self.state.lock();
         s.synced = s.written;
         s.file = Some((Arc::clone(file), path.to_path_buf()));
@@ -177,7 +183,9 @@ impl Durability {
         let mut s = self.state.lock();
         loop {
             if let Some(cause) = &s.poisoned {
-                return Err(Error::Poisoned { cause: cause.clone() });
+                return Err(Error::Poisoned {
+                    cause: cause.clone(),
+                });
             }
             if s.synced >= seq {
                 return Ok(());
@@ -189,7 +197,9 @@ impl Durability {
             // Become the syncer for everything issued so far.
             let target = s.written;
             let Some((file, path)) = s.file.clone() else {
-                return Err(Error::InvalidArgument("internal: no active file to sync".into()));
+                return Err(Error::InvalidArgument(
+                    "internal: no active file to sync".into(),
+                ));
             };
             s.syncing = true;
             s.rounds += 1;

@@ -4,8 +4,6 @@
 //! the log then reads a sealed segment's header, trailer and footer, never
 //! its payloads. A missing or damaged footer only means a full scan.
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -13,6 +11,7 @@ use prost::Message;
 
 use crate::error::{Error, Result};
 use crate::frame::{self, FrameHeader, FrameType, HEADER_LEN};
+use crate::fs::FileHandle;
 use crate::index::{FrameAt, Loc, Segment, SegmentMeta};
 use crate::log::Inner;
 use crate::proto;
@@ -41,12 +40,20 @@ pub(crate) fn seal(inner: &Inner, sequence: u64) -> Result<()> {
     let snapshot = {
         let ix = inner.index.read();
         let n = ix.segments.len();
-        let Some(s) = ix.segments.iter().take(n.saturating_sub(1)).find(|s| s.sequence == sequence) else {
+        let Some(s) = ix
+            .segments
+            .iter()
+            .take(n.saturating_sub(1))
+            .find(|s| s.sequence == sequence)
+        else {
             return Ok(()); // compacted away, or cut, meanwhile
         };
         let first = s.first_index;
         let end = s.end_index();
-        let k = ix.terms.partition_point(|&(start, _)| start <= first).saturating_sub(1);
+        let k = ix
+            .terms
+            .partition_point(|&(start, _)| start <= first)
+            .saturating_sub(1);
         let runs: Vec<(u64, u64)> = ix
             .terms
             .get(k..)
@@ -55,7 +62,15 @@ pub(crate) fn seal(inner: &Inner, sequence: u64) -> Result<()> {
             .take_while(|&&(start, _)| start < end)
             .copied()
             .collect();
-        (Arc::clone(&s.file), s.path.clone(), s.first_index, s.locs.clone(), runs, s.meta, s.len)
+        (
+            Arc::clone(&s.file),
+            s.path.clone(),
+            s.first_index,
+            s.locs.clone(),
+            runs,
+            s.meta,
+            s.len,
+        )
     };
     let (file, path, first_index, locs, runs, meta, data_end) = snapshot;
     let footer = proto::SegmentFooter {
@@ -81,34 +96,52 @@ pub(crate) fn seal(inner: &Inner, sequence: u64) -> Result<()> {
     };
     frame::encode_message(&mut buf, FrameType::Trailer, salt, &trailer);
     if buf.len() - footer_len != TRAILER_LEN as usize {
-        return Err(Error::InvalidArgument("internal: trailer has an unexpected size".into()));
+        return Err(Error::InvalidArgument(
+            "internal: trailer has an unexpected size".into(),
+        ));
     }
     file.write_all_at(&buf, data_end)
         .map_err(|e| Error::io("write footer", &path, e))?;
     file.set_len(data_end + buf.len() as u64)
         .map_err(|e| Error::io("trim sealed segment", &path, e))?;
-    file.sync_data().map_err(|e| Error::io("fdatasync", &path, e))
+    file.sync_data()
+        .map_err(|e| Error::io("fdatasync", &path, e))
 }
 
 /// Reads the footer of a sealed segment whose file is `file_len` long.
 /// `None` when there is no valid footer (the caller scans the segment).
-pub(crate) fn read(file: &File, path: &Path, file_len: u64, header: &Header, max_entry: u64) -> Option<Footer> {
+pub(crate) fn read(
+    file: &dyn FileHandle,
+    path: &Path,
+    file_len: u64,
+    header: &Header,
+    max_entry: u64,
+) -> Option<Footer> {
     match try_read(file, file_len, header, max_entry) {
         Ok(f) => f,
         Err(reason) => {
-            log::info!("raftwal: scanning {} in full: its footer is unusable ({reason})", path.display());
+            log::info!(
+                "raftwal: scanning {} in full: its footer is unusable ({reason})",
+                path.display()
+            );
             None
         }
     }
 }
 
-fn try_read(file: &File, file_len: u64, header: &Header, max_entry: u64) -> Result<Option<Footer>, String> {
+fn try_read(
+    file: &dyn FileHandle,
+    file_len: u64,
+    header: &Header,
+    max_entry: u64,
+) -> Result<Option<Footer>, String> {
     if file_len < header.len + TRAILER_LEN {
         return Ok(None);
     }
     let salt = frame::salt(header.sequence);
     let mut t = [0u8; TRAILER_LEN as usize];
-    file.read_exact_at(&mut t, file_len - TRAILER_LEN).map_err(|e| e.to_string())?;
+    file.read_exact_at(&mut t, file_len - TRAILER_LEN)
+        .map_err(|e| e.to_string())?;
     let th = FrameHeader::parse(&head_of(&t));
     if th.ty != FrameType::Trailer as u8 {
         return Ok(None); // not sealed
@@ -119,11 +152,15 @@ fn try_read(file: &File, file_len: u64, header: &Header, max_entry: u64) -> Resu
     }
     let tr = proto::SegmentTrailer::decode(payload).map_err(|e| e.to_string())?;
     let footer_len = u64::from(tr.footer_len);
-    if tr.footer_offset < header.len || tr.footer_offset + footer_len + TRAILER_LEN != file_len || footer_len < HEADER_LEN as u64 {
+    if tr.footer_offset < header.len
+        || tr.footer_offset + footer_len + TRAILER_LEN != file_len
+        || footer_len < HEADER_LEN as u64
+    {
         return Err("trailer points outside the file".into());
     }
     let mut f = vec![0u8; footer_len as usize];
-    file.read_exact_at(&mut f, tr.footer_offset).map_err(|e| e.to_string())?;
+    file.read_exact_at(&mut f, tr.footer_offset)
+        .map_err(|e| e.to_string())?;
     let fh = FrameHeader::parse(&head_of(&f));
     let fp = &f[HEADER_LEN..];
     if fh.ty != FrameType::Footer as u8 || fh.len as usize != fp.len() || !fh.verify(salt, fp) {
@@ -131,7 +168,10 @@ fn try_read(file: &File, file_len: u64, header: &Header, max_entry: u64) -> Resu
     }
     let p = proto::SegmentFooter::decode(fp).map_err(|e| e.to_string())?;
     let data_end = p.data_end;
-    if p.first_index != header.first_index || data_end != tr.footer_offset || p.offsets.len() != p.lengths.len() {
+    if p.first_index != header.first_index
+        || data_end != tr.footer_offset
+        || p.offsets.len() != p.lengths.len()
+    {
         return Err("footer disagrees with its segment".into());
     }
     let max_frame = max_entry + ENTRY_OVERHEAD + HEADER_LEN as u64;
@@ -139,14 +179,21 @@ fn try_read(file: &File, file_len: u64, header: &Header, max_entry: u64) -> Resu
     for (&offset, &len) in p.offsets.iter().zip(&p.lengths) {
         let (o, l) = (u64::from(offset), u64::from(len));
         if o < header.len || o + l > data_end || l <= HEADER_LEN as u64 || l > max_frame {
-            return Err(format!("entry frame at {o} of {l} bytes lies outside the data"));
+            return Err(format!(
+                "entry frame at {o} of {l} bytes lies outside the data"
+            ));
         }
         locs.push(Loc { offset, len });
     }
     if p.term_starts.len() != p.terms.len() {
         return Err("term runs are malformed".into());
     }
-    let terms: Vec<(u64, u64)> = p.term_starts.iter().copied().zip(p.terms.iter().copied()).collect();
+    let terms: Vec<(u64, u64)> = p
+        .term_starts
+        .iter()
+        .copied()
+        .zip(p.terms.iter().copied())
+        .collect();
     let end = header.first_index + locs.len() as u64;
     let runs_ok = terms.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 < w[1].1)
         && terms.first().is_none_or(|r| r.0 == header.first_index)
@@ -155,7 +202,8 @@ fn try_read(file: &File, file_len: u64, header: &Header, max_entry: u64) -> Resu
     if !runs_ok {
         return Err("term runs do not cover the entries".into());
     }
-    let frame_ok = |a: Option<FrameAt>| a.is_none_or(|(o, l)| o >= header.len && o + u64::from(l) <= data_end);
+    let frame_ok =
+        |a: Option<FrameAt>| a.is_none_or(|(o, l)| o >= header.len && o + u64::from(l) <= data_end);
     let meta = SegmentMeta {
         opening: at(p.opening_offset, p.opening_len),
         marker: at(p.marker_offset, p.marker_len),
@@ -192,7 +240,10 @@ pub(crate) fn read_frame(seg: &Segment, at: FrameAt, ty: FrameType) -> Result<Ve
     }
     let h = FrameHeader::parse(&head_of(&buf));
     let payload = buf.split_off(HEADER_LEN);
-    if h.ty != ty as u8 || h.len as usize != payload.len() || !h.verify(frame::salt(seg.sequence), &payload) {
+    if h.ty != ty as u8
+        || h.len as usize != payload.len()
+        || !h.verify(frame::salt(seg.sequence), &payload)
+    {
         return Err(bad("frame named by the footer does not verify"));
     }
     Ok(payload)

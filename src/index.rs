@@ -4,8 +4,8 @@
 //! segment (8 bytes); terms are stored as runs `(first index, term)`, one per
 //! term change, so `term(i)` costs a binary search over a handful of runs.
 
+use crate::fs::FileHandle;
 use std::collections::VecDeque;
-use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -52,7 +52,7 @@ pub struct Segment {
     /// The file's path.
     pub path: PathBuf,
     /// The open file, shared with readers.
-    pub file: Arc<File>,
+    pub file: Arc<dyn FileHandle>,
     /// Bytes of valid frames (the write position of the active segment).
     pub len: u64,
     /// The entries it holds: `locs[k]` is entry `first_index + k`.

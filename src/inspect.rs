@@ -102,6 +102,12 @@ pub struct SegmentInfo {
     /// The first and last index of the entries of this file that are part of
     /// the log, if any.
     pub live: Option<(u64, u64)>,
+    /// Whether the file ends with a valid footer and trailer (it was sealed
+    /// when the log moved on to a newer segment).
+    pub sealed: bool,
+    /// Whether its footer or trailer was cut by a crash while it was being
+    /// sealed: harmless (the footer is optional), so not a [`Problem`].
+    pub torn_seal: bool,
 }
 
 /// Where one entry of the log is.
@@ -259,7 +265,7 @@ pub fn scan_dir_with(
     max_entry_size: u64,
     progress: &mut dyn FnMut(u64),
 ) -> Result<DirScan> {
-    let files = segment::list(dir)?;
+    let files = segment::list(&crate::fs::StdFileSystem, dir)?;
     let count = files.len();
     let mut s = State {
         scan: DirScan {
@@ -296,6 +302,8 @@ pub fn scan_dir_with(
             frames: 0,
             entry_frames: 0,
             live: None,
+            sealed: false,
+            torn_seal: false,
         });
         s.segment(k, &file, &path, k + 1 == count)?;
         s.done += size;
@@ -405,8 +413,10 @@ impl State<'_> {
                     seg.first_frame = false;
                     if let Some(s) = self.scan.segments.get_mut(k) {
                         s.frames += 1;
-                        if ty == FrameType::Entry {
-                            s.entry_frames += 1;
+                        match ty {
+                            FrameType::Entry => s.entry_frames += 1,
+                            FrameType::Trailer => s.sealed = true,
+                            _ => {}
                         }
                     }
                     if self.done + offset >= reported + PROGRESS_STEP {
@@ -424,6 +434,18 @@ impl State<'_> {
                 Some(n) => scanner.valid_frame_at(offset.saturating_add(n))?,
                 None => false,
             };
+            if !followed && !last_file && is_seal_frame(file, offset) {
+                // A crash while sealing the segment: the footer is optional,
+                // and recovery reads the segment without it.
+                if let Some(s) = self.scan.segments.get_mut(k) {
+                    s.data_len = offset;
+                    s.torn_seal = true;
+                }
+                if logical {
+                    self.keep(&seg);
+                }
+                return Ok(());
+            }
             self.problem(k, offset, reason, last_file && !followed);
             if logical {
                 self.keep(&seg);
@@ -609,6 +631,16 @@ impl State<'_> {
     }
 }
 
+/// Whether the frame at `offset` has the type byte of a footer or trailer.
+fn is_seal_frame(file: &File, offset: u64) -> bool {
+    let mut ty = [0u8; 1];
+    file.read_exact_at(&mut ty, offset).is_ok()
+        && matches!(
+            FrameType::from_u8(ty[0]),
+            Some(FrameType::Footer | FrameType::Trailer)
+        )
+}
+
 /// The segment being scanned.
 struct Seg {
     k: usize,
@@ -715,7 +747,7 @@ mod tests {
     }
 
     fn last_segment(dir: &Path) -> PathBuf {
-        segment::list(dir).unwrap().pop().unwrap().2
+        segment::list(&crate::fs::StdFileSystem, dir).unwrap().pop().unwrap().2
     }
 
     /// Damages the frame of entry `index`: zeros its last `n` bytes.
@@ -849,6 +881,34 @@ mod tests {
         assert_eq!(scan.problems[0].kind, ProblemKind::TornTail);
         assert_eq!(scan.problems[0].offset, 0);
         assert_eq!(scan.last_index, 1);
+    }
+
+    #[test]
+    fn a_torn_seal_is_not_a_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let log = Log::open(dir.path(), small()).unwrap();
+            for i in 1..=300 {
+                log.append(&[e(i, 1)]).unwrap();
+            }
+        }
+        let scan = scan_dir(dir.path()).unwrap();
+        assert!(scan.is_clean(), "{:?}", scan.problems);
+        let Some(sealed) = scan.segments.iter().find(|s| s.sealed) else {
+            return; // this build does not seal segments
+        };
+        // Cut the trailer's CRC: what a crash while sealing leaves.
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&sealed.path)
+            .unwrap();
+        f.write_all_at(&[0xff, 0xff], sealed.size - 10).unwrap();
+        let after = scan_dir(dir.path()).unwrap();
+        assert!(after.is_clean(), "{:?}", after.problems);
+        let seg = after.segments.iter().find(|s| s.path == sealed.path).unwrap();
+        assert!(seg.torn_seal && !seg.sealed, "{seg:?}");
+        assert_eq!((after.first_index, after.last_index), (1, 300));
+        assert_matches_log(dir.path());
     }
 
     #[test]

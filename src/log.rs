@@ -1,7 +1,6 @@
 //! [`Log`]: the durable positional log, its open and its read path.
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
+use std::any::Any;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -12,6 +11,7 @@ use prost::Message;
 use crate::durability::Durability;
 use crate::error::{Error, Result};
 use crate::frame::{self, FrameHeader, FrameType, HEADER_LEN};
+use crate::fs::FileSystem;
 use crate::index::{Index, Loc, Segment};
 use crate::options::Options;
 use crate::prepare::Preparer;
@@ -50,7 +50,7 @@ pub(crate) struct Inner {
     pub dir: PathBuf,
     pub opts: Options,
     /// Held for the life of the log: the directory's exclusive lock.
-    _lock: File,
+    _lock: Box<dyn Any + Send + Sync>,
     pub index: RwLock<Index>,
     pub writer: Mutex<Writer>,
     pub durability: Arc<Durability>,
@@ -163,11 +163,17 @@ impl Log {
     pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Log> {
         opts.validate()?;
         let dir = dir.as_ref().to_path_buf();
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
-        let lock = lock_dir(&dir)?;
+        let fs = &*opts.file_system;
+        fs.create_dir_all(&dir)
+            .map_err(|e| Error::io("create directory", &dir, e))?;
+        let lock = lock_dir(fs, &dir)?;
         let started = std::time::Instant::now();
         let rec = recovery::recover(&dir, &opts)?;
-        crate::metrics::recovery(started.elapsed(), rec.report.bytes_scanned, rec.report.bytes_dropped);
+        crate::metrics::recovery(
+            started.elapsed(),
+            rec.report.bytes_scanned,
+            rec.report.bytes_dropped,
+        );
         let sync = opts.sync;
         let active = rec
             .index
@@ -188,7 +194,11 @@ impl Log {
             _lock: lock,
         });
         if inner.opts.preallocate {
-            *inner.preparer.lock() = Some(Preparer::start(&inner.dir, inner.opts.segment_size));
+            *inner.preparer.lock() = Some(Preparer::start(
+                Arc::clone(&inner.opts.file_system),
+                &inner.dir,
+                inner.opts.segment_size,
+            ));
         }
         let syncer = Syncer::start(&inner, sync);
         Ok(Log { inner, syncer })
@@ -469,22 +479,14 @@ impl Iterator for Iter<'_> {
     }
 }
 
-fn lock_dir(dir: &Path) -> Result<File> {
+fn lock_dir(fs: &dyn FileSystem, dir: &Path) -> Result<Box<dyn Any + Send + Sync>> {
     let path = dir.join(LOCK_FILE);
-    let f = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .map_err(|e| Error::io("open lock file", &path, e))?;
-    match f.try_lock() {
-        Ok(()) => Ok(f),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked {
+    fs.lock(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::WouldBlock => Error::Locked {
             dir: dir.to_path_buf(),
-        }),
-        Err(std::fs::TryLockError::Error(e)) => Err(Error::io("lock", &path, e)),
-    }
+        },
+        _ => Error::io("lock", &path, e),
+    })
 }
 
 pub(crate) fn internal(dir: &Path, msg: String) -> Error {

@@ -1,8 +1,10 @@
 //! Configuration of a [`Log`](crate::Log) and a [`RaftLogStore`](crate::RaftLogStore).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::fs::{FileSystem, StdFileSystem};
 
 /// When appended data is made durable with `fdatasync`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +70,11 @@ pub struct Options {
     /// zeroed by a crash there reads as the end of the log, not as damage.
     /// Default: `true`.
     pub preallocate: bool,
+    /// Where every file operation goes: the file-system seam. Default:
+    /// [`StdFileSystem`], the operating system's files. Tests plug in
+    /// fault-injecting and power-loss simulators here; users can plug in
+    /// encryption or their own storage.
+    pub file_system: Arc<dyn FileSystem>,
 }
 
 impl Default for Options {
@@ -78,6 +85,7 @@ impl Default for Options {
             max_entry_size: 64 << 20,
             recovery_mode: RecoveryMode::TolerateTailCorruption,
             preallocate: true,
+            file_system: Arc::new(StdFileSystem),
         }
     }
 }
@@ -115,6 +123,12 @@ impl Options {
     /// Sets [`Options::preallocate`].
     pub fn preallocate(mut self, on: bool) -> Self {
         self.preallocate = on;
+        self
+    }
+
+    /// Sets [`Options::file_system`].
+    pub fn file_system(mut self, fs: Arc<dyn FileSystem>) -> Self {
+        self.file_system = fs;
         self
     }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
+use crate::fs::FileSystem;
 use crate::segment;
 
 pub(crate) struct Preparer {
@@ -29,15 +30,19 @@ struct State {
 impl Preparer {
     /// Starts preparing segments of `len` bytes in `dir`. Prepared files
     /// left by an earlier run are adopted (one) or removed (the rest).
-    pub(crate) fn start(dir: &Path, len: u64) -> Preparer {
-        let mut existing = segment::list_prepared(dir).unwrap_or_default();
+    pub(crate) fn start(fs: Arc<dyn FileSystem>, dir: &Path, len: u64) -> Preparer {
+        let mut existing = segment::list_prepared(&*fs, dir).unwrap_or_default();
         let ready = existing.pop();
         for extra in existing {
-            let _ = std::fs::remove_file(extra);
+            let _ = fs.remove(&extra);
         }
         let next_name = ready
             .as_ref()
-            .and_then(|p| p.file_stem()?.to_str().and_then(|s| u64::from_str_radix(s, 16).ok()))
+            .and_then(|p| {
+                p.file_stem()?
+                    .to_str()
+                    .and_then(|s| u64::from_str_radix(s, 16).ok())
+            })
             .map_or(1, |n| n + 1);
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
@@ -51,7 +56,7 @@ impl Preparer {
         let dir = dir.to_path_buf();
         let thread = std::thread::Builder::new()
             .name("raftwal-prepare".into())
-            .spawn(move || s.run(&dir, len))
+            .spawn(move || s.run(&*fs, &dir, len))
             .ok();
         Preparer { shared, thread }
     }
@@ -84,7 +89,7 @@ impl Drop for Preparer {
 }
 
 impl Shared {
-    fn run(&self, dir: &Path, len: u64) {
+    fn run(&self, fs: &dyn FileSystem, dir: &Path, len: u64) {
         let mut s = self.state.lock();
         loop {
             while s.ready.is_some() && !s.stop {
@@ -96,7 +101,7 @@ impl Shared {
             let n = s.next_name;
             s.next_name += 1;
             drop(s);
-            let res = segment::prepare(dir, n, len);
+            let res = segment::prepare(fs, dir, n, len);
             s = self.state.lock();
             match res {
                 Ok(path) if s.stop => {

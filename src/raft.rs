@@ -220,16 +220,17 @@ impl RaftLogStore {
     /// [`RecoveryMode::TolerateAnyCorruption`](crate::RecoveryMode::TolerateAnyCorruption),
     /// where it is logged and forgotten.
     pub fn open_with(dir: impl AsRef<Path>, opts: Options) -> Result<RaftLogStore> {
+        let fs = std::sync::Arc::clone(&opts.file_system);
         let log = Log::open(dir.as_ref(), opts)?;
         let dir = log.dir().to_path_buf();
         let (mut cache, named) = match log.state() {
             None => (Cache::default(), None),
             Some(blob) => decode_state(&dir, &blob)?,
         };
-        let listing = snapshot::list(&dir)?;
+        let listing = snapshot::list(&*fs, &dir)?;
         if let Some((index, term)) = named {
             let path = snapshot::path(&dir, index, term);
-            let found = snapshot::open(&path).and_then(|o| {
+            let found = snapshot::open(&*fs, &path).and_then(|o| {
                 if (o.meta.index, o.meta.term) == (index, term) {
                     Ok(o.meta)
                 } else {
@@ -262,7 +263,7 @@ impl RaftLogStore {
                 doomed.push(path);
             }
         }
-        snapshot::remove(&dir, &doomed)?;
+        snapshot::remove(&*fs, &dir, &doomed)?;
         let (start, start_term) = cache.log_start;
         if start > 0 && log.first_index() <= start {
             log::info!(
@@ -448,7 +449,12 @@ impl RaftLogStore {
         }
         let mut c = sh.cache.read().clone();
         let old = c.snapshot.as_ref().map(|m| (m.index, m.term));
-        snapshot::write(&sh.dir, &meta, &snapshot.data)?;
+        snapshot::write(
+            &*sh.log.options().file_system,
+            &sh.dir,
+            &meta,
+            &snapshot.data,
+        )?;
         c.hard_state.term = c.hard_state.term.max(term);
         c.hard_state.commit = index;
         c.conf_state = meta.get_conf_state().clone();
@@ -466,7 +472,7 @@ impl RaftLogStore {
             return Err(e);
         }
         *sh.cache.write() = c;
-        remove_old_snapshot(&sh.dir, old, (index, term));
+        remove_old_snapshot(&*sh.log.options().file_system, &sh.dir, old, (index, term));
         Ok(())
     }
 
@@ -518,7 +524,7 @@ impl RaftLogStore {
             ..Default::default()
         };
         meta.set_conf_state(conf_state);
-        snapshot::write(&sh.dir, &meta, &data)?;
+        snapshot::write(&*sh.log.options().file_system, &sh.dir, &meta, &data)?;
         c.snapshot = Some(meta);
         let batch = &mut guard.batch;
         batch.clear();
@@ -527,7 +533,7 @@ impl RaftLogStore {
         batch.clear();
         res?;
         *sh.cache.write() = c;
-        remove_old_snapshot(&sh.dir, old, (index, term));
+        remove_old_snapshot(&*sh.log.options().file_system, &sh.dir, old, (index, term));
         Ok(())
     }
 
@@ -567,7 +573,7 @@ impl RaftLogStore {
                 return Ok(None);
             }
             let path = snapshot::path(&sh.dir, meta.index, meta.term);
-            let opened = match snapshot::open(&path) {
+            let opened = match snapshot::open(&*sh.log.options().file_system, &path) {
                 Ok(o) => o,
                 Err(Error::Io { ref source, .. })
                     if source.kind() == std::io::ErrorKind::NotFound
@@ -630,12 +636,17 @@ fn push_entry(batch: &mut WriteBatch, e: &Entry) -> Result<()> {
 
 /// Removes the previous snapshot file once the new one is current. A failure
 /// is only logged: `open` removes files nothing refers to.
-fn remove_old_snapshot(dir: &Path, old: Option<(u64, u64)>, new: (u64, u64)) {
+fn remove_old_snapshot(
+    fs: &dyn crate::fs::FileSystem,
+    dir: &Path,
+    old: Option<(u64, u64)>,
+    new: (u64, u64),
+) {
     let Some((index, term)) = old else { return };
     if (index, term) == new {
         return; // the rename replaced it
     }
-    if let Err(e) = snapshot::remove(dir, &[snapshot::path(dir, index, term)]) {
+    if let Err(e) = snapshot::remove(fs, dir, &[snapshot::path(dir, index, term)]) {
         log::warn!("raftwal: could not remove the old snapshot {index}/{term}: {e}");
     }
 }
@@ -782,7 +793,13 @@ mod tests {
                 .unwrap();
             // Steps 1 and 2 of apply_snapshot, by hand.
             let s = snap(8, 3);
-            snapshot::write(dir.path(), s.get_metadata(), &s.data).unwrap();
+            snapshot::write(
+                &crate::fs::StdFileSystem,
+                dir.path(),
+                s.get_metadata(),
+                &s.data,
+            )
+            .unwrap();
             let mut c = store.shared.cache.read().clone();
             c.hard_state.term = 3;
             c.hard_state.commit = 8;
@@ -812,7 +829,13 @@ mod tests {
                 .append(&(1..=5).map(|i| entry(i, 1)).collect::<Vec<_>>())
                 .unwrap();
             let s = snap(8, 3);
-            snapshot::write(dir.path(), s.get_metadata(), &s.data).unwrap();
+            snapshot::write(
+                &crate::fs::StdFileSystem,
+                dir.path(),
+                s.get_metadata(),
+                &s.data,
+            )
+            .unwrap();
             std::fs::write(
                 dir.path()
                     .join(format!("{}.tmp", snapshot::file_name(9, 3))),
@@ -831,7 +854,7 @@ mod tests {
                 StorageError::SnapshotTemporarilyUnavailable
             ))
         );
-        let l = snapshot::list(dir.path()).unwrap();
+        let l = snapshot::list(&crate::fs::StdFileSystem, dir.path()).unwrap();
         assert!(l.snapshots.is_empty() && l.temporary.is_empty());
     }
 

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use prost::Message;
 
 use crate::error::{Error, Result};
-use crate::frame::FrameType;
 use crate::footer::{self, Footer};
+use crate::frame::FrameType;
 use crate::frame::HEADER_LEN;
 use crate::index::{Index, Loc, Pos, Segment, SegmentMeta};
 use crate::options::{Options, RecoveryMode};
@@ -48,7 +48,8 @@ pub(crate) struct Recovered {
 
 /// Recovers the log in `dir` (which exists and is locked by the caller).
 pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
-    let files = segment::list(dir)?;
+    let fs = &*opts.file_system;
+    let files = segment::list(fs, dir)?;
     let mut r = Recovery {
         opts,
         ix: Index::default(),
@@ -62,7 +63,7 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
         let last_file = k + 1 == count;
         if r.scan_segment(seq, first, path, last_file)? == Flow::Stop {
             // Everything after a kept prefix is dropped.
-            let later = segment::list(dir)?;
+            let later = segment::list(fs, dir)?;
             for (s, _, p) in later {
                 if s > seq {
                     r.remove.push(p);
@@ -77,11 +78,11 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
         // A new log, or one whose only file held nothing valid.
         let first = index.last_index.max(index.first_index.saturating_sub(1)) + 1;
         let prepared = match opts.preallocate {
-            true => segment::prepare(dir, ON_THE_SPOT | next_sequence, opts.segment_size).ok(),
+            true => segment::prepare(fs, dir, ON_THE_SPOT | next_sequence, opts.segment_size).ok(),
             false => None,
         };
-        let c = segment::create(dir, next_sequence, first, prepared)?;
-        segment::sync_dir(dir)?;
+        let c = segment::create(fs, dir, next_sequence, first, prepared)?;
+        segment::sync_dir(fs, dir)?;
         if index.first_index == 0 {
             index.first_index = first;
             index.last_index = first - 1;
@@ -90,7 +91,7 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
             sequence: next_sequence,
             first_index: first,
             path: c.path,
-            file: Arc::new(c.file),
+            file: c.file,
             len: c.header_len,
             locs: Vec::new(),
             preallocated: c.preallocated,
@@ -119,10 +120,12 @@ fn decode_marker(seg: &Segment, at: crate::index::FrameAt) -> Result<proto::Mark
 /// Whether the bad frame at `offset` is a footer or trailer torn by a crash
 /// while the segment was being sealed.
 fn is_torn_seal(seg: &Segment, offset: u64) -> bool {
-    use std::os::unix::fs::FileExt;
     let mut ty = [0u8; 1];
     seg.file.read_exact_at(&mut ty, offset).is_ok()
-        && matches!(FrameType::from_u8(ty[0]), Some(FrameType::Footer | FrameType::Trailer))
+        && matches!(
+            FrameType::from_u8(ty[0]),
+            Some(FrameType::Footer | FrameType::Trailer)
+        )
 }
 
 #[derive(PartialEq, Eq)]
@@ -147,13 +150,12 @@ impl Recovery<'_> {
         path: PathBuf,
         last_file: bool,
     ) -> Result<Flow> {
-        let file = segment::open(&path)?;
+        let file = segment::open(&*self.opts.file_system, &path)?;
         let file_len = file
-            .metadata()
-            .map_err(|e| Error::io("stat segment", &path, e))?
-            .len();
+            .len()
+            .map_err(|e| Error::io("stat segment", &path, e))?;
         self.report.segments_scanned += 1;
-        let header = match segment::read_header(&file, &path, file_len) {
+        let header = match segment::read_header(&*file, &path, file_len) {
             Ok(h) => h,
             Err(Error::Corruption { offset, reason, .. }) => {
                 // A segment whose header never became durable holds nothing
@@ -178,7 +180,7 @@ impl Recovery<'_> {
             sequence: seq,
             first_index: header.first_index,
             path: path.clone(),
-            file: Arc::new(file),
+            file,
             len: header.len,
             locs: Vec::new(),
             preallocated: header.preallocated,
@@ -187,7 +189,13 @@ impl Recovery<'_> {
         };
         let fresh = self.ix.segments.is_empty() && self.ix.first_index == 0;
         let sealed = match last_file {
-            false => footer::read(&seg.file, &path, file_len, &header, self.opts.max_entry_size),
+            false => footer::read(
+                &*seg.file,
+                &path,
+                file_len,
+                &header,
+                self.opts.max_entry_size,
+            ),
             true => None,
         };
         if fresh {
@@ -205,7 +213,7 @@ impl Recovery<'_> {
         }
         let max_payload = self.opts.max_entry_size + ENTRY_OVERHEAD;
         let file_ref = Arc::clone(&seg.file);
-        let mut scanner = Scanner::new(&file_ref, &path, file_len, &header, max_payload);
+        let mut scanner = Scanner::new(&*file_ref, &path, file_len, &header, max_payload);
         let mut first_frame = true;
         loop {
             let problem = match scanner.next_frame()? {
@@ -351,15 +359,30 @@ impl Recovery<'_> {
 
     /// Applies a sealed segment's footer: the opening marker, the entries,
     /// the newest marker and state, reading only those frames.
-    fn apply_footer(&mut self, seg: &mut Segment, f: Footer, needs_marker: &mut bool) -> Result<()> {
-        let bad = |seg: &Segment, offset: u64, reason: String| Error::corruption(&seg.path, offset, reason);
+    fn apply_footer(
+        &mut self,
+        seg: &mut Segment,
+        f: Footer,
+        needs_marker: &mut bool,
+    ) -> Result<()> {
+        let bad = |seg: &Segment, offset: u64, reason: String| {
+            Error::corruption(&seg.path, offset, reason)
+        };
         if let Some(at) = f.meta.opening {
             let m = decode_marker(seg, at)?;
-            self.apply_marker(seg, &m, true, needs_marker).map_err(|r| bad(seg, at.0, r))?;
-            self.ix.marker = Some(Pos { sequence: seg.sequence, offset: at.0 });
+            self.apply_marker(seg, &m, true, needs_marker)
+                .map_err(|r| bad(seg, at.0, r))?;
+            self.ix.marker = Some(Pos {
+                sequence: seg.sequence,
+                offset: at.0,
+            });
         }
         if *needs_marker {
-            return Err(bad(seg, seg.data_start, "segment does not continue the log".into()));
+            return Err(bad(
+                seg,
+                seg.data_start,
+                "segment does not continue the log".into(),
+            ));
         }
         if !f.locs.is_empty() {
             let prev = if self.ix.last_index >= self.ix.first_index {
@@ -368,12 +391,22 @@ impl Recovery<'_> {
                 self.ix.prev_term
             };
             if seg.first_index != self.ix.last_index + 1 {
-                return Err(bad(seg, u64::from(f.locs[0].offset), format!(
-                    "entries start at {} where {} was expected", seg.first_index, self.ix.last_index + 1
-                )));
+                return Err(bad(
+                    seg,
+                    u64::from(f.locs[0].offset),
+                    format!(
+                        "entries start at {} where {} was expected",
+                        seg.first_index,
+                        self.ix.last_index + 1
+                    ),
+                ));
             }
             if f.terms.first().is_some_and(|r| r.1 < prev) {
-                return Err(bad(seg, u64::from(f.locs[0].offset), "terms go backwards across segments".into()));
+                return Err(bad(
+                    seg,
+                    u64::from(f.locs[0].offset),
+                    "terms go backwards across segments".into(),
+                ));
             }
             for &(start, term) in &f.terms {
                 self.ix.push_term(start, term);
@@ -390,13 +423,22 @@ impl Recovery<'_> {
             }
             self.ix.first_index = m.first_index;
             self.ix.prev_term = m.prev_term;
-            self.ix.marker = Some(Pos { sequence: seg.sequence, offset: at.0 });
+            self.ix.marker = Some(Pos {
+                sequence: seg.sequence,
+                offset: at.0,
+            });
         }
         if let Some(at) = f.meta.state {
             let payload = footer::read_frame(seg, at, FrameType::State)?;
             let st = proto::State::decode(&payload[..])
                 .map_err(|e| bad(seg, at.0, format!("state does not decode: {e}")))?;
-            self.ix.state = Some((st.data, Pos { sequence: seg.sequence, offset: at.0 }));
+            self.ix.state = Some((
+                st.data,
+                Pos {
+                    sequence: seg.sequence,
+                    offset: at.0,
+                },
+            ));
         }
         seg.meta = f.meta;
         seg.len = f.data_end;
@@ -499,7 +541,12 @@ impl Recovery<'_> {
             "raftwal: removing segment {} with a bad header: {reason}",
             path.display()
         );
-        let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let len = self
+            .opts
+            .file_system
+            .open(&path)
+            .and_then(|f| f.len())
+            .unwrap_or(0);
         self.report.bytes_dropped += len;
         self.report.repairs.push((path.clone(), offset, reason));
         self.remove.push(path);
@@ -536,12 +583,7 @@ impl Recovery<'_> {
             .map_err(|e| Error::io("truncate torn tail", path, e))?;
         if seg.preallocated > offset {
             // Give the cut space back as zeros, keeping the file's size.
-            let extend = rustix::fs::fallocate(
-                &*seg.file,
-                rustix::fs::FallocateFlags::empty(),
-                offset,
-                seg.preallocated - offset,
-            );
+            let extend = seg.file.allocate(offset, seg.preallocated - offset);
             if let Err(e) = extend {
                 log::warn!("raftwal: could not re-preallocate {}: {e}", path.display());
             }
@@ -588,7 +630,7 @@ impl Recovery<'_> {
             self.ix.trim_terms_below(start);
         }
         for path in self.remove.drain(..) {
-            match std::fs::remove_file(&path) {
+            match self.opts.file_system.remove(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(Error::io("remove segment", &path, e)),
@@ -598,7 +640,7 @@ impl Recovery<'_> {
             self.dir_changed = true;
         }
         if self.dir_changed {
-            segment::sync_dir(dir)?;
+            segment::sync_dir(&*self.opts.file_system, dir)?;
         }
         Ok(())
     }

@@ -1,14 +1,14 @@
 //! Segment files: naming, the header frame, creation, and a chunked frame
 //! scanner used by recovery and verification.
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use prost::Message;
 
 use crate::error::{Error, Result};
 use crate::frame::{self, FrameHeader, FrameType, HEADER_LEN};
+use crate::fs::{FileHandle, FileSystem};
 use crate::proto;
 
 /// The magic bytes in every segment header.
@@ -41,14 +41,15 @@ pub fn parse_file_name(name: &str) -> Option<(u64, u64)> {
 }
 
 /// Lists the segment files of `dir`, sorted by sequence.
-pub fn list(dir: &Path) -> Result<Vec<(u64, u64, PathBuf)>> {
+pub fn list(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<(u64, u64, PathBuf)>> {
     let mut out = Vec::new();
-    let rd = std::fs::read_dir(dir).map_err(|e| Error::io("read directory", dir, e))?;
-    for entry in rd {
-        let entry = entry.map_err(|e| Error::io("read directory", dir, e))?;
-        let name = entry.file_name();
-        if let Some((seq, first)) = name.to_str().and_then(parse_file_name) {
-            out.push((seq, first, entry.path()));
+    for path in fs
+        .list(dir)
+        .map_err(|e| Error::io("read directory", dir, e))?
+    {
+        let name = path.file_name().and_then(|n| n.to_str());
+        if let Some((seq, first)) = name.and_then(parse_file_name) {
+            out.push((seq, first, path));
         }
     }
     out.sort_by_key(|s| s.0);
@@ -56,9 +57,8 @@ pub fn list(dir: &Path) -> Result<Vec<(u64, u64, PathBuf)>> {
 }
 
 /// Makes creations, renames and removals in `dir` durable.
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    let d = File::open(dir).map_err(|e| Error::io("open directory", dir, e))?;
-    d.sync_all()
+pub fn sync_dir(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
+    fs.sync_dir(dir)
         .map_err(|e| Error::io("fsync directory", dir, e))
 }
 
@@ -68,7 +68,12 @@ pub const PREPARED_EXTENSION: &str = "prep";
 
 /// Encodes the header frame of a segment (its CRC seed is 0: the header
 /// carries the sequence that salts every later frame).
-pub fn encode_header(buf: &mut Vec<u8>, sequence: u64, first_index: u64, preallocated: u64) -> usize {
+pub fn encode_header(
+    buf: &mut Vec<u8>,
+    sequence: u64,
+    first_index: u64,
+    preallocated: u64,
+) -> usize {
     let header = proto::SegmentHeader {
         magic: MAGIC.to_vec().into(),
         version: FORMAT_VERSION,
@@ -83,7 +88,7 @@ pub fn encode_header(buf: &mut Vec<u8>, sequence: u64, first_index: u64, preallo
 #[derive(Debug)]
 pub struct Created {
     /// The open file.
-    pub file: File,
+    pub file: Arc<dyn FileHandle>,
     /// Its path.
     pub path: PathBuf,
     /// The length of its header frame: where data starts.
@@ -96,23 +101,25 @@ pub struct Created {
 /// the file. When `prepared` names a prepared file (see [`prepare`]), that
 /// file is used: its header is written and synced, then it is renamed into
 /// place. The caller syncs the directory.
-pub fn create(dir: &Path, sequence: u64, first_index: u64, prepared: Option<PathBuf>) -> Result<Created> {
+pub fn create(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    sequence: u64,
+    first_index: u64,
+    prepared: Option<PathBuf>,
+) -> Result<Created> {
     let path = dir.join(file_name(sequence, first_index));
     let (file, preallocated, from) = match prepared {
         Some(prep) => {
-            let file = open(&prep)?;
+            let file = open(fs, &prep)?;
             let len = file
-                .metadata()
-                .map_err(|e| Error::io("stat prepared segment", &prep, e))?
-                .len();
+                .len()
+                .map_err(|e| Error::io("stat prepared segment", &prep, e))?;
             (file, len, Some(prep))
         }
         None => {
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .open(&path)
+            let file = fs
+                .create_new(&path)
                 .map_err(|e| Error::io("create segment", &path, e))?;
             (file, 0, None)
         }
@@ -122,7 +129,7 @@ pub fn create(dir: &Path, sequence: u64, first_index: u64, prepared: Option<Path
     let at = from.as_deref().unwrap_or(&path);
     let undo = |e| {
         if from.is_none() {
-            let _ = std::fs::remove_file(&path);
+            let _ = fs.remove(&path);
         }
         e
     };
@@ -131,7 +138,8 @@ pub fn create(dir: &Path, sequence: u64, first_index: u64, prepared: Option<Path
     file.sync_data()
         .map_err(|e| undo(Error::io("fdatasync", at, e)))?;
     if let Some(prep) = &from {
-        std::fs::rename(prep, &path).map_err(|e| Error::io("rename prepared segment", prep, e))?;
+        fs.rename(prep, &path)
+            .map_err(|e| Error::io("rename prepared segment", prep, e))?;
     }
     Ok(Created {
         file,
@@ -145,46 +153,40 @@ pub fn create(dir: &Path, sequence: u64, first_index: u64, prepared: Option<Path
 /// `dir/{n:016x}.prep`, space allocated with `fallocate` (so that appends
 /// into it never change the file's size and `fdatasync` has no size to
 /// write) and synced. Returns its path.
-pub fn prepare(dir: &Path, n: u64, len: u64) -> Result<PathBuf> {
+pub fn prepare(fs: &dyn FileSystem, dir: &Path, n: u64, len: u64) -> Result<PathBuf> {
     let path = dir.join(format!("{n:016x}.{PREPARED_EXTENSION}"));
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&path)
+    let file = fs
+        .create(&path)
         .map_err(|e| Error::io("create prepared segment", &path, e))?;
-    let res = rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, len)
-        .map_err(|e| Error::io("fallocate", &path, e.into()))
-        .and_then(|()| file.sync_all().map_err(|e| Error::io("fsync", &path, e)));
+    let res = file
+        .allocate(0, len)
+        .map_err(|e| Error::io("fallocate", &path, e))
+        .and_then(|()| {
+            file.sync_data()
+                .map_err(|e| Error::io("fdatasync", &path, e))
+        });
     if let Err(e) = res {
-        let _ = std::fs::remove_file(&path);
+        let _ = fs.remove(&path);
         return Err(e);
     }
     Ok(path)
 }
 
 /// Lists the prepared segment files of `dir`.
-pub fn list_prepared(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let rd = std::fs::read_dir(dir).map_err(|e| Error::io("read directory", dir, e))?;
-    for entry in rd {
-        let entry = entry.map_err(|e| Error::io("read directory", dir, e))?;
-        let path = entry.path();
-        if path.extension().and_then(|e| e.to_str()) == Some(PREPARED_EXTENSION) {
-            out.push(path);
-        }
-    }
+pub fn list_prepared(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out: Vec<PathBuf> = fs
+        .list(dir)
+        .map_err(|e| Error::io("read directory", dir, e))?
+        .into_iter()
+        .filter(|p| p.extension().and_then(|e| e.to_str()) == Some(PREPARED_EXTENSION))
+        .collect();
     out.sort();
     Ok(out)
 }
 
 /// Opens an existing segment for reading and writing.
-pub fn open(path: &Path) -> Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
+pub fn open(fs: &dyn FileSystem, path: &Path) -> Result<Arc<dyn FileHandle>> {
+    fs.open(path)
         .map_err(|e| Error::io("open segment", path, e))
 }
 
@@ -203,7 +205,7 @@ pub struct Header {
 
 /// Reads and checks the header of a segment whose file is `file_len` long.
 /// Any problem is [`Error::Corruption`] at offset 0.
-pub fn read_header(file: &File, path: &Path, file_len: u64) -> Result<Header> {
+pub fn read_header(file: &dyn FileHandle, path: &Path, file_len: u64) -> Result<Header> {
     let bad = |reason: String| Error::corruption(path, 0, reason);
     if file_len < HEADER_LEN as u64 {
         return Err(bad(format!(
@@ -284,7 +286,7 @@ pub enum Scanned<'a> {
 /// `max_payload` bytes; no length is allocated before it is checked against
 /// the limit and against the bytes left in the file.
 pub struct Scanner<'f> {
-    file: &'f File,
+    file: &'f dyn FileHandle,
     path: &'f Path,
     file_len: u64,
     salt: u32,
@@ -303,7 +305,13 @@ const CHUNK: usize = 4 << 20;
 impl<'f> Scanner<'f> {
     /// A scanner of the segment whose header is `header`, starting at the
     /// end of the header.
-    pub fn new(file: &'f File, path: &'f Path, file_len: u64, header: &Header, max_payload: u64) -> Scanner<'f> {
+    pub fn new(
+        file: &'f dyn FileHandle,
+        path: &'f Path,
+        file_len: u64,
+        header: &Header,
+        max_payload: u64,
+    ) -> Scanner<'f> {
         let start = header.len;
         Scanner {
             file,
@@ -432,6 +440,9 @@ impl<'f> Scanner<'f> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fs::StdFileSystem;
+
+    const FS: StdFileSystem = StdFileSystem;
 
     #[test]
     fn file_names_round_trip() {
@@ -453,21 +464,21 @@ mod tests {
     #[test]
     fn header_is_written_and_checked() {
         let dir = tempfile::tempdir().unwrap();
-        let c = create(dir.path(), 5, 77, None).unwrap();
+        let c = create(&FS, dir.path(), 5, 77, None).unwrap();
         let (f, path, len) = (c.file, c.path, c.header_len);
-        let flen = f.metadata().unwrap().len();
+        let flen = f.len().unwrap();
         assert_eq!(flen, len);
-        let h = read_header(&f, &path, flen).unwrap();
+        let h = read_header(&*f, &path, flen).unwrap();
         assert_eq!((h.sequence, h.first_index, h.len), (5, 77, len));
         // A second create of the same name fails rather than clobbering.
-        assert!(create(dir.path(), 5, 77, None).is_err());
+        assert!(create(&FS, dir.path(), 5, 77, None).is_err());
         // Any flipped byte is caught.
         for i in 0..len {
             let mut bytes = std::fs::read(&path).unwrap();
             bytes[i as usize] ^= 0x40;
             let p2 = dir.path().join("flipped");
             std::fs::write(&p2, &bytes).unwrap();
-            let f2 = File::open(&p2).unwrap();
+            let f2 = std::fs::File::open(&p2).unwrap();
             assert!(read_header(&f2, &p2, len).is_err(), "byte {i}");
         }
     }
@@ -475,15 +486,15 @@ mod tests {
     #[test]
     fn prepared_segment_is_renamed_into_place() {
         let dir = tempfile::tempdir().unwrap();
-        let prep = prepare(dir.path(), 1, 8192).unwrap();
-        assert_eq!(list_prepared(dir.path()).unwrap(), vec![prep.clone()]);
-        let c = create(dir.path(), 9, 3, Some(prep.clone())).unwrap();
+        let prep = prepare(&FS, dir.path(), 1, 8192).unwrap();
+        assert_eq!(list_prepared(&FS, dir.path()).unwrap(), vec![prep.clone()]);
+        let c = create(&FS, dir.path(), 9, 3, Some(prep.clone())).unwrap();
         assert!(!prep.exists());
         assert_eq!(c.preallocated, 8192);
-        assert_eq!(c.file.metadata().unwrap().len(), 8192);
-        let h = read_header(&c.file, &c.path, 8192).unwrap();
+        assert_eq!(c.file.len().unwrap(), 8192);
+        let h = read_header(&*c.file, &c.path, 8192).unwrap();
         assert_eq!((h.sequence, h.first_index, h.preallocated), (9, 3, 8192));
-        assert_eq!(list(dir.path()).unwrap().len(), 1);
+        assert_eq!(list(&FS, dir.path()).unwrap().len(), 1);
     }
 
     #[test]
@@ -495,14 +506,20 @@ mod tests {
         bytes.extend_from_slice(&[0; 4]);
         bytes.extend_from_slice(&[7; 100]);
         std::fs::write(&path, &bytes).unwrap();
-        let f = File::open(&path).unwrap();
+        let f = std::fs::File::open(&path).unwrap();
         let header = Header {
             sequence: 1,
             first_index: 1,
             len: 0,
             preallocated: 0,
         };
-        let mut s = Scanner::new(&f, &path, bytes.len() as u64, &header, u64::from(u32::MAX) + 1);
+        let mut s = Scanner::new(
+            &f,
+            &path,
+            bytes.len() as u64,
+            &header,
+            u64::from(u32::MAX) + 1,
+        );
         match s.next_frame().unwrap() {
             Scanned::Bad { offset, reason, .. } => {
                 assert_eq!(offset, 0);

@@ -23,16 +23,15 @@
 //! anything is allocated. The header and metadata are verified whenever the
 //! file is opened; the data's CRC whenever the data is read.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use prost::bytes::Bytes;
 use protobuf::Message as _;
 use raft::eraftpb::SnapshotMetadata;
 
 use crate::error::{Error, Result};
+use crate::fs::{FileHandle, FileSystem};
 
 /// The first eight bytes of every snapshot file.
 pub(crate) const MAGIC: &[u8; 8] = b"RWSNAP\0\0";
@@ -81,19 +80,21 @@ pub(crate) struct Listing {
 }
 
 /// Lists the snapshot files (and leftover temporary files) of `dir`.
-pub(crate) fn list(dir: &Path) -> Result<Listing> {
+pub(crate) fn list(fs: &dyn FileSystem, dir: &Path) -> Result<Listing> {
     let mut out = Listing::default();
-    let rd = std::fs::read_dir(dir).map_err(|e| Error::io("read directory", dir, e))?;
-    for entry in rd {
-        let entry = entry.map_err(|e| Error::io("read directory", dir, e))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
+    for path in fs
+        .list(dir)
+        .map_err(|e| Error::io("read directory", dir, e))?
+    {
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
         if let Some(base) = name.strip_suffix(TMP_SUFFIX) {
             if parse_file_name(base).is_some() {
-                out.temporary.push(entry.path());
+                out.temporary.push(path);
             }
         } else if let Some((index, term)) = parse_file_name(name) {
-            out.snapshots.push((index, term, entry.path()));
+            out.snapshots.push((index, term, path));
         }
     }
     out.snapshots.sort_by_key(|s| (s.0, s.1));
@@ -103,7 +104,12 @@ pub(crate) fn list(dir: &Path) -> Result<Listing> {
 /// Writes a snapshot durably: temporary file, write, fsync, rename,
 /// directory fsync. Returns the final path. A file of the same name is
 /// replaced atomically.
-pub(crate) fn write(dir: &Path, meta: &SnapshotMetadata, data: &[u8]) -> Result<PathBuf> {
+pub(crate) fn write(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    meta: &SnapshotMetadata,
+    data: &[u8],
+) -> Result<PathBuf> {
     let final_path = path(dir, meta.index, meta.term);
     let tmp = dir.join(format!("{}{TMP_SUFFIX}", file_name(meta.index, meta.term)));
     let meta_bytes = meta
@@ -117,24 +123,24 @@ pub(crate) fn write(dir: &Path, meta: &SnapshotMetadata, data: &[u8]) -> Result<
     }
     let head = encode_header(&meta_bytes, data);
     let res = (|| {
-        let mut f = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .open(&tmp)
+        let f = fs
+            .create(&tmp)
             .map_err(|e| Error::io("create snapshot", &tmp, e))?;
-        f.write_all(&head)
-            .and_then(|()| f.write_all(&meta_bytes))
-            .and_then(|()| f.write_all(data))
+        let data_at = (HEADER_LEN + meta_bytes.len()) as u64;
+        f.write_all_at(&head, 0)
+            .and_then(|()| f.write_all_at(&meta_bytes, HEADER_LEN as u64))
+            .and_then(|()| f.write_all_at(data, data_at))
             .map_err(|e| Error::io("write snapshot", &tmp, e))?;
-        f.sync_all()
+        f.sync_data()
             .map_err(|e| Error::io("fsync snapshot", &tmp, e))?;
-        std::fs::rename(&tmp, &final_path).map_err(|e| Error::io("rename snapshot", &tmp, e))?;
-        sync_dir(dir)
+        fs.rename(&tmp, &final_path)
+            .map_err(|e| Error::io("rename snapshot", &tmp, e))?;
+        fs.sync_dir(dir)
+            .map_err(|e| Error::io("fsync directory", dir, e))
     })();
     if let Err(e) = res {
         // Nothing refers to the temporary file; a leftover is removed on open.
-        let _ = std::fs::remove_file(&tmp);
+        let _ = fs.remove(&tmp);
         return Err(e);
     }
     Ok(final_path)
@@ -156,7 +162,7 @@ fn encode_header(meta: &[u8], data: &[u8]) -> [u8; HEADER_LEN] {
 
 /// A verified header and metadata of an open snapshot file.
 pub(crate) struct Opened {
-    file: File,
+    file: Arc<dyn FileHandle>,
     path: PathBuf,
     meta_len: u32,
     data_len: u64,
@@ -167,12 +173,13 @@ pub(crate) struct Opened {
 
 /// Opens a snapshot file and verifies its header, its length and its
 /// metadata (not its data).
-pub(crate) fn open(path: &Path) -> Result<Opened> {
-    let file = File::open(path).map_err(|e| Error::io("open snapshot", path, e))?;
+pub(crate) fn open(fs: &dyn FileSystem, path: &Path) -> Result<Opened> {
+    let file = fs
+        .open(path)
+        .map_err(|e| Error::io("open snapshot", path, e))?;
     let file_len = file
-        .metadata()
-        .map_err(|e| Error::io("stat snapshot", path, e))?
-        .len();
+        .len()
+        .map_err(|e| Error::io("stat snapshot", path, e))?;
     let bad = |offset: u64, reason: String| Error::corruption(path, offset, reason);
     if file_len < HEADER_LEN as u64 {
         return Err(bad(
@@ -270,30 +277,29 @@ impl Opened {
 
 /// Removes `paths` (a missing file is fine) and syncs `dir` if any was
 /// removed.
-pub(crate) fn remove(dir: &Path, paths: &[PathBuf]) -> Result<()> {
+pub(crate) fn remove(fs: &dyn FileSystem, dir: &Path, paths: &[PathBuf]) -> Result<()> {
     let mut removed = false;
     for p in paths {
-        match std::fs::remove_file(p) {
+        match fs.remove(p) {
             Ok(()) => removed = true,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(Error::io("remove snapshot", p, e)),
         }
     }
     if removed {
-        sync_dir(dir)?;
+        fs.sync_dir(dir)
+            .map_err(|e| Error::io("fsync directory", dir, e))?;
     }
     Ok(())
-}
-
-fn sync_dir(dir: &Path) -> Result<()> {
-    let d = File::open(dir).map_err(|e| Error::io("open directory", dir, e))?;
-    d.sync_all()
-        .map_err(|e| Error::io("fsync directory", dir, e))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fs::StdFileSystem;
+    use std::fs::OpenOptions;
+
+    const FS: StdFileSystem = StdFileSystem;
     use raft::eraftpb::ConfState;
 
     fn meta(index: u64, term: u64) -> SnapshotMetadata {
@@ -323,17 +329,17 @@ mod tests {
     #[test]
     fn write_and_read_back() {
         let dir = tempfile::tempdir().unwrap();
-        let p = write(dir.path(), &meta(9, 2), b"state machine").unwrap();
+        let p = write(&FS, dir.path(), &meta(9, 2), b"state machine").unwrap();
         assert_eq!(p, path(dir.path(), 9, 2));
-        let o = open(&p).unwrap();
+        let o = open(&FS, &p).unwrap();
         assert_eq!(o.meta, meta(9, 2));
         assert_eq!(o.read_data().unwrap(), &b"state machine"[..]);
-        let l = list(dir.path()).unwrap();
+        let l = list(&FS, dir.path()).unwrap();
         assert_eq!(l.snapshots.len(), 1);
         assert!(l.temporary.is_empty());
         // Empty data is fine.
-        let p = write(dir.path(), &meta(10, 2), b"").unwrap();
-        assert_eq!(open(&p).unwrap().read_data().unwrap().len(), 0);
+        let p = write(&FS, dir.path(), &meta(10, 2), b"").unwrap();
+        assert_eq!(open(&FS, &p).unwrap().read_data().unwrap().len(), 0);
     }
 
     fn flip(p: &Path, at: u64) {
@@ -347,11 +353,11 @@ mod tests {
     #[test]
     fn every_flipped_byte_is_detected() {
         let dir = tempfile::tempdir().unwrap();
-        let p = write(dir.path(), &meta(5, 1), b"some data here").unwrap();
+        let p = write(&FS, dir.path(), &meta(5, 1), b"some data here").unwrap();
         let len = std::fs::metadata(&p).unwrap().len();
         for at in 0..len {
             flip(&p, at);
-            let r = open(&p).and_then(|o| o.read_data());
+            let r = open(&FS, &p).and_then(|o| o.read_data());
             assert!(
                 matches!(r, Err(Error::Corruption { .. })),
                 "byte {at}: {:?}",
@@ -359,13 +365,13 @@ mod tests {
             );
             flip(&p, at);
         }
-        assert!(open(&p).unwrap().read_data().is_ok());
+        assert!(open(&FS, &p).unwrap().read_data().is_ok());
     }
 
     #[test]
     fn truncation_and_huge_lengths_are_corruption() {
         let dir = tempfile::tempdir().unwrap();
-        let p = write(dir.path(), &meta(5, 1), b"0123456789").unwrap();
+        let p = write(&FS, dir.path(), &meta(5, 1), b"0123456789").unwrap();
         let len = std::fs::metadata(&p).unwrap().len();
         for cut in [0, 10, HEADER_LEN as u64, len - 1] {
             let q = dir.path().join("cut.snap");
@@ -377,16 +383,16 @@ mod tests {
                 .set_len(cut)
                 .unwrap();
             assert!(
-                matches!(open(&q), Err(Error::Corruption { .. })),
+                matches!(open(&FS, &q), Err(Error::Corruption { .. })),
                 "cut {cut}"
             );
         }
         // A header claiming enormous lengths is refused before allocating.
         let f = OpenOptions::new().write(true).open(&p).unwrap();
         f.write_all_at(&u32::MAX.to_le_bytes(), 12).unwrap();
-        assert!(matches!(open(&p), Err(Error::Corruption { .. })));
+        assert!(matches!(open(&FS, &p), Err(Error::Corruption { .. })));
         f.write_all_at(&1u32.to_le_bytes(), 12).unwrap();
         f.write_all_at(&u64::MAX.to_le_bytes(), 16).unwrap();
-        assert!(matches!(open(&p), Err(Error::Corruption { .. })));
+        assert!(matches!(open(&FS, &p), Err(Error::Corruption { .. })));
     }
 }

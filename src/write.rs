@@ -1,7 +1,6 @@
 //! The write path of [`Log`]: batches, truncation, compaction, reset,
 //! segment rolls, sync policies and poisoning.
 
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use prost::bytes::Bytes;
@@ -10,6 +9,7 @@ use crate::batch::WriteBatch;
 use crate::durability::Ticket;
 use crate::error::{Error, Result};
 use crate::frame::{self, FrameType};
+use crate::fs::FileSystem;
 use crate::index::{Index, Loc, Pos, Segment, SegmentMeta};
 use crate::log::{term_in, Entry, Log};
 use crate::options::SyncPolicy;
@@ -173,7 +173,10 @@ impl Log {
         }
         if let Some(s) = &batch.state {
             if s.len() as u64 > max {
-                return Err(Error::EntryTooLarge { len: s.len() as u64, max });
+                return Err(Error::EntryTooLarge {
+                    len: s.len() as u64,
+                    max,
+                });
             }
         }
         self.inner.durability.check()?;
@@ -236,7 +239,12 @@ impl Log {
 
     /// Appends the batch to the active segment, rolling to a new segment
     /// first when it would overflow.
-    fn write_active(&self, w: &mut Writer, batch: &mut WriteBatch, cut: Option<u64>) -> Result<Ticket> {
+    fn write_active(
+        &self,
+        w: &mut Writer,
+        batch: &mut WriteBatch,
+        cut: Option<u64>,
+    ) -> Result<Ticket> {
         let inner = &*self.inner;
         let bytes = batch.buf.len() as u64;
         let roll = {
@@ -278,7 +286,11 @@ impl Log {
             let err = Error::io("write", &path, e);
             // Roll back: the file must end where the index says it does.
             if let Err(e2) = file.set_len(offset) {
-                return Err(inner.durability.poison(Error::io("truncate after failed write", &path, e2)));
+                return Err(inner.durability.poison(Error::io(
+                    "truncate after failed write",
+                    &path,
+                    e2,
+                )));
             }
             return Err(err);
         }
@@ -330,26 +342,35 @@ impl Log {
     /// (file and directory synced), from a prepared file when one is ready.
     fn create_segment(&self, w: &mut Writer, first_index: u64) -> Result<Segment> {
         let inner = &*self.inner;
+        let fs = &*inner.opts.file_system;
         let sequence = w.next_sequence;
         w.next_sequence += 1;
         let prepared = if inner.opts.preallocate {
             let ready = inner.preparer.lock().as_ref().and_then(|p| p.take());
             // None ready (the preparer is behind, or out of space): allocate
             // on the spot, or fall back to a growing file.
-            ready.or_else(|| segment::prepare(&inner.dir, ON_THE_SPOT | sequence, inner.opts.segment_size).ok())
+            ready.or_else(|| {
+                segment::prepare(
+                    fs,
+                    &inner.dir,
+                    ON_THE_SPOT | sequence,
+                    inner.opts.segment_size,
+                )
+                .ok()
+            })
         } else {
             None
         };
-        let c = segment::create(&inner.dir, sequence, first_index, prepared)?;
-        if let Err(e) = segment::sync_dir(&inner.dir) {
-            let _ = std::fs::remove_file(&c.path);
+        let c = segment::create(fs, &inner.dir, sequence, first_index, prepared)?;
+        if let Err(e) = segment::sync_dir(fs, &inner.dir) {
+            let _ = fs.remove(&c.path);
             return Err(inner.durability.poison(e));
         }
         Ok(Segment {
             sequence,
             first_index,
             path: c.path,
-            file: Arc::new(c.file),
+            file: c.file,
             len: c.header_len,
             locs: Vec::new(),
             preallocated: c.preallocated,
@@ -362,7 +383,12 @@ impl Log {
     /// that opens with a truncation marker (and a copy of the state, since
     /// segments holding it may be deleted). Only once that segment is
     /// durable are the cut segments deleted and truncated.
-    fn write_new_segment(&self, w: &mut Writer, batch: &mut WriteBatch, cut: u64) -> Result<Ticket> {
+    fn write_new_segment(
+        &self,
+        w: &mut Writer,
+        batch: &mut WriteBatch,
+        cut: u64,
+    ) -> Result<Ticket> {
         let inner = &*self.inner;
         let (marker, state) = {
             let ix = inner.index.read();
@@ -384,14 +410,16 @@ impl Log {
             .write_all_at(&w.scratch, offset)
             .map_err(|e| Error::io("write", &seg.path, e))
             .and_then(|()| {
-                seg.file
-                    .sync_data()
-                    .map_err(|e| inner.durability.poison(Error::io("fdatasync", &seg.path, e)))
+                seg.file.sync_data().map_err(|e| {
+                    inner
+                        .durability
+                        .poison(Error::io("fdatasync", &seg.path, e))
+                })
             });
         if let Err(e) = res {
             // The new segment holds nothing acknowledged; without its marker
             // recovery ignores it, and we remove it now.
-            let _ = std::fs::remove_file(&seg.path);
+            let _ = inner.opts.file_system.remove(&seg.path);
             return Err(e);
         }
         seg.len = offset + w.scratch.len() as u64;
@@ -411,7 +439,8 @@ impl Log {
         // The cut segment keeps its stale frames (and its footer stays
         // valid): the new segment's opening marker cuts them on every open
         // until the segment is compacted away.
-        remove_files(&inner.dir, removed).map_err(|e| inner.durability.poison(e))?;
+        remove_files(&*inner.opts.file_system, &inner.dir, removed)
+            .map_err(|e| inner.durability.poison(e))?;
         Ok(ticket)
     }
 
@@ -492,7 +521,8 @@ impl Log {
             ix.trim_terms_below(start);
             removed
         };
-        remove_files(&inner.dir, removed).map_err(|e| inner.durability.poison(e))
+        remove_files(&*inner.opts.file_system, &inner.dir, removed)
+            .map_err(|e| inner.durability.poison(e))
     }
 
     /// Empties the log so that it continues at `next_index`, with
@@ -531,12 +561,14 @@ impl Log {
             .write_all_at(&w.scratch, offset)
             .map_err(|e| Error::io("write", &seg.path, e))
             .and_then(|()| {
-                seg.file
-                    .sync_data()
-                    .map_err(|e| inner.durability.poison(Error::io("fdatasync", &seg.path, e)))
+                seg.file.sync_data().map_err(|e| {
+                    inner
+                        .durability
+                        .poison(Error::io("fdatasync", &seg.path, e))
+                })
             });
         if let Err(e) = res {
-            let _ = std::fs::remove_file(&seg.path);
+            let _ = inner.opts.file_system.remove(&seg.path);
             return Err(e);
         }
         seg.len = offset + w.scratch.len() as u64;
@@ -554,7 +586,8 @@ impl Log {
             publish(&mut ix, &empty, sequence, offset, layout, state);
             removed
         };
-        remove_files(&inner.dir, removed).map_err(|e| inner.durability.poison(e))
+        remove_files(&*inner.opts.file_system, &inner.dir, removed)
+            .map_err(|e| inner.durability.poison(e))
     }
 
     /// Appends a marker (and a state copy) to the active segment and syncs,
@@ -582,7 +615,11 @@ impl Log {
         if let Err(e) = file.write_all_at(&w.scratch, offset) {
             let err = Error::io("write", &path, e);
             if let Err(e2) = file.set_len(offset) {
-                return Err(inner.durability.poison(Error::io("truncate after failed write", &path, e2)));
+                return Err(inner.durability.poison(Error::io(
+                    "truncate after failed write",
+                    &path,
+                    e2,
+                )));
             }
             return Err(err);
         }
@@ -748,16 +785,20 @@ fn cut_index(ix: &mut Index, cut: u64, new_segment: bool) -> Vec<std::path::Path
 }
 
 /// Deletes `paths` and syncs the directory.
-fn remove_files(dir: &std::path::Path, paths: Vec<std::path::PathBuf>) -> Result<()> {
+fn remove_files(
+    fs: &dyn FileSystem,
+    dir: &std::path::Path,
+    paths: Vec<std::path::PathBuf>,
+) -> Result<()> {
     if paths.is_empty() {
         return Ok(());
     }
     for p in &paths {
-        match std::fs::remove_file(p) {
+        match fs.remove(p) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(Error::io("remove segment", p, e)),
         }
     }
-    segment::sync_dir(dir)
+    segment::sync_dir(fs, dir)
 }
