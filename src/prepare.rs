@@ -42,6 +42,9 @@ impl Preparer {
                 p.file_stem()?
                     .to_str()
                     .and_then(|s| u64::from_str_radix(s, 16).ok())
+                    // Names with the top bit set are made on the spot by
+                    // the writer; ours never have it.
+                    .map(|n| n & !crate::recovery::ON_THE_SPOT)
             })
             .map_or(1, |n| n + 1);
         let shared = Arc::new(Shared {

@@ -12,7 +12,7 @@ use crate::frame::{self, FrameType};
 use crate::fs::FileSystem;
 use crate::index::{Index, Loc, Pos, Segment, SegmentMeta};
 use crate::log::{term_in, Entry, Log};
-use crate::options::SyncPolicy;
+use crate::options::{SyncPolicy, MAX_SEGMENT_SIZE};
 use crate::proto;
 use crate::recovery::ON_THE_SPOT;
 use crate::segment;
@@ -250,13 +250,24 @@ impl Log {
         let roll = {
             let ix = inner.index.read();
             let a = active(&ix)?;
+            // Offsets inside a segment are u32: a write that would pass
+            // 4 GiB must start a new segment even if this one holds no
+            // entries yet.
+            let overflow = a.len + bytes + 1024 > MAX_SEGMENT_SIZE;
             cut.is_none()
                 && !batch.entries.is_empty()
-                && !a.locs.is_empty()
-                && a.len + bytes > inner.opts.segment_size
+                && (overflow || (!a.locs.is_empty() && a.len + bytes > inner.opts.segment_size))
         };
         if roll {
             self.roll(w)?;
+        }
+        {
+            let ix = inner.index.read();
+            if active(&ix)?.len + bytes + 1024 > MAX_SEGMENT_SIZE {
+                return Err(Error::InvalidArgument(format!(
+                    "a write of {bytes} bytes does not fit a segment (segment offsets are 32-bit)"
+                )));
+            }
         }
         let (file, path, sequence, offset, marker) = {
             let ix = inner.index.read();
