@@ -747,7 +747,11 @@ mod tests {
     }
 
     fn last_segment(dir: &Path) -> PathBuf {
-        segment::list(&crate::fs::StdFileSystem, dir).unwrap().pop().unwrap().2
+        segment::list(&crate::fs::StdFileSystem, dir)
+            .unwrap()
+            .pop()
+            .unwrap()
+            .2
     }
 
     /// Damages the frame of entry `index`: zeros its last `n` bytes.
@@ -905,7 +909,11 @@ mod tests {
         f.write_all_at(&[0xff, 0xff], sealed.size - 10).unwrap();
         let after = scan_dir(dir.path()).unwrap();
         assert!(after.is_clean(), "{:?}", after.problems);
-        let seg = after.segments.iter().find(|s| s.path == sealed.path).unwrap();
+        let seg = after
+            .segments
+            .iter()
+            .find(|s| s.path == sealed.path)
+            .unwrap();
         assert!(seg.torn_seal && !seg.sealed, "{seg:?}");
         assert_eq!((after.first_index, after.last_index), (1, 300));
         assert_matches_log(dir.path());

@@ -1,0 +1,107 @@
+//! `raftwal verify DIR`: read every frame, check every CRC, change nothing.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use raftwal::fs::StdFileSystem;
+use raftwal::inspect::{self, ProblemKind};
+use raftwal::segment;
+
+use crate::dir;
+use crate::failure::{Failure, DAMAGE, OTHER};
+use crate::inspect::kind_name;
+use crate::render;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The log directory.
+    pub dir: PathBuf,
+    /// The log's `Options::max_entry_size`: longer frames are damage.
+    #[arg(long, default_value_t = inspect::DEFAULT_MAX_ENTRY_SIZE, value_name = "BYTES")]
+    pub max_entry_size: u64,
+}
+
+pub fn run(args: &Args) -> Result<ExitCode, Failure> {
+    dir::check_log_dir(&args.dir)?;
+    let total = total_bytes(&args.dir)?;
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = ProgressBar::new(total);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "verifying {bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let scan = inspect::scan_dir_with(&args.dir, args.max_entry_size, &mut |done| {
+        if let Some(b) = &bar {
+            b.set_position(done);
+        }
+    });
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let scan = scan?;
+    let frames: u64 = scan.segments.iter().map(|s| s.frames).sum();
+    let summary = format!(
+        "{} segments, {} frames, {} read",
+        scan.segments.len(),
+        frames,
+        render::size(scan.bytes)
+    );
+    let Some(first) = scan.problems.first() else {
+        let log = if scan.last_index >= scan.first_index {
+            format!("entries {}..={}", scan.first_index, scan.last_index)
+        } else {
+            format!("no entries, next index {}", scan.first_index)
+        };
+        println!("ok: {} is clean: {summary}; {log}", args.dir.display());
+        return Ok(ExitCode::SUCCESS);
+    };
+    for p in &scan.problems {
+        eprintln!(
+            "{}: {} at offset {}: {}",
+            kind_name(p.kind).replace('_', " "),
+            p.path.display(),
+            p.offset,
+            p.reason
+        );
+    }
+    let advice = match first.kind {
+        ProblemKind::TornTail => {
+            "a torn tail, as a crash leaves: opening the log cuts it away, or run `raftwal repair`"
+        }
+        ProblemKind::Corruption => {
+            "not a torn tail: the log will not open; `raftwal repair --force` keeps the entries before it"
+        }
+        ProblemKind::MissingHistory => {
+            "segments below the first index are missing: only RecoveryMode::TolerateAnyCorruption opens the log"
+        }
+    };
+    Err(Failure::new(
+        DAMAGE,
+        format!(
+            "{} is damaged: first problem in {} at offset {}: {} ({advice}); {summary}; intact entries {}..={}",
+            args.dir.display(),
+            first.path.display(),
+            first.offset,
+            first.reason,
+            scan.first_index,
+            scan.last_index
+        ),
+    ))
+}
+
+/// Bytes of all segment files, for the progress bar.
+fn total_bytes(dir: &std::path::Path) -> Result<u64, Failure> {
+    let mut total = 0;
+    for (_, _, path) in segment::list(&StdFileSystem, dir)? {
+        let m = std::fs::metadata(&path)
+            .map_err(|e| Failure::new(OTHER, format!("cannot stat {}: {e}", path.display())))?;
+        total += m.len();
+    }
+    Ok(total)
+}

@@ -1,0 +1,444 @@
+//! The `raftwal` command-line tool, run as a user runs it: on logs made with
+//! `Log` and `RaftLogStore`, on damaged logs, and with bad input.
+
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use protobuf::Message as _;
+use raft::eraftpb::{ConfState, Entry as RaftEntry, EntryType, HardState};
+use raftwal::inspect::{scan_dir, EntryLoc};
+use raftwal::{Entry, Log, Options, RaftLogStore, RecoveryMode};
+use serde_json::Value;
+
+fn raftwal(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_raftwal"))
+        .args(args)
+        .output()
+        .expect("run raftwal")
+}
+
+fn run_in(dir: &Path, args: &[&str]) -> Output {
+    let mut all: Vec<&str> = args.to_vec();
+    all.push(dir.to_str().unwrap());
+    raftwal(&all)
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().expect("exited")
+}
+
+#[track_caller]
+fn assert_code(o: &Output, want: i32) {
+    assert_eq!(
+        code(o),
+        want,
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(o),
+        stderr(o)
+    );
+}
+
+/// A plain log of `n` entries in small segments, with a state blob.
+fn make_log(dir: &Path, n: u64) {
+    let log = Log::open(dir, Options::default().segment_size(4096)).unwrap();
+    for i in 1..=n {
+        let data = if i % 2 == 0 {
+            format!("value-{i}").into_bytes()
+        } else {
+            vec![0, 1, 2, i as u8]
+        };
+        log.append(&[Entry::new(i, 1 + i / 50, data)]).unwrap();
+    }
+    log.set_state(&b"app state"[..]).unwrap();
+}
+
+fn raft_entry(index: u64, ty: EntryType, data: &str) -> RaftEntry {
+    let mut e = RaftEntry {
+        index,
+        term: 2,
+        data: data.as_bytes().to_vec().into(),
+        ..Default::default()
+    };
+    e.set_entry_type(ty);
+    e
+}
+
+/// A `RaftLogStore` with 20 entries (the first a conf change), a hard
+/// state, a conf state and a snapshot at index 10.
+fn make_raft_store(dir: &Path) {
+    let store = RaftLogStore::open(dir).unwrap();
+    let mut ents = vec![raft_entry(1, EntryType::EntryConfChange, "add 2")];
+    ents.extend((2..=20).map(|i| raft_entry(i, EntryType::EntryNormal, &format!("put k{i}"))));
+    store.append(&ents).unwrap();
+    let hs = HardState {
+        term: 2,
+        vote: 1,
+        commit: 15,
+        ..Default::default()
+    };
+    store.set_hardstate(hs).unwrap();
+    let cs = ConfState::from((vec![1, 2, 3], vec![4]));
+    store.set_conf_state(cs.clone()).unwrap();
+    store.create_snapshot(10, cs, b"snapshot".to_vec()).unwrap();
+}
+
+fn json(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(o)))
+}
+
+#[test]
+fn inspect_a_log() {
+    let dir = tempfile::tempdir().unwrap();
+    make_log(dir.path(), 300);
+    let o = run_in(dir.path(), &["inspect"]);
+    assert_code(&o, 0);
+    let text = stdout(&o);
+    assert!(text.contains("(Log)"), "{text}");
+    assert!(text.contains("indexes 1..=300 (300 entries)"), "{text}");
+    assert!(text.contains("state blob: 9 bytes"), "{text}");
+    assert!(text.contains("problems:   none"), "{text}");
+
+    let v = json(&run_in(dir.path(), &["inspect", "--json"]));
+    assert_eq!(v["kind"], "log");
+    assert_eq!(
+        (v["first_index"].as_u64(), v["last_index"].as_u64()),
+        (Some(1), Some(300))
+    );
+    assert_eq!(v["lock"], "free");
+    let segs = v["segments"].as_array().unwrap();
+    assert!(segs.len() > 1, "{v}");
+    assert_eq!(segs[0]["live"][0], 1);
+    assert_eq!(segs.last().unwrap()["live"][1], 300);
+    assert!(v["problems"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn inspect_a_raft_store() {
+    let dir = tempfile::tempdir().unwrap();
+    make_raft_store(dir.path());
+    let v = json(&run_in(dir.path(), &["inspect", "--json"]));
+    assert_eq!(v["kind"], "raft");
+    assert_eq!(v["last_index"], 20);
+    assert_eq!(v["raft"]["hard_state"]["term"], 2);
+    assert_eq!(v["raft"]["hard_state"]["vote"], 1);
+    assert_eq!(v["raft"]["hard_state"]["commit"], 15);
+    assert_eq!(
+        v["raft"]["conf_state"]["voters"],
+        serde_json::json!([1, 2, 3])
+    );
+    assert_eq!(v["raft"]["conf_state"]["learners"], serde_json::json!([4]));
+    let snaps = v["snapshots"].as_array().unwrap();
+    assert_eq!(snaps.len(), 1);
+    assert_eq!(
+        (snaps[0]["index"].as_u64(), snaps[0]["term"].as_u64()),
+        (Some(10), Some(2))
+    );
+    assert_eq!(snaps[0]["current"], true);
+
+    let text = stdout(&run_in(dir.path(), &["inspect"]));
+    assert!(text.contains("(RaftLogStore)"), "{text}");
+    assert!(
+        text.contains("hard state: term 2 vote 1 commit 15"),
+        "{text}"
+    );
+    assert!(
+        text.contains("conf state: voters [1, 2, 3] learners [4]"),
+        "{text}"
+    );
+    assert!(text.contains("snapshot:   index 10 term 2"), "{text}");
+}
+
+#[test]
+fn dump_a_range_of_a_log() {
+    let dir = tempfile::tempdir().unwrap();
+    make_log(dir.path(), 100);
+    let o = run_in(dir.path(), &["dump", "--from", "5", "--to", "7"]);
+    assert_code(&o, 0);
+    let text = stdout(&o);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(lines[0].contains("0x00010205"), "{text}");
+    assert!(lines[1].contains("\"value-6\""), "{text}");
+    assert!(lines.iter().all(|l| l.contains(" data ")), "{text}");
+
+    let o = run_in(dir.path(), &["dump", "--json", "--from", "99"]);
+    assert_code(&o, 0);
+    let rows: Vec<Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["index"], 99);
+    assert_eq!(rows[0]["term"], 2);
+    assert_eq!(rows[0]["type"], "data");
+    assert_eq!(rows[0]["size"], 4);
+    assert_eq!(rows[0]["preview"]["hex"], true);
+    assert_eq!(rows[1]["preview"]["text"], "value-100");
+    // The whole log by default.
+    assert_eq!(stdout(&run_in(dir.path(), &["dump"])).lines().count(), 100);
+}
+
+#[test]
+fn dump_decodes_raft_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    make_raft_store(dir.path());
+    let o = run_in(dir.path(), &["dump", "--json", "--to", "2"]);
+    assert_code(&o, 0);
+    let rows: Vec<Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["type"], "EntryConfChange");
+    assert_eq!(rows[0]["preview"]["text"], "add 2");
+    assert_eq!(rows[1]["type"], "EntryNormal");
+    assert_eq!(rows[1]["size"], 6);
+    // --raw shows the stored bytes: the raft entry's encoding.
+    let o = run_in(dir.path(), &["dump", "--raw", "--json", "--to", "1"]);
+    let row: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(row["type"], "data");
+    let stored = raft_entry(1, EntryType::EntryConfChange, "add 2")
+        .write_to_bytes()
+        .unwrap();
+    assert_eq!(row["size"], stored.len());
+}
+
+#[test]
+fn verify_a_clean_log() {
+    let dir = tempfile::tempdir().unwrap();
+    make_log(dir.path(), 300);
+    let o = run_in(dir.path(), &["verify"]);
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("is clean"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("entries 1..=300"), "{}", stdout(&o));
+    // Not a terminal: no progress bar.
+    assert!(stderr(&o).is_empty(), "{}", stderr(&o));
+}
+
+/// Where entry `index` is, and the path of its segment.
+fn locate(dir: &Path, index: u64) -> (EntryLoc, PathBuf) {
+    let scan = scan_dir(dir).unwrap();
+    let loc = *scan
+        .entry_locations()
+        .iter()
+        .find(|l| l.index == index)
+        .unwrap();
+    (loc, scan.segments[loc.segment].path.clone())
+}
+
+fn xor_byte(path: &Path, at: u64) {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut b = [0u8];
+    f.read_exact_at(&mut b, at).unwrap();
+    f.write_all_at(&[b[0] ^ 0x5a], at).unwrap();
+}
+
+#[test]
+fn verify_names_the_file_and_offset_of_a_flipped_byte_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    make_log(dir.path(), 300);
+    let (loc, path) = locate(dir.path(), 40);
+    xor_byte(&path, loc.offset + u64::from(loc.len) - 2);
+    let before = std::fs::read(&path).unwrap();
+    let o = run_in(dir.path(), &["verify"]);
+    assert_code(&o, 1);
+    let err = stderr(&o);
+    assert!(err.contains(path.to_str().unwrap()), "{err}");
+    assert!(err.contains(&format!("at offset {}", loc.offset)), "{err}");
+    assert!(err.contains("CRC mismatch"), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+}
+
+#[test]
+fn repair_cuts_a_torn_tail_and_keeps_a_backup() {
+    let dir = tempfile::tempdir().unwrap();
+    make_raft_store(dir.path());
+    let store = RaftLogStore::open(dir.path()).unwrap();
+    store
+        .append(&[raft_entry(21, EntryType::EntryNormal, "put k21")])
+        .unwrap();
+    drop(store);
+    // A crash in the middle of writing entry 21, the last frame: its last
+    // bytes never landed.
+    let (loc, path) = locate(dir.path(), 21);
+    let end = loc.offset + u64::from(loc.len);
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.write_all_at(&[0; 4], end - 4).unwrap();
+    let torn = std::fs::read(&path).unwrap()[loc.offset as usize..(end - 4) as usize].to_vec();
+    drop(f);
+
+    let o = run_in(dir.path(), &["verify"]);
+    assert_code(&o, 1);
+    assert!(stderr(&o).starts_with("torn tail: "), "{}", stderr(&o));
+
+    let o = run_in(dir.path(), &["repair"]);
+    assert_code(&o, 0);
+    let out = stdout(&o);
+    let mut backup = path.as_os_str().to_owned();
+    backup.push(format!(".torn-{}.bak", loc.offset));
+    let backup = PathBuf::from(backup);
+    assert!(out.contains(backup.to_str().unwrap()), "{out}");
+    assert!(out.contains("entries 1..=20"), "{out}");
+    // The backup holds the cut bytes (trailing zeros of the preallocated
+    // space are not data), and the log is clean now.
+    let saved = std::fs::read(&backup).unwrap();
+    assert_eq!(saved, torn[..saved.len()]);
+    assert!(torn[saved.len()..].iter().all(|&b| b == 0));
+    assert_code(&run_in(dir.path(), &["verify"]), 0);
+    assert_code(&run_in(dir.path(), &["repair"]), 0);
+    let log = Log::open(
+        dir.path(),
+        Options::default().recovery_mode(RecoveryMode::AbsoluteConsistency),
+    )
+    .unwrap();
+    assert_eq!(log.last_index(), 20);
+    assert!(log.recovery_report().repairs.is_empty());
+}
+
+#[test]
+fn repair_refuses_damage_mid_log_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    make_log(dir.path(), 300);
+    let (loc, path) = locate(dir.path(), 40);
+    xor_byte(&path, loc.offset + u64::from(loc.len) - 1);
+    let files_before: Vec<PathBuf> = list(dir.path());
+    let bytes_before = std::fs::read(&path).unwrap();
+
+    let o = run_in(dir.path(), &["repair"]);
+    assert_code(&o, 1);
+    assert!(stderr(&o).contains("not a torn tail"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--force"), "{}", stderr(&o));
+    assert_eq!(list(dir.path()), files_before);
+    assert_eq!(std::fs::read(&path).unwrap(), bytes_before);
+
+    let o = run_in(dir.path(), &["repair", "--dry-run", "--force"]);
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("would cut"), "{}", stdout(&o));
+    assert_eq!(list(dir.path()), files_before);
+
+    let o = run_in(dir.path(), &["repair", "--force"]);
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("entries 1..=39"), "{}", stdout(&o));
+    let mut backup = path.as_os_str().to_owned();
+    backup.push(format!(".cut-{}.bak", loc.offset));
+    let saved = std::fs::read(PathBuf::from(backup)).unwrap();
+    assert_eq!(
+        saved[..],
+        bytes_before[loc.offset as usize..][..saved.len()]
+    );
+    let dropped = list(dir.path())
+        .iter()
+        .filter(|p| p.to_string_lossy().ends_with(".dropped.bak"))
+        .count();
+    assert!(dropped > 0);
+    let log = Log::open(
+        dir.path(),
+        Options::default().recovery_mode(RecoveryMode::AbsoluteConsistency),
+    )
+    .unwrap();
+    assert_eq!(log.last_index(), 39);
+    assert_eq!(log.get_entry(39).unwrap().data, vec![0, 1, 2, 39]);
+}
+
+fn list(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_locked_directory_is_read_but_not_repaired() {
+    let dir = tempfile::tempdir().unwrap();
+    make_log(dir.path(), 50);
+    let log = Log::open(dir.path(), Options::default().segment_size(4096)).unwrap();
+    let v = json(&run_in(dir.path(), &["inspect", "--json"]));
+    assert_eq!(v["lock"], "locked");
+    assert_eq!(v["last_index"], 50);
+    assert_code(&run_in(dir.path(), &["verify"]), 0);
+    assert_eq!(stdout(&run_in(dir.path(), &["dump"])).lines().count(), 50);
+    let o = run_in(dir.path(), &["repair"]);
+    assert_code(&o, 4);
+    assert!(stderr(&o).contains("locked"), "{}", stderr(&o));
+    // The probe did not disturb the log.
+    log.append(&[Entry::new(51, 2, "more")]).unwrap();
+}
+
+#[test]
+fn clear_errors_for_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing");
+    for cmd in ["inspect", "dump", "verify", "repair"] {
+        let o = run_in(&missing, &[cmd]);
+        assert_code(&o, 3);
+        assert!(stderr(&o).contains("no such directory"), "{}", stderr(&o));
+        let o = run_in(dir.path(), &[cmd]);
+        assert_code(&o, 3);
+        assert!(
+            stderr(&o).contains("holds no raftwal log"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    // Nothing was created in the empty directory.
+    assert!(list(dir.path()).is_empty());
+    let file = dir.path().join("file");
+    std::fs::write(&file, "x").unwrap();
+    assert_code(&run_in(&file, &["verify"]), 3);
+
+    assert_code(&raftwal(&[]), 2);
+    assert_code(&raftwal(&["frobnicate"]), 2);
+    assert_code(&raftwal(&["inspect"]), 2);
+    assert_code(&run_in(dir.path(), &["dump", "--from", "x"]), 2);
+    assert_code(&run_in(dir.path(), &["verify", "--bogus"]), 2);
+    let help = raftwal(&["--help"]);
+    assert_code(&help, 0);
+    assert!(stdout(&help).contains("Exit codes"), "{}", stdout(&help));
+    let help = raftwal(&["repair", "--help"]);
+    assert!(
+        stdout(&help).contains("4  the directory is locked"),
+        "{}",
+        stdout(&help)
+    );
+}
+
+#[test]
+fn bench_prints_the_table_with_ratios() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = raftwal(&[
+        "bench",
+        "--scale",
+        "0.01",
+        "--dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_code(&o, 0);
+    let out = stdout(&o);
+    for want in [
+        "W1 sync-1",
+        "W2 sync-64",
+        "W4 nosync",
+        "R1 get",
+        "R3 recover-small",
+        "raftwal/raw",
+    ] {
+        assert!(out.contains(want), "{want} missing:\n{out}");
+    }
+    // The temporary directory is gone.
+    assert!(list(dir.path()).is_empty());
+}
