@@ -72,10 +72,13 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
             break;
         }
     }
-    r.finish(dir)?;
-    let mut index = r.ix;
-    if index.segments.is_empty() {
+    r.finish()?;
+    r.keep_state()?;
+    r.remove_superseded(dir)?;
+    let mut next_sequence = next_sequence;
+    if r.ix.segments.is_empty() {
         // A new log, or one whose only file held nothing valid.
+        let index = &mut r.ix;
         let first = index.last_index.max(index.first_index.saturating_sub(1)) + 1;
         let prepared = match opts.preallocate {
             true => segment::prepare(fs, dir, ON_THE_SPOT | next_sequence, opts.segment_size).ok(),
@@ -98,14 +101,10 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
             data_start: c.header_len,
             meta: SegmentMeta::default(),
         });
-        return Ok(Recovered {
-            index,
-            next_sequence: next_sequence + 1,
-            report: r.report,
-        });
+        next_sequence += 1;
     }
     Ok(Recovered {
-        index,
+        index: r.ix,
         next_sequence,
         report: r.report,
     })
@@ -118,14 +117,31 @@ fn decode_marker(seg: &Segment, at: crate::index::FrameAt) -> Result<proto::Mark
 }
 
 /// Whether the bad frame at `offset` is a footer or trailer torn by a crash
-/// while the segment was being sealed.
-fn is_torn_seal(seg: &Segment, offset: u64) -> bool {
+/// while the segment was being sealed: it starts with a footer or trailer
+/// type byte, or everything from it to the end of the file is zeros (the
+/// sealer's write, or the length it set, reached the disk but its bytes did
+/// not).
+fn is_torn_seal(seg: &Segment, offset: u64, file_len: u64) -> bool {
     let mut ty = [0u8; 1];
-    seg.file.read_exact_at(&mut ty, offset).is_ok()
-        && matches!(
-            FrameType::from_u8(ty[0]),
-            Some(FrameType::Footer | FrameType::Trailer)
-        )
+    if seg.file.read_exact_at(&mut ty, offset).is_err() {
+        return false;
+    }
+    if matches!(
+        FrameType::from_u8(ty[0]),
+        Some(FrameType::Footer | FrameType::Trailer)
+    ) {
+        return true;
+    }
+    let mut buf = vec![0u8; (file_len.saturating_sub(offset)).min(64 << 10) as usize];
+    let mut at = offset;
+    while at < file_len {
+        let n = (file_len - at).min(buf.len() as u64) as usize;
+        if seg.file.read_exact_at(&mut buf[..n], at).is_err() || buf[..n].iter().any(|&b| b != 0) {
+            return false;
+        }
+        at += n as u64;
+    }
+    true
 }
 
 #[derive(PartialEq, Eq)]
@@ -247,7 +263,7 @@ impl Recovery<'_> {
                     Some(n) => scanner.valid_frame_at(offset + n)?,
                     None => false,
                 };
-                if !followed && !last_file && is_torn_seal(&seg, offset) {
+                if !followed && !last_file && is_torn_seal(&seg, offset, file_len) {
                     // A crash while sealing: the footer is optional.
                     log::info!(
                         "raftwal: ignoring the torn footer of {} at offset {offset}",
@@ -597,8 +613,9 @@ impl Recovery<'_> {
         Ok(Flow::Stop)
     }
 
-    /// Removes superseded segments and those wholly below the first index.
-    fn finish(&mut self, dir: &Path) -> Result<()> {
+    /// Drops superseded segments and those wholly below the first index
+    /// from the index (their files are removed by `remove_superseded`).
+    fn finish(&mut self) -> Result<()> {
         if let Some(front) = self.ix.segments.front() {
             if self.ix.first_index < front.first_index {
                 let reason = format!(
@@ -629,6 +646,59 @@ impl Recovery<'_> {
             let start = first.first_index.max(self.ix.first_index);
             self.ix.trim_terms_below(start);
         }
+        Ok(())
+    }
+
+    /// Writes a copy of the state blob into the last segment when the
+    /// segment holding it is about to be removed. A reset or a cut below
+    /// the active segment writes its marker and a copy of the state in one
+    /// write; a power cut can keep a prefix of that write, the marker
+    /// without the copy, and the marker then supersedes the segment that
+    /// holds the state. Without this copy the state would be gone at the
+    /// next open.
+    fn keep_state(&mut self) -> Result<()> {
+        let Some((data, pos)) = &self.ix.state else {
+            return Ok(());
+        };
+        if self.ix.segments.iter().any(|s| s.sequence == pos.sequence) {
+            return Ok(());
+        }
+        let data = data.clone();
+        let Some(seg) = self.ix.segments.back_mut() else {
+            return Ok(());
+        };
+        let mut buf = Vec::with_capacity(data.len() + 16);
+        let n = crate::frame::encode_message(
+            &mut buf,
+            FrameType::State,
+            crate::frame::salt(seg.sequence),
+            &proto::State { data: data.clone() },
+        );
+        let offset = seg.len;
+        seg.file
+            .write_all_at(&buf, offset)
+            .and_then(|()| seg.file.sync_data())
+            .map_err(|e| Error::io("write state copy", &seg.path, e))?;
+        seg.len = offset + n as u64;
+        seg.meta.state = Some((offset, n as u32));
+        let reason = "copied the state blob here: the segment holding it is superseded".to_string();
+        log::warn!(
+            "raftwal: {} at offset {offset}: {reason}",
+            seg.path.display()
+        );
+        self.report.repairs.push((seg.path.clone(), offset, reason));
+        self.ix.state = Some((
+            data,
+            Pos {
+                sequence: seg.sequence,
+                offset,
+            },
+        ));
+        Ok(())
+    }
+
+    /// Removes the files of superseded segments and syncs the directory.
+    fn remove_superseded(&mut self, dir: &Path) -> Result<()> {
         for path in self.remove.drain(..) {
             match self.opts.file_system.remove(&path) {
                 Ok(()) => {}
