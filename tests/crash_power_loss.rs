@@ -1,0 +1,269 @@
+//! Power loss: random `RaftLogStore` workloads (appends with conflicts,
+//! hard and conf states, commits, compactions, created and installed
+//! snapshots) on the in-memory power-loss file system, with the power cut
+//! at every sync point and at random operations in between, sometimes a
+//! second time while the store recovers. After each reopen the store must
+//! show exactly the state after the last acknowledged operation or after
+//! the one in flight (so every entry acknowledged under
+//! `SyncPolicy::Always` is there byte for byte and nothing unacknowledged
+//! appears out of order), and it must accept writes.
+//!
+//! Prints `crash_power_loss: N crash points ...` (run with `--nocapture`
+//! to see it in CI logs). `RAFTWAL_CRASH_SEEDS=n` runs `n` workloads instead
+//! of the default.
+
+#[path = "common/fs_sim.rs"]
+mod fs_sim;
+
+#[path = "common/crash_model.rs"]
+mod crash_model;
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use crash_model::{
+    expect_one_of, observe, probe_op, torn_states, workload, Shape, StoreOp, StoreState,
+};
+use fs_sim::{Rng, SimFs, Trigger};
+use raftwal::{Options, RaftLogStore};
+
+const DIR: &str = "/sim/log";
+
+/// Workloads per CI run: each gives every sync point plus
+/// [`RANDOM_POINTS`] random operations, about 100 crash points.
+const SEEDS: u64 = 150;
+const RANDOM_POINTS: u64 = 24;
+
+fn opts(fs: &SimFs, preallocate: bool) -> Options {
+    Options::default()
+        .segment_size(4096)
+        .preallocate(preallocate)
+        .file_system(fs.handle())
+}
+
+#[derive(Default)]
+struct Tally {
+    points: AtomicU64,
+    at_sync: AtomicU64,
+    between: AtomicU64,
+    in_recovery: AtomicU64,
+    in_flight_kept: AtomicU64,
+    in_flight_lost: AtomicU64,
+    torn_batches: AtomicU64,
+    torn_writes: AtomicU64,
+    dir_ops_undone: AtomicU64,
+    ops_run: AtomicU64,
+}
+
+fn add(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
+struct Case<'a> {
+    seed: u64,
+    preallocate: bool,
+    ops: &'a [StoreOp],
+    states: &'a [StoreState],
+}
+
+impl Case<'_> {
+    /// Runs the workload on a fresh file system until the power cut
+    /// `trigger`, reopens on what survives and checks it.
+    fn crash(&self, trigger: Trigger, rng: &mut Rng, tally: &Tally) -> Result<(), String> {
+        let fs = SimFs::new();
+        fs.arm(trigger);
+        let mut acked = 0usize;
+        let mut in_flight = false;
+        let mut failure = None;
+        match RaftLogStore::open_with(DIR, opts(&fs, self.preallocate)) {
+            Ok(store) => {
+                for op in self.ops {
+                    match op.run(&store) {
+                        Ok(()) => acked += 1,
+                        Err(e) => {
+                            in_flight = true;
+                            failure = Some(format!("{op:?}: {e}"));
+                            break;
+                        }
+                    }
+                }
+                drop(store);
+            }
+            Err(e) => failure = Some(format!("first open: {e}")),
+        }
+        add(&tally.ops_run, acked as u64);
+        if let Some(f) = &failure {
+            if !fs.is_dead() {
+                return Err(format!("an operation failed without a power cut: {f}"));
+            }
+        }
+        fs.kill();
+        let (image, cut) = fs.cut_power_with_stats(rng);
+        add(&tally.torn_writes, cut.torn + cut.zeroed);
+        add(&tally.dir_ops_undone, cut.dir_ops_undone);
+        let mut allowed = vec![&self.states[acked]];
+        let torn = match in_flight {
+            true => torn_states(&self.states[acked], &self.ops[acked]),
+            false => Vec::new(),
+        };
+        if in_flight {
+            allowed.push(&self.states[acked + 1]);
+            allowed.extend(torn.iter());
+        }
+        let what = |stage: &str| {
+            format!(
+                "seed {} preallocate {} trigger {trigger:?} (died at {:?}), {acked} ops acknowledged, failure {failure:?}: {stage}",
+                self.seed,
+                self.preallocate,
+                fs.died_at()
+            )
+        };
+        // Sometimes the power fails again while the store recovers.
+        let image = if rng.chance(1, 4) {
+            image.arm(Trigger::Op(rng.range(1, 12)));
+            match RaftLogStore::open_with(DIR, opts(&image, self.preallocate)) {
+                Ok(store) => {
+                    image.disarm();
+                    drop(store);
+                    if image.is_dead() {
+                        add(&tally.in_recovery, 1);
+                        image.cut_power(rng)
+                    } else {
+                        image
+                    }
+                }
+                Err(e) if image.is_dead() => {
+                    add(&tally.in_recovery, 1);
+                    let _ = e;
+                    image.cut_power(rng)
+                }
+                Err(e) => return Err(what(&format!("reopen: {e}"))),
+            }
+        } else {
+            image
+        };
+        let store = RaftLogStore::open_with(DIR, opts(&image, self.preallocate))
+            .map_err(|e| what(&format!("reopen: {e}")))?;
+        let got = observe(&store).map_err(|e| what(&format!("observe: {e}")))?;
+        expect_one_of(&got, &allowed, &what("state after reopen"))?;
+        if in_flight {
+            if got == self.states[acked + 1] {
+                add(&tally.in_flight_kept, 1);
+            } else if got == self.states[acked] {
+                add(&tally.in_flight_lost, 1);
+            } else {
+                add(&tally.torn_batches, 1);
+            }
+        }
+        // What recovery left is what the next open finds: memory matched
+        // the disk.
+        drop(store);
+        let store = RaftLogStore::open_with(DIR, opts(&image, self.preallocate))
+            .map_err(|e| what(&format!("second reopen: {e}")))?;
+        let second =
+            observe(&store).map_err(|e| what(&format!("observe after second reopen: {e}")))?;
+        expect_one_of(&second, &[&got], &what("state after a second reopen"))?;
+        // The store accepts writes, and they last.
+        let probe = probe_op(&got);
+        probe
+            .run(&store)
+            .map_err(|e| what(&format!("probe write: {e}")))?;
+        let mut want = got.clone();
+        want.apply(&probe);
+        drop(store);
+        let store = RaftLogStore::open_with(DIR, opts(&image, self.preallocate))
+            .map_err(|e| what(&format!("reopen after probe: {e}")))?;
+        let again = observe(&store).map_err(|e| what(&format!("observe after probe: {e}")))?;
+        expect_one_of(&again, &[&want], &what("state after the probe write"))?;
+        add(&tally.points, 1);
+        Ok(())
+    }
+}
+
+/// Runs workload `seed` without a crash (checking it), then crashes it at
+/// every sync point and at random operations.
+fn run_seed(seed: u64, tally: &Tally) -> Result<(), String> {
+    let shape = Shape::default();
+    let (ops, states) = workload(seed, shape);
+    let preallocate = seed.is_multiple_of(2);
+    let case = Case {
+        seed,
+        preallocate,
+        ops: &ops,
+        states: &states,
+    };
+    // The dry run: how many operations and syncs the workload makes.
+    let fs = SimFs::new();
+    {
+        let store = RaftLogStore::open_with(DIR, opts(&fs, preallocate))
+            .map_err(|e| format!("seed {seed}: open: {e}"))?;
+        for op in &ops {
+            op.run(&store)
+                .map_err(|e| format!("seed {seed}: {op:?}: {e}"))?;
+        }
+        let got = observe(&store)?;
+        expect_one_of(
+            &got,
+            &[&states[ops.len()]],
+            &format!("seed {seed}: dry run"),
+        )?;
+    }
+    let (n_ops, n_syncs) = fs.counters();
+    let mut rng = Rng::new(seed ^ 0xC0FFEE);
+    for k in 1..=n_syncs {
+        case.crash(Trigger::Sync(k), &mut rng, tally)?;
+        add(&tally.at_sync, 1);
+    }
+    for _ in 0..RANDOM_POINTS {
+        let k = rng.range(1, n_ops);
+        case.crash(Trigger::Op(k), &mut rng, tally)?;
+        add(&tally.between, 1);
+    }
+    Ok(())
+}
+
+#[test]
+fn power_loss_at_every_sync_point_and_between() {
+    let seeds: u64 = std::env::var("RAFTWAL_CRASH_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(SEEDS);
+    let tally = Tally::default();
+    let next = AtomicUsize::new(0);
+    let failures = Mutex::new(Vec::new());
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(2, 8);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| loop {
+                let k = next.fetch_add(1, Ordering::Relaxed) as u64;
+                if k >= seeds || !failures.lock().unwrap().is_empty() {
+                    return;
+                }
+                if let Err(e) = run_seed(k, &tally) {
+                    failures.lock().unwrap().push(e);
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().unwrap();
+    let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    eprintln!(
+        "crash_power_loss: {} crash points over {seeds} workloads ({} at sync points, {} between; {} power cuts during recovery; in-flight operation kept {} / lost {} / torn {} times; {} torn or zeroed writes, {} directory operations undone; {} operations acknowledged before the cuts)",
+        get(&tally.points),
+        get(&tally.at_sync),
+        get(&tally.between),
+        get(&tally.in_recovery),
+        get(&tally.in_flight_kept),
+        get(&tally.in_flight_lost),
+        get(&tally.torn_batches),
+        get(&tally.torn_writes),
+        get(&tally.dir_ops_undone),
+        get(&tally.ops_run),
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    if seeds >= SEEDS {
+        assert!(get(&tally.points) >= 10_000, "too few crash points");
+    }
+}
