@@ -10,7 +10,7 @@
 //!
 //! Prints `crash_power_loss: N crash points ...` (run with `--nocapture`
 //! to see it in CI logs). `RAFTWAL_CRASH_SEEDS=n` runs `n` workloads instead
-//! of the default.
+//! of the default, `RAFTWAL_CRASH_SEED_BASE=b` starts at seed `b`.
 
 #[path = "common/fs_sim.rs"]
 mod fs_sim;
@@ -228,6 +228,10 @@ fn power_loss_at_every_sync_point_and_between() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(SEEDS);
+    let base: u64 = std::env::var("RAFTWAL_CRASH_SEED_BASE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     let tally = Tally::default();
     let next = AtomicUsize::new(0);
     let failures = Mutex::new(Vec::new());
@@ -241,7 +245,7 @@ fn power_loss_at_every_sync_point_and_between() {
                 if k >= seeds || !failures.lock().unwrap().is_empty() {
                     return;
                 }
-                if let Err(e) = run_seed(k, &tally) {
+                if let Err(e) = run_seed(base + k, &tally) {
                     failures.lock().unwrap().push(e);
                 }
             });
