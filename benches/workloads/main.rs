@@ -1,0 +1,301 @@
+//! raftwal's benchmark workloads (`/work/shared/BENCH.md` in the project:
+//! W1–W7, R1–R4, C1, T1, M1), run against raftwal and its reference points
+//! in the same run, on the same disk, alternating backends A B A B, with
+//! per-pair ratios.
+//!
+//! ```text
+//! cargo bench --bench workloads                      # full sizes, 3 pairs
+//! cargo bench --bench workloads -- --quick           # smoke test (also RAFTWAL_BENCH_QUICK=1)
+//! cargo bench --bench workloads -- --only W1,R1 --pairs 5 --dir /mnt/nvme/tmp
+//! ```
+//!
+//! Output: a `machine` line, then per pair one line per figure,
+//! `workload backend metric value`, then per workload
+//! `workload raftwal/<other> metric <median ratio> pairs=<ratio,...>`.
+//! Lines starting with `#` are comments.
+
+mod backend;
+mod concurrent;
+mod data;
+mod measure;
+mod read;
+mod report;
+mod write;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use backend::Kind;
+use data::Sizes;
+use report::{Figures, Run};
+
+#[global_allocator]
+static ALLOC: measure::CountingAlloc = measure::CountingAlloc;
+
+/// One workload of BENCH.md.
+struct Workload {
+    id: &'static str,
+    name: &'static str,
+    backends: &'static [Kind],
+    run: fn(Kind, &Path, &Sizes) -> Figures,
+    /// Printed before the workload's results.
+    note: &'static str,
+}
+
+const WRITE: &[Kind] = &[Kind::Raftwal, Kind::Raw, Kind::RaftEngine];
+const READ: &[Kind] = &[Kind::Raftwal, Kind::Raw, Kind::RaftEngine, Kind::Mem];
+const LOG: &[Kind] = &[Kind::RaftwalLog, Kind::Raw, Kind::RaftEngine];
+
+const WORKLOADS: &[Workload] = &[
+    Workload {
+        id: "W1",
+        name: "sync-1",
+        backends: WRITE,
+        run: write::w1,
+        note: "",
+    },
+    Workload {
+        id: "W2",
+        name: "sync-64",
+        backends: WRITE,
+        run: write::w2,
+        note: "",
+    },
+    Workload {
+        id: "W3",
+        name: "big",
+        backends: WRITE,
+        run: write::w3,
+        note: "",
+    },
+    Workload {
+        id: "W4",
+        name: "nosync",
+        backends: WRITE,
+        run: write::w4,
+        note: "",
+    },
+    Workload {
+        id: "W5",
+        name: "pipeline",
+        backends: LOG,
+        run: concurrent::w5,
+        note: "raftwal-log: Log::submit + a thread waiting on the tickets; raw: a writer thread \
+               (pwrite) + a syncer thread looping fdatasync; raft-engine: no async path, its W1 \
+               loop (one synced write per batch) stands in, at W5's size",
+    },
+    Workload {
+        id: "W6",
+        name: "ready",
+        backends: WRITE,
+        run: write::w6,
+        note: "",
+    },
+    Workload {
+        id: "W7",
+        name: "threads",
+        backends: LOG,
+        run: concurrent::w7,
+        note: "raftwal-log: Log::append_assigned from 4 threads; raw: leader/follower group \
+               commit on one file; raft-engine: cannot assign indexes, so each thread writes \
+               its own Raft group (its write group still merges them)",
+    },
+    Workload {
+        id: "R1",
+        name: "get",
+        backends: READ,
+        run: read::r1,
+        note: "",
+    },
+    Workload {
+        id: "R2",
+        name: "recover-big",
+        backends: WRITE,
+        run: read::r2,
+        note: "cold: every file fdatasync'ed and evicted with posix_fadvise(DONTNEED) first",
+    },
+    Workload {
+        id: "R3",
+        name: "recover-small",
+        backends: WRITE,
+        run: read::r3,
+        note: "cold: every file fdatasync'ed and evicted with posix_fadvise(DONTNEED) first",
+    },
+    Workload {
+        id: "R4",
+        name: "scan",
+        backends: READ,
+        run: read::r4,
+        note: "MB/s of entry data (10^6 bytes)",
+    },
+    Workload {
+        id: "C1",
+        name: "compact",
+        backends: WRITE,
+        run: read::c1,
+        note: "disk bytes = allocated blocks of the directory's files (raftwal preallocates \
+               segments); raft-engine: compact_to + purge_expired_files with its default \
+               purge_threshold (10 GB); raw: punch a hole",
+    },
+    Workload {
+        id: "T1",
+        name: "truncate",
+        backends: WRITE,
+        run: write::t1,
+        note: "one op = replace the last 1,000 entries (same indexes, higher term) in one \
+               durable write: RaftLogStore::persist / raft-engine add_entries over them / raw \
+               pwrite over them",
+    },
+    Workload {
+        id: "M1",
+        name: "memory",
+        backends: LOG,
+        run: read::m1,
+        note: "method: after W4's log is written the store is closed and reopened; heap = live \
+               heap bytes the reopen allocated and still holds (a counting global allocator; \
+               raft-engine 0.4.2 has no public memory-usage API), index = the backend's own \
+               figure (raftwal: Log::index_memory_bytes; raw: its offset table)",
+    },
+];
+
+/// The command line.
+struct Args {
+    quick: bool,
+    pairs: usize,
+    only: Option<Vec<String>>,
+    dir: Option<PathBuf>,
+    with_log: bool,
+}
+
+const USAGE: &str = "usage: cargo bench --bench workloads -- [--quick] [--only W1,R1] \
+                     [--pairs N] [--dir PATH] [--with-log]";
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        quick: std::env::var("RAFTWAL_BENCH_QUICK").is_ok_and(|v| v == "1"),
+        pairs: 0,
+        only: None,
+        dir: None,
+        with_log: false,
+    };
+    // `cargo bench` passes `--bench`; without it (`cargo test --benches`)
+    // the harness runs as a smoke test, like criterion's test mode.
+    let mut bench = false;
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        let mut value = |what: &str| {
+            it.next()
+                .unwrap_or_else(|| panic!("{what} needs a value\n{USAGE}"))
+        };
+        match a.as_str() {
+            "--bench" => bench = true,
+            "--quick" => args.quick = true,
+            "--with-log" => args.with_log = true,
+            "--pairs" => {
+                args.pairs = value("--pairs")
+                    .parse()
+                    .unwrap_or_else(|e| panic!("--pairs: {e}\n{USAGE}"))
+            }
+            "--only" => {
+                let ids = value("--only")
+                    .split(',')
+                    .map(|s| s.trim().to_uppercase())
+                    .collect();
+                args.only = Some(ids);
+            }
+            "--dir" => args.dir = Some(PathBuf::from(value("--dir"))),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            // A positional filter (as `cargo bench -- <filter>` gives every
+            // bench binary): the workloads whose id or name contains it.
+            filter if !filter.starts_with('-') => {
+                let ids = WORKLOADS
+                    .iter()
+                    .filter(|w| w.id.eq_ignore_ascii_case(filter) || w.name.contains(filter))
+                    .map(|w| w.id.to_string());
+                args.only.get_or_insert_with(Vec::new).extend(ids);
+            }
+            other => panic!("unknown option {other}\n{USAGE}"),
+        }
+    }
+    args.quick |= !bench;
+    if args.pairs == 0 {
+        args.pairs = if args.quick { 1 } else { 3 };
+    }
+    args
+}
+
+/// The backends of `w`, with `raftwal-log` beside `raftwal` under
+/// `--with-log`.
+fn backends(w: &Workload, with_log: bool) -> Vec<Kind> {
+    let mut v = Vec::new();
+    for &k in w.backends {
+        v.push(k);
+        if with_log && k == Kind::Raftwal {
+            v.push(Kind::RaftwalLog);
+        }
+    }
+    v
+}
+
+fn main() {
+    let args = parse_args();
+    let sizes = if args.quick {
+        Sizes::QUICK
+    } else {
+        Sizes::FULL
+    };
+    let parent = args.dir.clone().unwrap_or_else(|| {
+        std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
+    });
+    std::fs::create_dir_all(&parent).expect("create the bench directory's parent");
+    let root = tempfile::Builder::new()
+        .prefix("raftwal-bench-")
+        .tempdir_in(&parent)
+        .expect("create the bench directory");
+    println!("{}", report::machine_line(root.path()));
+    println!(
+        "# mode={} pairs={} dir={} (ratios: raftwal value / other value; for rates > 1 favours \
+         raftwal, for latencies, seconds and bytes < 1 does)",
+        if args.quick { "quick" } else { "full" },
+        args.pairs,
+        root.path().display()
+    );
+    let all = Instant::now();
+    for w in WORKLOADS {
+        if let Some(only) = &args.only {
+            if !only.iter().any(|id| id == w.id) {
+                continue;
+            }
+        }
+        let started = Instant::now();
+        println!("# {} {}", w.id, w.name);
+        if !w.note.is_empty() {
+            println!("# {} note: {}", w.id, w.note);
+        }
+        let kinds = backends(w, args.with_log);
+        let mut runs = Vec::new();
+        for pair in 1..=args.pairs {
+            for &kind in &kinds {
+                let dir = root.path().join(format!("{}-{}-{pair}", w.id, kind.name()));
+                std::fs::create_dir_all(&dir).expect("create a run directory");
+                let figures = (w.run)(kind, &dir, &sizes);
+                std::fs::remove_dir_all(&dir).expect("remove a run directory");
+                let run = Run {
+                    pair,
+                    backend: kind.name(),
+                    figures: figures.0,
+                };
+                report::print_run(w.id, &run);
+                runs.push(run);
+            }
+        }
+        report::print_ratios(w.id, &runs);
+        println!("# {} took {:.1} s", w.id, started.elapsed().as_secs_f64());
+    }
+    println!("# all took {:.1} s", all.elapsed().as_secs_f64());
+}
