@@ -41,7 +41,7 @@ fn shape() -> Shape {
 fn opts(seed: u64) -> Options {
     Options::default()
         .segment_size(4096)
-        .preallocate(seed % 3 != 0)
+        .preallocate(!seed.is_multiple_of(3))
 }
 
 /// The child's role; a no-op in a normal test run.
