@@ -630,12 +630,19 @@ impl Recovery<'_> {
                 self.ix.prev_term = 0;
             }
         }
+        // The segments holding the state blob and the newest marker (the
+        // first index and the term before it) stay until a compaction at
+        // run time writes newer ones to the active segment.
         let keep_state = self.ix.state.as_ref().map(|s| s.1.sequence);
+        let keep_marker = self.ix.marker.map(|m| m.sequence);
         while self.ix.segments.len() > 1 {
             let Some(s) = self.ix.segments.front() else {
                 break;
             };
-            if s.end_index() > self.ix.first_index || Some(s.sequence) == keep_state {
+            if s.end_index() > self.ix.first_index
+                || Some(s.sequence) == keep_state
+                || Some(s.sequence) == keep_marker
+            {
                 break;
             }
             if let Some(s) = self.ix.segments.pop_front() {

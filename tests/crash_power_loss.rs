@@ -271,3 +271,44 @@ fn power_loss_at_every_sync_point_and_between() {
         assert!(get(&tally.points) >= 10_000, "too few crash points");
     }
 }
+
+/// Found by the power-loss test: a compaction's marker lives in the segment
+/// it was written to; when the log then rolls, that segment lies wholly
+/// below the first index, and recovery removed it with the marker, so the
+/// term before the first index was 0 at the second reopen.
+#[test]
+fn compaction_then_roll_keeps_the_term_before_the_first_index() {
+    let entry = |i: u64| raftwal::Entry::new(i, 1 + i / 10, vec![1u8; 150]);
+    // How many entries make the first segment roll.
+    let n = {
+        let fs = SimFs::new();
+        let log = raftwal::Log::open(DIR, opts(&fs, false)).unwrap();
+        let mut n = 0;
+        while log.segments().len() == 1 {
+            n += 1;
+            log.append(&[entry(n)]).unwrap();
+        }
+        n
+    };
+    // Fill the first segment, compact all of it, and roll.
+    let fs = SimFs::new();
+    let log = raftwal::Log::open(DIR, opts(&fs, false)).unwrap();
+    for i in 1..n {
+        log.append(&[entry(i)]).unwrap();
+    }
+    log.compact(n).unwrap();
+    log.append(&[entry(n)]).unwrap();
+    assert_eq!(log.segments().len(), 2);
+    assert_eq!(
+        log.segments()[1].1,
+        n,
+        "the new segment starts at the first index"
+    );
+    drop(log);
+    for _ in 0..3 {
+        let log = raftwal::Log::open(DIR, opts(&fs, false)).unwrap();
+        assert_eq!(log.first_index(), n);
+        assert_eq!(log.term(n - 1).unwrap(), entry(n - 1).term);
+        assert_eq!(log.get_entry(n).unwrap(), entry(n));
+    }
+}
