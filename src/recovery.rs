@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::footer::{self, Footer};
 use crate::frame::FrameType;
 use crate::frame::HEADER_LEN;
+use crate::fs::FileHandle;
 use crate::index::{Index, Loc, Pos, Segment, SegmentMeta};
 use crate::options::{Options, RecoveryMode};
 use crate::proto;
@@ -56,6 +57,7 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
         report: RecoveryReport::default(),
         remove: Vec::new(),
         dir_changed: false,
+        read_by_footer: Vec::new(),
     };
     let next_sequence = files.iter().map(|f| f.0).max().unwrap_or(0) + 1;
     let count = files.len();
@@ -73,6 +75,18 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
         }
     }
     r.finish()?;
+    if let Some(last) = r.ix.segments.back_mut() {
+        if r.read_by_footer.contains(&last.sequence) {
+            // Every later segment was removed (damage, or an interrupted
+            // creation): this sealed segment is active again. Writes go
+            // after its trailer, never over its footer; a full scan reads
+            // the footer and trailer as valid frames that add nothing.
+            last.len = last
+                .file
+                .len()
+                .map_err(|e| Error::io("stat segment", &last.path, e))?;
+        }
+    }
     r.keep_state()?;
     r.remove_superseded(dir)?;
     let mut next_sequence = next_sequence;
@@ -144,6 +158,49 @@ fn is_torn_seal(seg: &Segment, offset: u64, file_len: u64) -> bool {
     true
 }
 
+/// Whether the bad frame at `offset` is damage that no crash leaves: a
+/// torn write keeps a prefix of real frames and zeros, so a type byte that
+/// is neither zero nor a data frame's, or a length beyond the limit, is
+/// never a torn tail.
+fn is_damage(seg: &Segment, offset: u64, file_len: u64, max_payload: u64) -> bool {
+    let n = file_len.saturating_sub(offset).min(HEADER_LEN as u64) as usize;
+    let mut h = [0u8; HEADER_LEN];
+    if n == 0 || seg.file.read_exact_at(&mut h[..n], offset).is_err() {
+        return false;
+    }
+    let ty = h[0];
+    if ty != 0 && !matches!(FrameType::from_u8(ty), Some(t) if t != FrameType::Header) {
+        return true;
+    }
+    n == HEADER_LEN && u64::from(u32::from_le_bytes([h[1], h[2], h[3], h[4]])) > max_payload
+}
+
+/// Whether a valid frame of segment `sequence` starts anywhere a header of
+/// at most 256 bytes could end: the segment held data, so its bad header is
+/// damage rather than a creation a crash interrupted.
+fn holds_frames(
+    file: &dyn FileHandle,
+    path: &Path,
+    file_len: u64,
+    sequence: u64,
+    max_payload: u64,
+) -> Result<bool> {
+    let header = segment::Header {
+        sequence,
+        first_index: 0,
+        len: HEADER_LEN as u64,
+        preallocated: 0,
+    };
+    let mut scanner = Scanner::new(file, path, file_len, &header, max_payload);
+    let last = file_len.min((2 * HEADER_LEN + 256) as u64);
+    for offset in HEADER_LEN as u64..last {
+        if scanner.valid_frame_at(offset)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 #[derive(PartialEq, Eq)]
 enum Flow {
     Continue,
@@ -156,6 +213,8 @@ struct Recovery<'o> {
     report: RecoveryReport,
     remove: Vec<PathBuf>,
     dir_changed: bool,
+    /// Segments read through their footer (not scanned).
+    read_by_footer: Vec<u64>,
 }
 
 impl Recovery<'_> {
@@ -176,8 +235,10 @@ impl Recovery<'_> {
             Err(Error::Corruption { offset, reason, .. }) => {
                 // A segment whose header never became durable holds nothing
                 // that was acknowledged: segments are created and synced
-                // before anything is written to them.
-                let tail = last_file;
+                // before anything is written to them. One that holds valid
+                // frames after its header is damaged, not interrupted.
+                let max_payload = self.opts.max_entry_size + ENTRY_OVERHEAD;
+                let tail = last_file && !holds_frames(&*file, &path, file_len, seq, max_payload)?;
                 return self.bad_header(path, offset, reason, tail);
             }
             Err(e) => return Err(e),
@@ -214,6 +275,26 @@ impl Recovery<'_> {
             ),
             true => None,
         };
+        // The marker and state frames a footer names are read at open;
+        // when one does not verify, the segment is scanned in full so the
+        // damage is handled like any bad frame.
+        let sealed = sealed.filter(|f| {
+            let named = [
+                (f.meta.opening, FrameType::Marker),
+                (f.meta.marker, FrameType::Marker),
+                (f.meta.state, FrameType::State),
+            ];
+            let ok = named
+                .iter()
+                .all(|&(at, ty)| at.is_none_or(|at| footer::read_frame(&seg, at, ty).is_ok()));
+            if !ok {
+                log::warn!(
+                    "raftwal: scanning {} in full: a frame its footer names does not verify",
+                    path.display()
+                );
+            }
+            ok
+        });
         if fresh {
             self.ix.first_index = header.first_index;
             self.ix.last_index = header.first_index - 1;
@@ -224,6 +305,7 @@ impl Recovery<'_> {
         if let Some(f) = sealed {
             self.apply_footer(&mut seg, f, &mut needs_marker)?;
             self.report.bytes_scanned += file_len - seg.len;
+            self.read_by_footer.push(seq);
             self.ix.segments.push_back(seg);
             return Ok(Flow::Continue);
         }
@@ -274,7 +356,8 @@ impl Recovery<'_> {
                     self.ix.segments.push_back(seg);
                     return Ok(Flow::Continue);
                 }
-                let tail = last_file && !followed;
+                let tail =
+                    last_file && !followed && !is_damage(&seg, offset, file_len, max_payload);
                 let flow = self.bad_frame(&mut seg, offset, file_len, reason, tail)?;
                 self.report.bytes_scanned += offset;
                 if needs_marker {
