@@ -230,7 +230,17 @@ impl RaftLogStore {
         let listing = snapshot::list(&*fs, &dir)?;
         if let Some((index, term)) = named {
             let path = snapshot::path(&dir, index, term);
-            let found = snapshot::open(&*fs, &path).and_then(|o| {
+            let opened = match snapshot::open(&*fs, &path) {
+                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                    Err(Error::corruption(
+                        &path,
+                        0,
+                        "the state names this snapshot file but it is missing",
+                    ))
+                }
+                other => other,
+            };
+            let found = opened.and_then(|o| {
                 if (o.meta.index, o.meta.term) == (index, term) {
                     Ok(o.meta)
                 } else {
@@ -564,8 +574,10 @@ impl RaftLogStore {
     fn read_snapshot(&self, request_index: u64) -> Result<Option<Snapshot>> {
         let sh = &*self.shared;
         // A newer snapshot may replace (and remove) the file between reading
-        // the metadata and opening it; then try again with the new one.
-        for _ in 0..8 {
+        // the metadata and opening it; then try again with the new one. Each
+        // retry means a newer snapshot was stored; if that keeps happening,
+        // the snapshot is "temporarily unavailable" and raft asks again.
+        for _ in 0..100 {
             let Some(meta) = sh.cache.read().snapshot.clone() else {
                 return Ok(None);
             };

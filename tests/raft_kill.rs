@@ -171,7 +171,7 @@ fn run_child(dir: &Path, term: u64, kill_after: usize) -> Acked {
 fn kill_and_reopen() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("store");
-    let mut rng = Rng(0x5eed_0f_4a11);
+    let mut rng = Rng(0x5eed_0f4a_1100);
     // Which term wrote which index: rounds never overwrite.
     let mut written_in: Vec<(u64, u64)> = Vec::new(); // (first index, term)
     for round in 1..=ROUNDS {
