@@ -1,7 +1,8 @@
 //! `raftwal bench`: a quick subset of the benchmark workloads of BENCH.md
 //! (W1 sync-1, W2 sync-64, W4 nosync, R1 get, R3 recover-small), at reduced
-//! sizes, against raftwal's `Log` and the raw disk, alternating the two in
-//! one run on one disk, with per-pair ratios.
+//! sizes, against raftwal (through `RaftLogStore`, the path a Raft node
+//! uses) and the raw disk, alternating the two in one run on one disk, with
+//! per-pair ratios.
 //!
 //! The `raw` backend is the physical floor: the same encoded frames written
 //! with one `pwrite` per batch (and one `fdatasync` where the workload
@@ -16,8 +17,10 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use protobuf::Message as _;
+use raft::eraftpb::Entry as RaftEntry;
+use raft::{GetEntriesContext, Storage};
 use raftwal::frame::{self, FrameHeader, HEADER_LEN};
-use raftwal::{Entry, Log, Options, SyncPolicy};
+use raftwal::{Entry, Options, RaftLogStore, SyncPolicy};
 
 use crate::failure::{Failure, OTHER, USAGE};
 
@@ -55,7 +58,7 @@ enum Backend {
 impl Backend {
     fn name(self) -> &'static str {
         match self {
-            Backend::Raftwal => "raftwal-log",
+            Backend::Raftwal => "raftwal",
             Backend::Raw => "raw",
         }
     }
@@ -175,25 +178,35 @@ impl Rng {
     }
 }
 
-/// Entries `first..first + n`: raft entries of `size` random bytes, term 1,
-/// protobuf-encoded as `RaftLogStore` stores them.
-fn make_entries(first: u64, n: usize, size: usize, rng: &mut Rng) -> Result<Vec<Entry>, Failure> {
+/// A workload's entries: raft entries from index 1, term 1, with `size`
+/// random bytes each, and the same as the log entries `RaftLogStore` makes
+/// of them (their protobuf encoding), which the raw backend writes.
+struct Entries {
+    raft: Vec<RaftEntry>,
+    encoded: Vec<Entry>,
+}
+
+fn make_entries(n: usize, size: usize, rng: &mut Rng) -> Result<Entries, Failure> {
     let mut data = vec![0u8; size];
-    (0..n as u64)
-        .map(|k| {
-            rng.fill(&mut data);
-            let e = raft::eraftpb::Entry {
-                index: first + k,
-                term: 1,
-                data: data.clone().into(),
-                ..Default::default()
-            };
-            let bytes = e
-                .write_to_bytes()
-                .map_err(|e| Failure::new(OTHER, format!("encoding an entry: {e}")))?;
-            Ok(Entry::new(first + k, 1, bytes))
-        })
-        .collect()
+    let mut out = Entries {
+        raft: Vec::with_capacity(n),
+        encoded: Vec::with_capacity(n),
+    };
+    for index in 1..=n as u64 {
+        rng.fill(&mut data);
+        let e = RaftEntry {
+            index,
+            term: 1,
+            data: data.clone().into(),
+            ..Default::default()
+        };
+        let bytes = e
+            .write_to_bytes()
+            .map_err(|e| Failure::new(OTHER, format!("encoding an entry: {e}")))?;
+        out.encoded.push(Entry::new(index, 1, bytes));
+        out.raft.push(e);
+    }
+    Ok(out)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -213,7 +226,11 @@ struct Workloads<'a> {
 
 impl Workloads<'_> {
     fn push(&mut self, workload: &'static str, metric: &'static str, value: f64) {
-        println!("{workload} {} {metric} {value:.1}", self.backend.name());
+        println!(
+            "{workload} {} {metric} {}",
+            self.backend.name(),
+            figure(value)
+        );
         self.out.push(Figure {
             workload,
             backend: self.backend,
@@ -229,23 +246,24 @@ impl Workloads<'_> {
         per: usize,
         batches: usize,
     ) -> Result<(), Failure> {
-        let entries = make_entries(1, per * batches, self.entry_size, &mut Rng(0x5EED))?;
+        let entries = make_entries(per * batches, self.entry_size, &mut Rng(0x5EED))?;
         let dir = self.dir.join(id.split(' ').next().unwrap_or("w"));
         let mut lat = Vec::with_capacity(batches);
         let start;
-        let bytes: usize = entries.iter().map(|e| e.data.len()).sum();
+        let n = entries.raft.len();
+        let bytes: usize = entries.encoded.iter().map(|e| e.data.len()).sum();
         match self.backend {
             Backend::Raftwal => {
-                let log = Log::open(&dir, Options::default())?;
+                let store = RaftLogStore::open_with(&dir, Options::default())?;
                 start = Instant::now();
-                for b in entries.chunks(per) {
+                for b in entries.raft.chunks(per) {
                     let t = Instant::now();
-                    log.append(b)?;
+                    store.append(b)?;
                     lat.push(t.elapsed());
                 }
             }
             Backend::Raw => {
-                let raw = RawFile::create(&dir, &entries, per)?;
+                let raw = RawFile::create(&dir, &entries.encoded, per)?;
                 start = Instant::now();
                 for b in &raw.batches {
                     let t = Instant::now();
@@ -257,7 +275,7 @@ impl Workloads<'_> {
         }
         let secs = start.elapsed().as_secs_f64();
         lat.sort();
-        self.push(id, "entries/s", entries.len() as f64 / secs);
+        self.push(id, "entries/s", n as f64 / secs);
         if per > 1 {
             self.push(id, "MB/s", bytes as f64 / secs / 1e6);
         }
@@ -273,7 +291,7 @@ impl Workloads<'_> {
     /// reads of W4's log) and R3 (reopen W4's log).
     fn nosync_and_reads(&mut self, sizes: &Sizes, r1: bool, r3: bool) -> Result<(), Failure> {
         let n = sizes.w4_entries;
-        let entries = make_entries(1, n, self.entry_size, &mut Rng(0xB16))?;
+        let entries = make_entries(n, self.entry_size, &mut Rng(0xB16))?;
         let dir = self.dir.join("W4");
         let mut reads = Rng(0x4EAD);
         let picks: Vec<u64> = (0..sizes.r1_reads)
@@ -283,41 +301,47 @@ impl Workloads<'_> {
         let mut lat = Vec::with_capacity(picks.len());
         match self.backend {
             Backend::Raftwal => {
-                let log = Log::open(&dir, Options::default().sync(SyncPolicy::Manual))?;
+                let opts = Options::default().sync(SyncPolicy::Manual);
+                let store = RaftLogStore::open_with(&dir, opts)?;
                 let start = Instant::now();
-                for b in entries.chunks(64) {
+                for b in entries.raft.chunks(64) {
                     let t = Instant::now();
-                    log.append(b)?;
+                    store.append(b)?;
                     max = max.max(t.elapsed());
                 }
-                log.sync()?;
+                store.sync()?;
                 self.w4_figures(n, start.elapsed(), max);
                 if r1 {
                     let start = Instant::now();
                     for &i in &picks {
                         let t = Instant::now();
-                        let e = log.get_entry(i)?;
+                        let e = store
+                            .entries(i, i + 1, None, GetEntriesContext::empty(false))
+                            .map_err(|e| Failure::new(OTHER, format!("reading entry {i}: {e}")))?;
                         lat.push(t.elapsed());
                         std::hint::black_box(e);
                     }
                     self.r1_figures(&mut lat, start.elapsed());
                 }
-                drop(log);
+                drop(store);
                 if r3 {
                     let start = Instant::now();
-                    let log = Log::open(&dir, Options::default())?;
+                    let store = RaftLogStore::open_with(&dir, Options::default())?;
                     let secs = start.elapsed().as_secs_f64();
-                    if log.last_index() != n as u64 {
+                    let last = store
+                        .last_index()
+                        .map_err(|e| Failure::new(OTHER, format!("reopened store: {e}")))?;
+                    if last != n as u64 {
                         return Err(Failure::new(
                             OTHER,
-                            format!("reopened log ends at {}, not {n}", log.last_index()),
+                            format!("the reopened store ends at {last}, not {n}"),
                         ));
                     }
                     self.push("R3 recover-small", "seconds", secs);
                 }
             }
             Backend::Raw => {
-                let raw = RawFile::create(&dir, &entries, 64)?;
+                let raw = RawFile::create(&dir, &entries.encoded, 64)?;
                 let start = Instant::now();
                 for b in &raw.batches {
                     let t = Instant::now();
@@ -513,6 +537,16 @@ fn print_machine(dir: &Path) {
     println!("release build: {}", !cfg!(debug_assertions));
 }
 
+/// A figure with the precision it deserves: small ones (seconds, fast
+/// latencies) keep three decimals.
+fn figure(v: f64) -> String {
+    if v.abs() < 10.0 {
+        format!("{v:.3}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     match v.len() {
@@ -534,7 +568,7 @@ fn print_table(figures: &[Figure], runs: u32) {
     println!();
     println!(
         "{:<18} {:<13} {:>14} {:>14} {:>12}",
-        "workload", "metric", "raftwal-log", "raw", "raftwal/raw"
+        "workload", "metric", "raftwal", "raw", "raftwal/raw"
     );
     for (w, m) in keys {
         let of = |b: Backend| -> Vec<f64> {
@@ -547,11 +581,11 @@ fn print_table(figures: &[Figure], runs: u32) {
         let (mut a, mut r) = (of(Backend::Raftwal), of(Backend::Raw));
         let mut ratios: Vec<f64> = a.iter().zip(&r).map(|(x, y)| x / y).collect();
         println!(
-            "{:<18} {:<13} {:>14.1} {:>14.1} {:>12.2}",
+            "{:<18} {:<13} {:>14} {:>14} {:>12.2}",
             w,
             m,
-            median(&mut a),
-            median(&mut r),
+            figure(median(&mut a)),
+            figure(median(&mut r)),
             median(&mut ratios)
         );
     }
