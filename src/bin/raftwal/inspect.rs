@@ -185,14 +185,17 @@ fn print_text(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
     } else {
         writeln!(
             out,
-            "log:        indexes {}..={} ({} entries), term before the first {}",
-            r.first_index, r.last_index, r.entries, r.prev_term
+            "log:        indexes {}..={} ({}), term before the first {}",
+            r.first_index,
+            r.last_index,
+            render::count(r.entries, "entry"),
+            r.prev_term
         )?;
     }
     writeln!(
         out,
-        "segments:   {} files, {} on disk",
-        r.segments.len(),
+        "segments:   {}, {} on disk",
+        render::count(r.segments.len() as u64, "file"),
         render::size(r.bytes_on_disk)
     )?;
     for g in &r.segments {

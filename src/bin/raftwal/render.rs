@@ -19,6 +19,15 @@ pub fn size(bytes: u64) -> String {
     }
 }
 
+/// `3, "segment"` -> `"3 segments"`, `1, "entry"` -> `"1 entry"`.
+pub fn count(n: u64, one: &str) -> String {
+    match (n, one.strip_suffix('y')) {
+        (1, _) => format!("1 {one}"),
+        (_, Some(stem)) => format!("{n} {stem}ies"),
+        (_, None) => format!("{n} {one}s"),
+    }
+}
+
 /// The first [`PREVIEW_BYTES`] of some data, for a person.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Preview {
@@ -67,6 +76,14 @@ impl std::fmt::Display for Preview {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts() {
+        assert_eq!(count(1, "segment"), "1 segment");
+        assert_eq!(count(2, "segment"), "2 segments");
+        assert_eq!(count(0, "entry"), "0 entries");
+        assert_eq!(count(1, "entry"), "1 entry");
+    }
 
     #[test]
     fn sizes() {

@@ -47,9 +47,9 @@ pub fn run(args: &Args) -> Result<ExitCode, Failure> {
     let scan = scan?;
     let frames: u64 = scan.segments.iter().map(|s| s.frames).sum();
     let summary = format!(
-        "{} segments, {} frames, {} read",
-        scan.segments.len(),
-        frames,
+        "{}, {}, {} read",
+        render::count(scan.segments.len() as u64, "segment"),
+        render::count(frames, "frame"),
         render::size(scan.bytes)
     );
     let Some(first) = scan.problems.first() else {
