@@ -49,6 +49,9 @@ use crate::snapshot;
 /// The version of [`StoredState`] this build writes and reads.
 const STATE_FORMAT: u32 = 1;
 
+/// The reused batch keeps a buffer up to this size between writes.
+const BATCH_KEEP_CAPACITY: usize = 8 << 20;
+
 /// The state blob of a `RaftLogStore`, kept in the log's state frame.
 /// Field numbers are part of the on-disk format.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -157,7 +160,9 @@ struct Shared {
 /// `raft::RawNode` and keep one for the Ready loop). `RaftLogStore` is
 /// `Send + Sync`; mutations are serialised, reads run concurrently with
 /// them. Under the default [`SyncPolicy::Always`](crate::SyncPolicy::Always)
-/// every mutating method returns only once its change is durable.
+/// every mutating method returns only once its change is durable;
+/// `apply_snapshot`, `create_snapshot` and `compact` are durable on return
+/// under every policy.
 ///
 /// The mutating methods follow raft-rs's `MemStorageCore`, except that
 /// where it panics (an index below the first index, a gap after the last
@@ -258,6 +263,10 @@ impl RaftLogStore {
                 Ok(meta) => cache.snapshot = Some(meta),
                 Err(e) if log.options().recovery_mode == RecoveryMode::TolerateAnyCorruption => {
                     log::warn!("raftwal: forgetting the damaged snapshot {index}/{term}: {e}");
+                    // Durably, before the file goes: a later open in another
+                    // mode must not look for it.
+                    log.set_state(cache.encode()?)?;
+                    log.sync()?;
                 }
                 Err(e) => return Err(e),
             }
@@ -377,9 +386,7 @@ impl RaftLogStore {
         } else {
             None
         };
-        let res = sh.log.write(batch);
-        batch.clear();
-        res?;
+        write_batch(&sh.log, batch)?;
         if let Some(c) = new_cache {
             *sh.cache.write() = c;
         }
@@ -427,9 +434,7 @@ impl RaftLogStore {
         let batch = &mut guard.batch;
         batch.clear();
         batch.set_state(c.encode()?);
-        let res = sh.log.write(batch);
-        batch.clear();
-        res?;
+        write_batch(&sh.log, batch)?;
         *sh.cache.write() = c;
         Ok(())
     }
@@ -539,9 +544,10 @@ impl RaftLogStore {
         let batch = &mut guard.batch;
         batch.clear();
         batch.set_state(c.encode()?);
-        let res = sh.log.write(batch);
-        batch.clear();
-        res?;
+        write_batch(&sh.log, batch)?;
+        // Durable whatever the sync policy before the old file goes: the
+        // state on disk must never name a removed file.
+        sh.log.sync()?;
         *sh.cache.write() = c;
         remove_old_snapshot(&*sh.log.options().file_system, &sh.dir, old, (index, term));
         Ok(())
@@ -626,6 +632,17 @@ fn check(w: &Writer) -> Result<()> {
         }),
         None => Ok(()),
     }
+}
+
+/// Writes `batch` and empties it (dropping a buffer grown unusually large).
+fn write_batch(log: &Log, batch: &mut WriteBatch) -> Result<()> {
+    let res = log.write(batch);
+    if batch.buf.capacity() > BATCH_KEEP_CAPACITY {
+        *batch = WriteBatch::new();
+    } else {
+        batch.clear();
+    }
+    res
 }
 
 /// Encodes `e` straight into the batch buffer.

@@ -183,6 +183,11 @@ fn damaged_metadata_refuses_open_unless_salvaging() {
         ))
     );
     assert_eq!(store.last_index(), Ok(20));
+    drop(store);
+    // Forgotten for good: a normal open no longer looks for it.
+    let store = RaftLogStore::open(dir.path()).unwrap();
+    assert!(store.snapshot(0, 0).is_err());
+    assert!(snapshot_files(dir.path()).is_empty());
     store
         .create_snapshot(9, voters(), b"at 9".to_vec())
         .unwrap();
