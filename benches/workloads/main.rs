@@ -9,6 +9,13 @@
 //! cargo bench --bench workloads -- --only W1,R1 --pairs 5 --dir /mnt/nvme/tmp
 //! ```
 //!
+//! Options: `--quick` (tiny sizes, one pair: a smoke test; also the mode
+//! when run without cargo's `--bench` flag, as `cargo test --benches`
+//! does), `--only W1,R1`, `--pairs N` (default 3), `--dir PATH` (a fresh
+//! directory is made inside it and removed after; default `target/`),
+//! `--with-log` (add `raftwal-log` beside `raftwal`), `--backends a,b`.
+//! A bare word selects the workloads whose id or name matches it.
+//!
 //! Output: a `machine` line, then per pair one line per figure,
 //! `workload backend metric value`, then per workload
 //! `workload raftwal/<other> metric <median ratio> pairs=<ratio,...>`.
@@ -126,7 +133,8 @@ const WORKLOADS: &[Workload] = &[
         name: "scan",
         backends: READ,
         run: read::r4,
-        note: "MB/s of entry data (10^6 bytes)",
+        note: "MB/s of entry data (10^6 bytes); mem: raft-rs's MemStorage::entries clones \
+               all of lo..hi before applying max_size, so each window costs O(hi - lo)",
     },
     Workload {
         id: "C1",
@@ -165,10 +173,12 @@ struct Args {
     only: Option<Vec<String>>,
     dir: Option<PathBuf>,
     with_log: bool,
+    /// Run only these backends (by name).
+    backends: Option<Vec<String>>,
 }
 
 const USAGE: &str = "usage: cargo bench --bench workloads -- [--quick] [--only W1,R1] \
-                     [--pairs N] [--dir PATH] [--with-log]";
+                     [--pairs N] [--dir PATH] [--with-log] [--backends raftwal,raw]";
 
 fn parse_args() -> Args {
     let mut args = Args {
@@ -177,6 +187,7 @@ fn parse_args() -> Args {
         only: None,
         dir: None,
         with_log: false,
+        backends: None,
     };
     // `cargo bench` passes `--bench`; without it (`cargo test --benches`)
     // the harness runs as a smoke test, like criterion's test mode.
@@ -204,6 +215,13 @@ fn parse_args() -> Args {
                 args.only = Some(ids);
             }
             "--dir" => args.dir = Some(PathBuf::from(value("--dir"))),
+            "--backends" => {
+                let names = value("--backends")
+                    .split(',')
+                    .map(|s| s.trim().to_string())
+                    .collect();
+                args.backends = Some(names);
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -228,14 +246,17 @@ fn parse_args() -> Args {
 }
 
 /// The backends of `w`, with `raftwal-log` beside `raftwal` under
-/// `--with-log`.
-fn backends(w: &Workload, with_log: bool) -> Vec<Kind> {
+/// `--with-log`, and only those named by `--backends` if given.
+fn backends(w: &Workload, args: &Args) -> Vec<Kind> {
     let mut v = Vec::new();
     for &k in w.backends {
         v.push(k);
-        if with_log && k == Kind::Raftwal {
+        if args.with_log && k == Kind::Raftwal {
             v.push(Kind::RaftwalLog);
         }
+    }
+    if let Some(names) = &args.backends {
+        v.retain(|k| names.iter().any(|n| n == k.name()));
     }
     v
 }
@@ -277,7 +298,7 @@ fn main() {
         if !w.note.is_empty() {
             println!("# {} note: {}", w.id, w.note);
         }
-        let kinds = backends(w, args.with_log);
+        let kinds = backends(w, &args);
         let mut runs = Vec::new();
         for pair in 1..=args.pairs {
             for &kind in &kinds {
