@@ -195,6 +195,12 @@ pub struct RaftLogStore {
     shared: Arc<Shared>,
 }
 
+// Clones are handed to raft and to other threads.
+const _: fn() = || {
+    fn shareable<T: Clone + Send + Sync + 'static>() {}
+    shareable::<RaftLogStore>();
+};
+
 impl std::fmt::Debug for RaftLogStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let c = self.shared.cache.read();

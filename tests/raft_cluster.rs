@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use raft::prelude::*;
 use raft::{GetEntriesContext, SnapshotStatus, StateRole, Storage};
@@ -21,6 +22,9 @@ use raftwal::RaftLogStore;
 const MAX_TICKS: usize = 2_000;
 /// Upper bound on Ready/delivery rounds between two ticks.
 const MAX_ROUNDS: usize = 10_000;
+/// Upper bound on the whole test's wall-clock time (a guard; it takes
+/// about a second).
+const MAX_TIME: Duration = Duration::from_secs(300);
 
 struct Node {
     dir: PathBuf,
@@ -37,6 +41,7 @@ struct Cluster {
     nodes: Vec<Node>,
     queue: VecDeque<Message>,
     logger: slog::Logger,
+    started: Instant,
     _tmp: tempfile::TempDir,
 }
 
@@ -107,6 +112,7 @@ impl Cluster {
             nodes,
             queue: VecDeque::new(),
             logger: slog::Logger::root(slog::Discard, slog::o!()),
+            started: Instant::now(),
             _tmp: tmp,
         };
         for id in 1..=3 {
@@ -296,6 +302,10 @@ impl Cluster {
     /// Ticks until `done`, at most `MAX_TICKS` times.
     fn wait(&mut self, what: &str, done: impl Fn(&Cluster) -> bool) {
         for _ in 0..MAX_TICKS {
+            assert!(
+                self.started.elapsed() < MAX_TIME,
+                "{what}: the test ran over {MAX_TIME:?}"
+            );
             self.pump();
             if done(self) {
                 return;

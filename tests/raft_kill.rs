@@ -8,6 +8,8 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use raft::eraftpb::{ConfState, Entry, HardState};
 use raft::{GetEntriesContext, Storage};
@@ -19,6 +21,8 @@ const CHILD_TERM: &str = "RAFTWAL_KILL_CHILD_TERM";
 /// long before).
 const CHILD_MAX_CALLS: u64 = 20_000;
 const ROUNDS: u64 = 5;
+/// The longest the child may go without printing before the test fails.
+const CHILD_SILENCE: Duration = Duration::from_secs(60);
 
 fn opts() -> Options {
     Options::default().segment_size(64 << 10)
@@ -116,6 +120,23 @@ struct Acked {
     compact: u64,
 }
 
+fn record(line: &str, acked: &mut Acked) -> bool {
+    let Some((what, n)) = line.split_once(' ') else {
+        return false;
+    };
+    let Ok(n) = n.parse::<u64>() else {
+        return false;
+    };
+    match what {
+        "ack" => acked.last = n,
+        "commit" => acked.commit = n,
+        "snapshot" => acked.snapshot = n,
+        "compact" => acked.compact = n,
+        _ => return false,
+    }
+    what == "ack"
+}
+
 fn run_child(dir: &Path, term: u64, kill_after: usize) -> Acked {
     let exe = std::env::current_exe().unwrap();
     let mut child = Command::new(exe)
@@ -123,47 +144,45 @@ fn run_child(dir: &Path, term: u64, kill_after: usize) -> Acked {
         .env(CHILD_DIR, dir)
         .env(CHILD_TERM, term.to_string())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
+    // Lines arrive through a channel so that a stuck child cannot hang the
+    // test: no line for CHILD_SILENCE and it is killed and the test fails.
     let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let mut acked = Acked::default();
-    let mut acks = 0;
-    let record = |line: &str, acked: &mut Acked| -> bool {
-        let Some((what, n)) = line.split_once(' ') else {
-            return false;
-        };
-        let Ok(n) = n.parse::<u64>() else {
-            return false;
-        };
-        match what {
-            "ack" => acked.last = n,
-            "commit" => acked.commit = n,
-            "snapshot" => acked.snapshot = n,
-            "compact" => acked.compact = n,
-            _ => return false,
-        }
-        what == "ack"
-    };
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if record(&line, &mut acked) {
-            acks += 1;
-            if acks == kill_after {
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
                 break;
             }
         }
+    });
+    let mut acked = Acked::default();
+    let mut acks = 0;
+    while acks < kill_after {
+        match rx.recv_timeout(CHILD_SILENCE) {
+            Ok(line) => {
+                if record(&line, &mut acked) {
+                    acks += 1;
+                }
+            }
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the child stopped after {acks} acknowledgements: {e:?}");
+            }
+        }
     }
-    assert_eq!(acks, kill_after, "the child stopped early");
     child.kill().unwrap(); // SIGKILL
-                           // What the child printed before it died was acknowledged too.
-    for line in lines {
-        let Ok(line) = line else { break };
-        record(&line, &mut acked);
-    }
     let status = child.wait().unwrap();
     assert!(!status.success(), "the child was killed");
+    // What the child printed before it died was acknowledged too.
+    reader.join().unwrap();
+    for line in rx.try_iter() {
+        record(&line, &mut acked);
+    }
     acked
 }
 
