@@ -146,6 +146,11 @@ impl EntryMaker {
         }
     }
 
+    /// The data size of every entry made.
+    pub fn data_len(&self) -> usize {
+        self.data_len
+    }
+
     /// One entry with the next index.
     pub fn entry(&mut self, term: u64) -> Entry {
         let e = Entry {

@@ -23,17 +23,17 @@ fn timed_writes(b: &mut dyn Backend, batches: &[Batch]) -> (Duration, Latencies)
 }
 
 /// Fills `b` with `entries` entries in batches of `per_batch`, untimed,
-/// generating and preparing them a chunk at a time to bound memory.
+/// generating and preparing them about 64 MiB at a time to bound memory.
 pub fn fill(b: &mut dyn Backend, maker: &mut EntryMaker, entries: usize, per_batch: usize) {
-    const CHUNK_ENTRIES: usize = 1 << 16;
+    let chunk = ((64 << 20) / maker.data_len().max(1)).max(per_batch);
     let mut left = entries;
     while left > 0 {
-        let n = left.min(CHUNK_ENTRIES.max(per_batch));
-        let chunk: Vec<Batch> = (0..n.div_ceil(per_batch))
+        let n = left.min(chunk);
+        let batches: Vec<Batch> = (0..n.div_ceil(per_batch))
             .map(|k| maker.batch(per_batch.min(n - k * per_batch)))
             .collect();
-        b.prepare(&chunk);
-        for batch in &chunk {
+        b.prepare(&batches);
+        for batch in &batches {
             b.write(batch);
         }
         left -= n;
