@@ -61,16 +61,12 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
     };
     let next_sequence = files.iter().map(|f| f.0).max().unwrap_or(0) + 1;
     let count = files.len();
-    for (k, (seq, first, path)) in files.into_iter().enumerate() {
+    for (k, (seq, first, path)) in files.iter().enumerate() {
         let last_file = k + 1 == count;
-        if r.scan_segment(seq, first, path, last_file)? == Flow::Stop {
-            // Everything after a kept prefix is dropped.
-            let later = segment::list(fs, dir)?;
-            for (s, _, p) in later {
-                if s > seq {
-                    r.remove.push(p);
-                }
-            }
+        if r.scan_segment(*seq, *first, path.clone(), last_file)? == Flow::Stop {
+            // Everything after a kept prefix is dropped (by position: a
+            // damaged directory may hold two files of one sequence).
+            r.remove.extend(files[k + 1..].iter().map(|f| f.2.clone()));
             break;
         }
     }
@@ -244,14 +240,14 @@ impl Recovery<'_> {
             Err(e) => return Err(e),
         };
         if header.sequence != seq || header.first_index != name_first {
-            return Err(Error::corruption(
-                &path,
-                0,
-                format!(
-                    "header says sequence {} first index {}, the file name says {seq} and {name_first}",
-                    header.sequence, header.first_index
-                ),
-            ));
+            let reason = format!(
+                "header says sequence {} first index {}, the file name says {seq} and {name_first}",
+                header.sequence, header.first_index
+            );
+            if self.opts.recovery_mode == RecoveryMode::TolerateAnyCorruption {
+                return self.bad_header(path, 0, reason, false);
+            }
+            return Err(Error::corruption(&path, 0, reason));
         }
         let mut seg = Segment {
             sequence: seq,

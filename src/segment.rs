@@ -52,7 +52,8 @@ pub fn list(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<(u64, u64, PathBuf)>>
             out.push((seq, first, path));
         }
     }
-    out.sort_by_key(|s| s.0);
+    // By sequence; the first index orders a damaged directory's duplicates.
+    out.sort_by_key(|s| (s.0, s.1));
     Ok(out)
 }
 

@@ -711,3 +711,31 @@ fn corruption_matrix() {
         failures.join("\n")
     );
 }
+
+/// Found by fuzzing (`fuzz/fuzz_targets/open_dir.rs`): a damaged directory
+/// holding two segment files of one sequence. When
+/// `TolerateAnyCorruption` kept a prefix ending in the first of them, it
+/// removed only the files of higher sequences, so the other one (whose
+/// header disagrees with its name) stayed and the next open failed.
+#[test]
+fn tolerate_any_drops_a_duplicate_sequence_after_the_damage() {
+    let b = build(false, false);
+    let mode = RecoveryMode::TolerateAnyCorruption;
+    // The second segment under the first one's sequence.
+    let second = b.fs.read(&b.segs[1].path).unwrap();
+    let name = b.segs[1].path.file_name().unwrap().to_str().unwrap();
+    let renamed = b.segs[1]
+        .path
+        .with_file_name(format!("{:016x}{}", 1, &name[16..]));
+    b.fs.delete(&b.segs[1].path);
+    b.fs.put(&renamed, second);
+    // Damage in the first segment, so a prefix of it is kept.
+    let d = damage_log(&b, Crc, EarlierUnsealed);
+    let log = Log::open(DIR, opts(&b.fs, mode, false)).unwrap();
+    check_entries(&log, d.kept_last, None, "duplicate sequence");
+    log.append(&[entry(d.kept_last + 1)]).unwrap();
+    drop(log);
+    let log = Log::open(DIR, opts(&b.fs, mode, false)).unwrap();
+    check_entries(&log, d.kept_last + 1, None, "duplicate sequence, reopened");
+    assert!(!b.fs.paths().contains(&renamed));
+}

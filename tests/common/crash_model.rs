@@ -15,7 +15,7 @@ use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::{GetEntriesContext, Storage};
 use raftwal::{Error, RaftLogStore};
 
-use crate::fs_sim::Rng;
+use crate::fs_sim::{Choose, Rng};
 
 /// Everything a `RaftLogStore` shows.
 #[derive(Clone, PartialEq, Default)]
@@ -220,7 +220,7 @@ pub fn raft_entry(index: u64, term: u64, data: Vec<u8>) -> Entry {
     }
 }
 
-fn conf(rng: &mut Rng) -> ConfState {
+fn conf<C: Choose>(rng: &mut C) -> ConfState {
     let n = rng.range(1, 5);
     let learners = if rng.chance(1, 3) {
         vec![n + 1]
@@ -296,10 +296,10 @@ pub fn workload(seed: u64, shape: Shape) -> (Vec<StoreOp>, Vec<StoreState>) {
 
 /// A random operation that is valid on a store in state `m`, or `None`
 /// when the kind drawn does not apply.
-pub fn next_op(rng: &mut Rng, m: &StoreState, shape: Shape) -> Option<StoreOp> {
+pub fn next_op<C: Choose>(rng: &mut C, m: &StoreState, shape: Shape) -> Option<StoreOp> {
     let (first, last) = (m.first, m.last());
     let commit = m.hs.commit;
-    let entries = |rng: &mut Rng, from: u64, mut term: u64| -> Vec<Entry> {
+    let entries = |rng: &mut C, from: u64, mut term: u64| -> Vec<Entry> {
         let n = rng.range(1, shape.max_batch);
         (from..from + n)
             .map(|i| {

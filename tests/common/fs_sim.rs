@@ -98,6 +98,43 @@ impl Rng {
     }
 }
 
+/// A source of choices: the seeded [`Rng`] in tests, the fuzzer's bytes in
+/// fuzz targets. Workload generators take any `Choose`.
+pub trait Choose {
+    /// The next 64 bits of choice.
+    fn next_u64(&mut self) -> u64;
+
+    /// A number in `0..n` (0 when `n` is 0).
+    fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            self.next_u64() % n
+        }
+    }
+
+    /// A number in `lo..=hi`.
+    fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.below(hi - lo + 1)
+    }
+
+    /// True with probability `num / den`.
+    fn chance(&mut self, num: u64, den: u64) -> bool {
+        self.below(den) < num
+    }
+
+    /// `n` bytes.
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next_u64() as u8).collect()
+    }
+}
+
+impl Choose for Rng {
+    fn next_u64(&mut self) -> u64 {
+        Rng::next_u64(self)
+    }
+}
+
 /// Whether the calling thread is one of the log's background threads
 /// (preparer, sealers, syncers: all named `raftwal-*`).
 pub fn on_background_thread() -> bool {
