@@ -494,7 +494,7 @@ pub(crate) fn internal(dir: &Path, msg: String) -> Error {
 }
 
 pub(crate) fn term_in(ix: &Index, index: u64) -> Result<u64> {
-    if index + 1 == ix.first_index {
+    if index.checked_add(1) == Some(ix.first_index) {
         return Ok(ix.prev_term);
     }
     check_range(ix, index)?;
