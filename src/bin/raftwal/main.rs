@@ -56,7 +56,7 @@ enum Command {
     /// bytes cut. Refuses other damage unless --force.
     #[command(after_help = EXIT_CODES)]
     Repair(repair::Args),
-    /// Run a quick subset of the benchmark workloads (docs: BENCH.md)
+    /// Run a quick subset of the benchmark workloads (W1, W2, W4, R1, R3)
     /// against raftwal and the raw disk, in a temporary directory.
     #[command(after_help = EXIT_CODES)]
     Bench(bench::Args),

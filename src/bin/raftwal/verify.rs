@@ -46,11 +46,12 @@ pub fn run(args: &Args) -> Result<ExitCode, Failure> {
     }
     let scan = scan?;
     let frames: u64 = scan.segments.iter().map(|s| s.frames).sum();
+    let data: u64 = scan.segments.iter().map(|s| s.data_len).sum();
     let summary = format!(
-        "{}, {}, {} read",
+        "{}, {} in {} of data",
         render::count(scan.segments.len() as u64, "segment"),
         render::count(frames, "frame"),
-        render::size(scan.bytes)
+        render::size(data)
     );
     let Some(first) = scan.problems.first() else {
         let log = if scan.last_index >= scan.first_index {
