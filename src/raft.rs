@@ -41,6 +41,7 @@ use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, StorageError};
 
 use crate::batch::WriteBatch;
+use crate::durability::Ticket;
 use crate::error::{Error, Result};
 use crate::log::Log;
 use crate::options::{Options, RecoveryMode};
@@ -315,6 +316,12 @@ impl RaftLogStore {
         &self.shared.dir
     }
 
+    /// The counters of the underlying log (writes, sync rounds, index
+    /// memory, ...): a cheap snapshot for users without a metrics backend.
+    pub fn stats(&self) -> crate::LogStats {
+        self.shared.log.stats()
+    }
+
     /// The metadata of the current snapshot (the newest one applied or
     /// created), if there is one. Cheap: no file is read.
     pub fn snapshot_metadata(&self) -> Option<SnapshotMetadata> {
@@ -348,10 +355,51 @@ impl RaftLogStore {
         hard_state: Option<&HardState>,
         conf_state: Option<&ConfState>,
     ) -> Result<()> {
-        if entries.is_empty() && hard_state.is_none() && conf_state.is_none() {
-            return Ok(());
-        }
+        self.write_ready(entries, hard_state, conf_state, false)
+            .map(|_| ())
+    }
+
+    /// Like [`persist`](Self::persist), but returns as soon as the write is
+    /// issued (in the page cache, and visible to `entries` and `term`),
+    /// whatever the sync policy; the returned [`Ticket`] tells when it is
+    /// durable. One `fdatasync` on a background thread covers every write
+    /// issued before it started, so a Ready loop that does not wait keeps
+    /// the disk busy with one sync after another while it goes on. This is
+    /// the path for raft-rs's asynchronous Ready: call
+    /// `RawNode::advance_append_async(rd)` after `submit`, and
+    /// `RawNode::on_persist_ready(number)` once the ticket is durable (then
+    /// send the Ready's persisted messages).
+    ///
+    /// Writes are durable in the order they were submitted: when a ticket
+    /// is durable, so is every ticket submitted before it.
+    pub fn submit(
+        &self,
+        entries: &[Entry],
+        hard_state: Option<&HardState>,
+        conf_state: Option<&ConfState>,
+    ) -> Result<Ticket> {
+        self.write_ready(entries, hard_state, conf_state, true)
+            .and_then(|t| {
+                t.ok_or_else(|| Error::InvalidArgument("internal: submit issued no write".into()))
+            })
+    }
+
+    /// The shared body of `persist` and `submit`: one batch with the cut,
+    /// the entries and the new state blob.
+    fn write_ready(
+        &self,
+        entries: &[Entry],
+        hard_state: Option<&HardState>,
+        conf_state: Option<&ConfState>,
+        submit: bool,
+    ) -> Result<Option<Ticket>> {
         let sh = &*self.shared;
+        if entries.is_empty() && hard_state.is_none() && conf_state.is_none() {
+            return match submit {
+                true => sh.log.submit(&mut WriteBatch::new()).map(Some),
+                false => Ok(None),
+            };
+        }
         let mut guard = sh.writer.lock();
         let w = &mut *guard;
         check(w)?;
@@ -392,11 +440,17 @@ impl RaftLogStore {
         } else {
             None
         };
-        write_batch(&sh.log, batch)?;
+        let ticket = match submit {
+            true => Some(submit_batch(&sh.log, batch)?),
+            false => {
+                write_batch(&sh.log, batch)?;
+                None
+            }
+        };
         if let Some(c) = new_cache {
             *sh.cache.write() = c;
         }
-        Ok(())
+        Ok(ticket)
     }
 
     /// Saves the hard state durably.
@@ -643,12 +697,24 @@ fn check(w: &Writer) -> Result<()> {
 /// Writes `batch` and empties it (dropping a buffer grown unusually large).
 fn write_batch(log: &Log, batch: &mut WriteBatch) -> Result<()> {
     let res = log.write(batch);
+    recycle(batch);
+    res
+}
+
+/// Issues `batch` without waiting for it to be durable.
+fn submit_batch(log: &Log, batch: &mut WriteBatch) -> Result<Ticket> {
+    let res = log.submit(batch);
+    recycle(batch);
+    res
+}
+
+/// Clears a used batch, dropping its buffer when it grew large.
+fn recycle(batch: &mut WriteBatch) {
     if batch.buf.capacity() > BATCH_KEEP_CAPACITY {
         *batch = WriteBatch::new();
     } else {
         batch.clear();
     }
-    res
 }
 
 /// Encodes `e` straight into the batch buffer.
