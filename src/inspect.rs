@@ -353,8 +353,11 @@ impl State<'_> {
             Ok(h) => h,
             Err(Error::Corruption { offset, reason, .. }) => {
                 // Segments are synced before anything is written to them, so
-                // a bad header in the last file is a torn creation.
-                self.problem(k, offset, reason, last_file);
+                // a bad header in the last file is a torn creation, unless
+                // valid frames follow it (then it is damage).
+                let max = self.scan.max_payload;
+                let torn = last_file && !holds_frames(file, path, info.size, info.sequence, max)?;
+                self.problem(k, offset, reason, torn);
                 return Ok(());
             }
             Err(e) => return Err(e),
@@ -434,7 +437,7 @@ impl State<'_> {
                 Some(n) => scanner.valid_frame_at(offset.saturating_add(n))?,
                 None => false,
             };
-            if !followed && !last_file && is_seal_frame(file, offset) {
+            if !followed && !last_file && is_torn_seal(file, offset, info.size) {
                 // A crash while sealing the segment: the footer is optional,
                 // and recovery reads the segment without it.
                 if let Some(s) = self.scan.segments.get_mut(k) {
@@ -446,7 +449,10 @@ impl State<'_> {
                 }
                 return Ok(());
             }
-            self.problem(k, offset, reason, last_file && !followed);
+            let torn = last_file
+                && !followed
+                && !is_damage(file, offset, info.size, self.scan.max_payload);
+            self.problem(k, offset, reason, torn);
             if logical {
                 self.keep(&seg);
             }
@@ -631,14 +637,84 @@ impl State<'_> {
     }
 }
 
-/// Whether the frame at `offset` has the type byte of a footer or trailer.
-fn is_seal_frame(file: &File, offset: u64) -> bool {
+// The three rules below are recovery's (src/recovery.rs), for the same
+// bytes: what it cuts as a torn tail must be what a scan calls one, or
+// `raftwal repair` would cut what `Log::open` refuses to.
+
+/// Whether the bad frame at `offset` of a sealed (not the last) segment is
+/// a footer or trailer torn by a crash while sealing: it starts with a
+/// footer or trailer type byte, or everything from it to the end of the
+/// file is zeros.
+fn is_torn_seal(file: &File, offset: u64, file_len: u64) -> bool {
     let mut ty = [0u8; 1];
-    file.read_exact_at(&mut ty, offset).is_ok()
-        && matches!(
-            FrameType::from_u8(ty[0]),
-            Some(FrameType::Footer | FrameType::Trailer)
-        )
+    if file.read_exact_at(&mut ty, offset).is_err() {
+        return false;
+    }
+    if matches!(
+        FrameType::from_u8(ty[0]),
+        Some(FrameType::Footer | FrameType::Trailer)
+    ) {
+        return true;
+    }
+    let mut buf = vec![0u8; file_len.saturating_sub(offset).min(64 << 10) as usize];
+    let mut at = offset;
+    while at < file_len {
+        let n = (file_len - at).min(buf.len() as u64) as usize;
+        let Some(chunk) = buf.get_mut(..n) else {
+            return false;
+        };
+        if file.read_exact_at(chunk, at).is_err() || chunk.iter().any(|&b| b != 0) {
+            return false;
+        }
+        at += n as u64;
+    }
+    true
+}
+
+/// Whether the bad frame at `offset` is damage no crash leaves: a torn
+/// write keeps a prefix of real frames and zeros, so a type byte that is
+/// neither zero nor a data frame's, or a length beyond the limit, is never
+/// a torn tail.
+fn is_damage(file: &File, offset: u64, file_len: u64, max_payload: u64) -> bool {
+    let n = file_len.saturating_sub(offset).min(HEADER_LEN as u64) as usize;
+    let mut h = [0u8; HEADER_LEN];
+    let Some(head) = h.get_mut(..n) else {
+        return false;
+    };
+    if n == 0 || file.read_exact_at(head, offset).is_err() {
+        return false;
+    }
+    let ty = h[0];
+    if ty != 0 && !matches!(FrameType::from_u8(ty), Some(t) if t != FrameType::Header) {
+        return true;
+    }
+    n == HEADER_LEN && u64::from(u32::from_le_bytes([h[1], h[2], h[3], h[4]])) > max_payload
+}
+
+/// Whether a valid frame of segment `sequence` starts anywhere a header of
+/// at most 256 bytes could end: the segment held data, so its bad header is
+/// damage rather than a creation a crash interrupted.
+fn holds_frames(
+    file: &File,
+    path: &Path,
+    file_len: u64,
+    sequence: u64,
+    max_payload: u64,
+) -> Result<bool> {
+    let header = segment::Header {
+        sequence,
+        first_index: 0,
+        len: HEADER_LEN as u64,
+        preallocated: 0,
+    };
+    let mut scanner = Scanner::new(file, path, file_len, &header, max_payload);
+    let last = file_len.min((2 * HEADER_LEN + 256) as u64);
+    for offset in HEADER_LEN as u64..last {
+        if scanner.valid_frame_at(offset)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// The segment being scanned.
@@ -916,6 +992,71 @@ mod tests {
             .unwrap();
         assert!(seg.torn_seal && !seg.sealed, "{seg:?}");
         assert_eq!((after.first_index, after.last_index), (1, 300));
+        assert_matches_log(dir.path());
+    }
+
+    #[test]
+    fn damage_no_crash_leaves_is_not_a_torn_tail() {
+        let make = || {
+            let dir = tempfile::tempdir().unwrap();
+            let log = Log::open(dir.path(), Options::default()).unwrap();
+            for i in 1..=10 {
+                log.append(&[e(i, 1)]).unwrap();
+            }
+            drop(log);
+            dir
+        };
+        // An unknown type byte where the last frame starts.
+        let dir = make();
+        let scan = scan_dir(dir.path()).unwrap();
+        let loc = scan.entry_locations()[9];
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&scan.segments[0].path)
+            .unwrap();
+        f.write_all_at(&[0x77], loc.offset).unwrap();
+        let scan = scan_dir(dir.path()).unwrap();
+        assert_eq!(scan.problems[0].kind, ProblemKind::Corruption);
+        assert!(matches!(
+            Log::open(dir.path(), Options::default()),
+            Err(Error::Corruption { .. })
+        ));
+
+        // A bad header on a last segment that holds frames.
+        let dir = make();
+        let path = last_segment(dir.path());
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.write_all_at(&[0xff], 12).unwrap();
+        let scan = scan_dir(dir.path()).unwrap();
+        assert_eq!(scan.problems[0].kind, ProblemKind::Corruption);
+        assert_eq!(scan.problems[0].offset, 0);
+        assert!(matches!(
+            Log::open(dir.path(), Options::default()),
+            Err(Error::Corruption { .. })
+        ));
+    }
+
+    #[test]
+    fn a_zeroed_seal_is_a_torn_seal() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let log = Log::open(dir.path(), small()).unwrap();
+            for i in 1..=300 {
+                log.append(&[e(i, 1)]).unwrap();
+            }
+        }
+        let scan = scan_dir(dir.path()).unwrap();
+        let Some(sealed) = scan.segments.iter().find(|s| s.sealed) else {
+            return; // this build does not seal segments
+        };
+        // The trailer's bytes never reached the disk; its length did.
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&sealed.path)
+            .unwrap();
+        f.write_all_at(&[0; 23], sealed.size - 23).unwrap();
+        let after = scan_dir(dir.path()).unwrap();
+        assert!(after.is_clean(), "{:?}", after.problems);
         assert_matches_log(dir.path());
     }
 
