@@ -353,6 +353,27 @@ fn repair_refuses_damage_mid_log_unless_forced() {
     assert_eq!(log.get_entry(39).unwrap().data, vec![0, 1, 2, 39]);
 }
 
+#[test]
+fn repair_refuses_damage_a_crash_cannot_leave_in_the_last_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    make_log(dir.path(), 20);
+    // The last frame (the state blob) gets a type byte no writer uses:
+    // a torn write leaves real frames and zeros, never that.
+    let scan = scan_dir(dir.path()).unwrap();
+    let seg = scan.segments.last().unwrap();
+    let last = scan.entry_locations().last().unwrap();
+    let state_at = last.offset + u64::from(last.len);
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&seg.path)
+        .unwrap();
+    f.write_all_at(&[0x77], state_at).unwrap();
+    let o = run_in(dir.path(), &["repair"]);
+    assert_code(&o, 1);
+    assert!(stderr(&o).contains("not a torn tail"), "{}", stderr(&o));
+    assert!(Log::open(dir.path(), Options::default()).is_err());
+}
+
 fn list(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
