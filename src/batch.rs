@@ -17,8 +17,12 @@ pub(crate) struct Pending {
     pub len: u32,
 }
 
-/// A group of changes applied atomically: either all of it survives a crash
-/// or none of it does.
+/// A group of changes written with one `write` and made durable with one
+/// `fdatasync`: once that returns, all of it survives a crash. A crash
+/// before then keeps a prefix of it, in order (the cut, then the entries
+/// one by one, then the state blob), never a later part without an earlier
+/// one: a torn write can keep some of its pages and lose the rest. The
+/// state blob, written last, survives only with every entry of the batch.
 ///
 /// Entries are encoded into the batch's buffer as they are added (before any
 /// lock is taken); [`Log::write`](crate::Log::write) only seals their CRCs for

@@ -7,7 +7,8 @@
 //!   after a snapshot, an opaque state blob, and crash recovery that repairs
 //!   torn tails and refuses real damage.
 //! - [`RaftLogStore`], which implements raft-rs's `raft::Storage` over a
-//!   [`Log`], with atomic Ready batches and durable snapshots.
+//!   [`Log`], with each Ready batch in one write and one fsync, and durable
+//!   snapshots.
 //!
 //! See `docs/FORMAT.md` for the on-disk format and `docs/ARCHITECTURE.md`
 //! for how the pieces fit.

@@ -1,5 +1,5 @@
-//! [`RaftLogStore`]: raft-rs's [`raft::Storage`] over a [`Log`], with atomic
-//! Ready batches and durable snapshots.
+//! [`RaftLogStore`]: raft-rs's [`raft::Storage`] over a [`Log`], with each
+//! Ready batch in one write and one fsync, and durable snapshots.
 //!
 //! # How it is stored
 //!
@@ -337,12 +337,14 @@ impl RaftLogStore {
         self.persist(entries, None, None)
     }
 
-    /// Persists what one `raft::Ready` asks for, atomically: `entries` (with
-    /// conflict truncation, as [`append`](Self::append)), the hard state and
-    /// the conf state when given, in one `write` and (under
-    /// [`SyncPolicy::Always`](crate::SyncPolicy::Always)) one `fdatasync`. A
-    /// crash leaves all of it or none. Call it before sending the Ready's
-    /// persisted messages.
+    /// Persists what one `raft::Ready` asks for: `entries` (with conflict
+    /// truncation, as [`append`](Self::append)), the hard state and the conf
+    /// state when given, in one `write` and (under
+    /// [`SyncPolicy::Always`](crate::SyncPolicy::Always)) one `fdatasync`.
+    /// A crash before it returns leaves a prefix of it, in order: the cut,
+    /// some of the entries, and the states only with all of the entries (so
+    /// a durable commit index never names an entry that is not there).
+    /// Call it before sending the Ready's persisted messages.
     ///
     /// ```no_run
     /// # fn f(store: &raftwal::RaftLogStore, rd: &raft::Ready) -> raftwal::Result<()> {

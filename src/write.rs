@@ -63,10 +63,11 @@ impl Log {
         self.write(&mut batch)
     }
 
-    /// Writes a batch atomically: its cut (if any), its entries and its
-    /// state blob go to disk in one `write` and, under
-    /// [`SyncPolicy::Always`], one `fdatasync` (shared with concurrent
-    /// writers: group commit); a crash leaves all of it or none. A cut that
+    /// Writes a batch: its cut (if any), its entries and its state blob go
+    /// to disk in one `write` and, under [`SyncPolicy::Always`], one
+    /// `fdatasync` (shared with concurrent writers: group commit); once it
+    /// returns, all of it is durable. A crash before then leaves a prefix of
+    /// it in that order (see [`WriteBatch`]). A cut that
     /// reaches below the active segment opens a new segment (one more file
     /// and a directory sync).
     ///
