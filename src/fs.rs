@@ -65,6 +65,22 @@ pub trait FileSystem: Send + Sync + Debug {
     fn lock(&self, path: &Path) -> io::Result<Box<dyn Any + Send + Sync>>;
 }
 
+/// The lock of [`StdFileSystem::lock`]: unlocks explicitly when dropped.
+/// Closing the file alone is not enough: a child process forked by another
+/// thread holds a copy of the descriptor until it `exec`s, and the `flock`
+/// lives as long as any copy, so a reopen right after a drop would fail
+/// with `Locked`.
+#[derive(Debug)]
+struct DirLock(File);
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        if let Err(e) = self.0.unlock() {
+            log::warn!("raftwal: could not unlock the log directory: {e}");
+        }
+    }
+}
+
 /// The default [`FileSystem`]: `std::fs`, with `fallocate` from `rustix`
 /// and locks from `File::try_lock` (`flock`).
 #[derive(Debug, Default, Clone, Copy)]
@@ -153,7 +169,7 @@ impl FileSystem for StdFileSystem {
             .write(true)
             .open(path)?;
         match f.try_lock() {
-            Ok(()) => Ok(Box::new(f)),
+            Ok(()) => Ok(Box::new(DirLock(f))),
             Err(std::fs::TryLockError::WouldBlock) => Err(io::ErrorKind::WouldBlock.into()),
             Err(std::fs::TryLockError::Error(e)) => Err(e),
         }
