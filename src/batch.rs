@@ -111,7 +111,8 @@ impl WriteBatch {
         self.entries.last().map(|e| e.index + 1)
     }
 
-    /// Adds an entry. Indexes within a batch must be consecutive.
+    /// Adds an entry. Indexes within a batch must be consecutive; 0 and
+    /// `u64::MAX` are reserved ([`Error::InvalidArgument`]).
     pub fn push(&mut self, index: u64, term: u64, data: &[u8]) -> Result<()> {
         self.push_with(index, term, data.len(), |buf| buf.extend_from_slice(data))
     }
@@ -126,8 +127,12 @@ impl WriteBatch {
         data_len: usize,
         fill: impl FnOnce(&mut Vec<u8>),
     ) -> Result<()> {
-        if index == 0 {
-            return Err(Error::InvalidArgument("entry index 0 is reserved".into()));
+        // 0 is "no entry"; u64::MAX would leave `last_index + 1` with no
+        // value, so the log could not continue after it.
+        if index == 0 || index == u64::MAX {
+            return Err(Error::InvalidArgument(format!(
+                "entry index {index} is reserved"
+            )));
         }
         if let Some(next) = self.next_index() {
             if index != next {

@@ -119,7 +119,8 @@ impl Log {
             let mut batch = std::mem::take(&mut w.batch_cache);
             batch.clear();
             for (k, d) in data.iter().enumerate() {
-                batch.push(first + k as u64, term, d.as_ref())?;
+                // Saturating: an index past u64::MAX - 1 is refused by push.
+                batch.push(first.saturating_add(k as u64), term, d.as_ref())?;
             }
             let res = self.issue_locked(&mut w, &mut batch);
             w.batch_cache = batch;

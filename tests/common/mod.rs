@@ -16,8 +16,9 @@ pub fn opts() -> Options {
 /// length, and different for every `(index, term)`.
 pub fn data(index: u64, term: u64) -> Vec<u8> {
     let mut d = format!("{index}/{term}:").into_bytes();
-    let extra = ((index * 7 + term * 13) % 64) as usize;
-    d.extend((0..extra).map(|k| (index as usize * 31 + term as usize * 17 + k) as u8));
+    let extra = (index.wrapping_mul(7).wrapping_add(term.wrapping_mul(13)) % 64) as usize;
+    let seed = index.wrapping_mul(31).wrapping_add(term.wrapping_mul(17)) as usize;
+    d.extend((0..extra).map(|k| seed.wrapping_add(k) as u8));
     d
 }
 
