@@ -71,23 +71,20 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
         }
     }
     r.finish()?;
-    if let Some(last) = r.ix.segments.back_mut() {
-        if r.read_by_footer.contains(&last.sequence) {
-            // Every later segment was removed (damage, or an interrupted
-            // creation): this sealed segment is active again. Writes go
-            // after its trailer, never over its footer; a full scan reads
-            // the footer and trailer as valid frames that add nothing.
-            last.len = last
-                .file
-                .len()
-                .map_err(|e| Error::io("stat segment", &last.path, e))?;
-        }
-    }
     r.keep_state()?;
     r.remove_superseded(dir)?;
     let mut next_sequence = next_sequence;
-    if r.ix.segments.is_empty() {
-        // A new log, or one whose only file held nothing valid.
+    // A sealed segment is never written again. When every segment after
+    // one was removed (damage, or an interrupted creation), the log goes on
+    // in a new segment, and the sealed one keeps being read through its
+    // footer (its entries verified when read, as before).
+    let sealed_last =
+        r.ix.segments
+            .back()
+            .is_some_and(|s| r.read_by_footer.contains(&s.sequence));
+    if r.ix.segments.is_empty() || sealed_last {
+        // A new log, or one whose only file held nothing valid, or one
+        // whose last segment is sealed.
         let index = &mut r.ix;
         let first = index.last_index.max(index.first_index.saturating_sub(1)) + 1;
         let prepared = match opts.preallocate {
@@ -760,7 +757,15 @@ impl Recovery<'_> {
             crate::frame::salt(seg.sequence),
             &proto::State { data: data.clone() },
         );
-        let offset = seg.len;
+        // A sealed segment is written after its trailer, never over its
+        // footer (a full scan reads both as valid frames that add nothing).
+        let offset = match self.read_by_footer.contains(&seg.sequence) {
+            true => seg
+                .file
+                .len()
+                .map_err(|e| Error::io("stat segment", &seg.path, e))?,
+            false => seg.len,
+        };
         seg.file
             .write_all_at(&buf, offset)
             .and_then(|()| seg.file.sync_data())

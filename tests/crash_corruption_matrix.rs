@@ -739,3 +739,41 @@ fn tolerate_any_drops_a_duplicate_sequence_after_the_damage() {
     check_entries(&log, d.kept_last + 1, None, "duplicate sequence, reopened");
     assert!(!b.fs.paths().contains(&renamed));
 }
+
+/// Found by fuzzing: when the last segment was removed at open (here: a
+/// creation a crash interrupted, only a torn header), the sealed segment
+/// before it became the active one and a scan at the next open found the
+/// damage in it that reads had been reporting, and refused to open. Sealed
+/// segments are now never written again: the log goes on in a new one.
+#[test]
+fn a_sealed_segment_is_never_written_again() {
+    let b = build(false, false);
+    let mode = RecoveryMode::TolerateTailCorruption;
+    // The last segment is only a torn header.
+    let last = &b.segs[2].path;
+    let mut header = b.fs.read(last).unwrap();
+    header.truncate(20);
+    b.fs.put(last, header);
+    // An entry of the (sealed) middle segment is damaged.
+    let sg = &b.segs[1];
+    let f = sg.frames.iter().find(|f| f.ty == 2).unwrap();
+    let mut bytes = b.fs.read(&sg.path).unwrap();
+    bytes[(f.offset + 9 + f.len - 2) as usize] ^= 0x01;
+    let damaged = bytes.clone();
+    b.fs.put(&sg.path, bytes);
+    let bad = f.index.unwrap();
+    let kept = sg.frames.iter().filter_map(|f| f.index).max().unwrap();
+    for round in 0..3 {
+        let log = Log::open(DIR, opts(&b.fs, mode, false))
+            .unwrap_or_else(|e| panic!("open {round}: {e}"));
+        check_entries(&log, kept + round, Some(bad), "sealed segment");
+        assert!(matches!(log.get_entry(bad), Err(Error::Corruption { .. })));
+        // A small write first: it fits where the footer is.
+        log.set_state(format!("s{round}").into_bytes()).unwrap();
+        log.append(&[entry(kept + round + 1)]).unwrap();
+    }
+    assert!(
+        b.fs.read(&sg.path).unwrap() == damaged,
+        "the sealed segment was written"
+    );
+}
