@@ -313,7 +313,7 @@ impl Recovery<'_> {
                     offset,
                     reason,
                     claimed_len,
-                } => Some((offset, reason, claimed_len)),
+                } => Some((offset, reason, claimed_len, false)),
                 Scanned::Frame {
                     offset,
                     ty,
@@ -328,11 +328,13 @@ impl Recovery<'_> {
                         &mut needs_marker,
                     );
                     first_frame = false;
+                    // The frame passed its CRC: if it does not fit the log
+                    // (a segment is missing, say), no crash wrote it.
                     res.err()
-                        .map(|reason| (offset, reason, Some(payload.len() as u64 + 9)))
+                        .map(|reason| (offset, reason, Some(payload.len() as u64 + 9), true))
                 }
             };
-            if let Some((offset, reason, claimed_len)) = problem {
+            if let Some((offset, reason, claimed_len, verified)) = problem {
                 // Damage followed by a valid frame is not a torn tail.
                 let followed = match claimed_len {
                     Some(n) => scanner.valid_frame_at(offset + n)?,
@@ -349,8 +351,10 @@ impl Recovery<'_> {
                     self.ix.segments.push_back(seg);
                     return Ok(Flow::Continue);
                 }
-                let tail =
-                    last_file && !followed && !is_damage(&seg, offset, file_len, max_payload);
+                let tail = last_file
+                    && !followed
+                    && !verified
+                    && !is_damage(&seg, offset, file_len, max_payload);
                 let flow = self.bad_frame(&mut seg, offset, file_len, reason, tail)?;
                 self.report.bytes_scanned += offset;
                 if needs_marker {
