@@ -7,7 +7,9 @@ use std::os::unix::fs::FileExt;
 use raftwal::{Entry, Log, Options};
 
 fn data(i: u64) -> Vec<u8> {
-    format!("payload-{i}-").repeat(1 + (i % 7) as usize).into_bytes()
+    format!("payload-{i}-")
+        .repeat(1 + (i % 7) as usize)
+        .into_bytes()
 }
 
 fn opts() -> Options {
@@ -20,13 +22,17 @@ fn build(n: u64) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let log = Log::open(dir.path(), opts()).unwrap();
     for chunk in (1..=n).collect::<Vec<_>>().chunks(10) {
-        let es: Vec<Entry> = chunk.iter().map(|&i| Entry::new(i, 1 + i / 50, data(i))).collect();
+        let es: Vec<Entry> = chunk
+            .iter()
+            .map(|&i| Entry::new(i, 1 + i / 50, data(i)))
+            .collect();
         log.append(&es).unwrap();
     }
     log.set_state(&b"state-1"[..]).unwrap();
     log.compact(n / 4).unwrap();
     log.truncate_from_index(n - 5).unwrap();
-    log.append(&[Entry::new(n - 5, 1 + n / 50, data(n - 5))]).unwrap();
+    log.append(&[Entry::new(n - 5, 1 + n / 50, data(n - 5))])
+        .unwrap();
     dir
 }
 
@@ -54,12 +60,19 @@ fn segment_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn reopening_reads_footers_instead_of_payloads() {
     let dir = build(1000);
-    let total: u64 = segment_files(dir.path()).iter().map(|p| p.metadata().unwrap().len()).sum();
+    let total: u64 = segment_files(dir.path())
+        .iter()
+        .map(|p| p.metadata().unwrap().len())
+        .sum();
     let log = Log::open(dir.path(), opts()).unwrap();
     let r = log.recovery_report().clone();
     assert!(segment_files(dir.path()).len() >= 5);
     // Only the active segment is scanned; sealed ones cost their footers.
-    assert!(r.bytes_scanned < total / 2, "scanned {} of {total}", r.bytes_scanned);
+    assert!(
+        r.bytes_scanned < total / 2,
+        "scanned {} of {total}",
+        r.bytes_scanned
+    );
     let seen = observe(&log);
     assert_eq!(seen.1, 995);
     assert_eq!(seen.4.len() as u64, seen.1 - seen.0 + 1);
@@ -76,7 +89,11 @@ fn a_damaged_footer_falls_back_to_a_full_scan_with_the_same_result() {
     // Break every trailer: flip a byte in the last 23 bytes of sealed files.
     let files = segment_files(dir.path());
     for p in &files[..files.len() - 1] {
-        let f = std::fs::OpenOptions::new().write(true).read(true).open(p).unwrap();
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .read(true)
+            .open(p)
+            .unwrap();
         let len = f.metadata().unwrap().len();
         let mut b = [0u8; 1];
         f.read_exact_at(&mut b, len - 3).unwrap();
@@ -93,7 +110,11 @@ fn a_torn_footer_is_ignored() {
     // Cut the first sealed file in the middle of its footer, as a crash
     // while sealing would leave it.
     let files = segment_files(dir.path());
-    let f = std::fs::OpenOptions::new().write(true).read(true).open(&files[0]).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .read(true)
+        .open(&files[0])
+        .unwrap();
     let len = f.metadata().unwrap().len();
     f.set_len(len - 30).unwrap();
     drop(f);
