@@ -18,11 +18,9 @@ pub(crate) struct Pending {
 }
 
 /// A group of changes written with one `write` and made durable with one
-/// `fdatasync`: once that returns, all of it survives a crash. A crash
-/// before then keeps a prefix of it, in order (the cut, then the entries
-/// one by one, then the state blob), never a later part without an earlier
-/// one: a torn write can keep some of its pages and lose the rest. The
-/// state blob, written last, survives only with every entry of the batch.
+/// `fdatasync`, atomically: after a crash the log holds all of it or none
+/// of it. (Its last frame carries an end-of-write mark, and recovery keeps a
+/// write only once that frame is on disk; see `docs/FORMAT.md`.)
 ///
 /// Entries are encoded into the batch's buffer as they are added (before any
 /// lock is taken); [`Log::write`](crate::Log::write) only seals their CRCs for

@@ -240,7 +240,7 @@ pub(crate) fn read_frame(seg: &Segment, at: FrameAt, ty: FrameType) -> Result<Ve
     }
     let h = FrameHeader::parse(&head_of(&buf));
     let payload = buf.split_off(HEADER_LEN);
-    if h.ty != ty as u8
+    if FrameType::from_u8(h.ty) != Some(ty)
         || h.len as usize != payload.len()
         || !h.verify(frame::salt(seg.sequence), &payload)
     {

@@ -15,8 +15,14 @@ use prost::Message;
 /// Bytes of a frame header: type, length, CRC.
 pub const HEADER_LEN: usize = 9;
 
+/// Set in the type byte of the last frame of every write: a write (a batch
+/// with its cut and state, a compaction marker, ...) counts only once its
+/// last frame is on disk, so a crash keeps all of a write or none of it.
+pub const END_OF_WRITE: u8 = 0x80;
+
 /// The kinds of frame. Type 0 is never written, so zeroed space is never a
-/// valid frame.
+/// valid frame. The type byte's top bit is [`END_OF_WRITE`], not part of
+/// the type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum FrameType {
@@ -35,9 +41,10 @@ pub enum FrameType {
 }
 
 impl FrameType {
-    /// The frame type for a type byte, or `None` for an unknown byte.
+    /// The frame type for a type byte (ignoring [`END_OF_WRITE`]), or
+    /// `None` for an unknown byte.
     pub fn from_u8(b: u8) -> Option<FrameType> {
-        match b {
+        match b & !END_OF_WRITE {
             1 => Some(FrameType::Header),
             2 => Some(FrameType::Entry),
             3 => Some(FrameType::State),
@@ -110,6 +117,21 @@ fn finish(buf: &mut [u8], at: usize, ty: FrameType) {
     let len = (buf.len() - at - HEADER_LEN) as u32;
     buf[at] = ty as u8;
     buf[at + 1..at + 5].copy_from_slice(&len.to_le_bytes());
+}
+
+/// Marks the frame at `at` as the last of its write (or not), leaving its
+/// CRC to [`seal`].
+pub fn set_end_of_write(buf: &mut [u8], at: usize, end: bool) {
+    if end {
+        buf[at] |= END_OF_WRITE;
+    } else {
+        buf[at] &= !END_OF_WRITE;
+    }
+}
+
+/// Whether a frame's type byte marks the last frame of a write.
+pub fn is_end_of_write(ty: u8) -> bool {
+    ty & END_OF_WRITE != 0
 }
 
 /// Computes and stores the CRC of the frame at `at`, seeded with `salt`.

@@ -221,7 +221,7 @@ impl EntryReader<'_> {
             .ok_or_else(|| bad("frame shorter than its header".into()))?;
         let h = FrameHeader::parse(&head);
         let payload = buf.get(HEADER_LEN..).unwrap_or(&[]);
-        if h.ty != FrameType::Entry as u8 || h.len as usize != payload.len() {
+        if FrameType::from_u8(h.ty) != Some(FrameType::Entry) || h.len as usize != payload.len() {
             return Err(bad(format!(
                 "expected an entry frame of {len} bytes, found type {} length {} (the file changed since the scan?)",
                 h.ty, h.len
@@ -389,11 +389,22 @@ impl State<'_> {
         };
         let mut scanner = Scanner::new(file, path, info.size, &header, self.scan.max_payload);
         let mut reported = self.done;
+        // Where the write being read started, until its last frame (marked
+        // END_OF_WRITE) is seen: recovery keeps a write only whole.
+        let mut write_start: Option<u64> = None;
         loop {
             let (offset, reason, claimed_len) = match scanner.next_frame()? {
                 Scanned::End => {
                     if let Some(s) = self.scan.segments.get_mut(k) {
                         s.data_len = scanner.position();
+                    }
+                    if let Some(start) = write_start {
+                        let reason = "a write cut short: its last frame is missing".to_string();
+                        self.problem(k, start, reason, last_file);
+                        if logical {
+                            self.keep(&seg);
+                        }
+                        return Ok(());
                     }
                     break;
                 }
@@ -406,8 +417,16 @@ impl State<'_> {
                     offset,
                     ty,
                     payload,
+                    end_of_write,
                 } => {
                     let len = (payload.len() + HEADER_LEN) as u64;
+                    if !matches!(ty, FrameType::Footer | FrameType::Trailer) {
+                        write_start = if end_of_write {
+                            None
+                        } else {
+                            write_start.or(Some(offset))
+                        };
+                    }
                     let applied = if self.logical {
                         self.apply(&mut seg, offset, ty, payload)
                     } else {

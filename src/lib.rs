@@ -7,7 +7,7 @@
 //!   after a snapshot, an opaque state blob, and crash recovery that repairs
 //!   torn tails and refuses real damage.
 //! - [`RaftLogStore`], which implements raft-rs's `raft::Storage` over a
-//!   [`Log`], with each Ready batch in one write and one fsync, and durable
+//!   [`Log`], with each Ready batch in one atomic write and one fsync, and durable
 //!   snapshots.
 //!
 //! See `docs/FORMAT.md` for the on-disk format and `docs/ARCHITECTURE.md`

@@ -529,7 +529,9 @@ fn decode_entry(seg: &Segment, loc: Loc, frame: Bytes, index: u64, max: u64) -> 
         .and_then(|h| h.try_into().ok())
         .ok_or_else(|| bad("frame shorter than its header".into()))?;
     let h = FrameHeader::parse(&head);
-    if h.ty != FrameType::Entry as u8 || h.len as usize != frame.len() - HEADER_LEN {
+    if FrameType::from_u8(h.ty) != Some(FrameType::Entry)
+        || h.len as usize != frame.len() - HEADER_LEN
+    {
         return Err(bad(format!(
             "expected an entry frame of {} bytes, found type {} length {}",
             loc.len, h.ty, h.len

@@ -341,9 +341,9 @@ impl RaftLogStore {
     /// truncation, as [`append`](Self::append)), the hard state and the conf
     /// state when given, in one `write` and (under
     /// [`SyncPolicy::Always`](crate::SyncPolicy::Always)) one `fdatasync`.
-    /// A crash before it returns leaves a prefix of it, in order: the cut,
-    /// some of the entries, and the states only with all of the entries (so
-    /// a durable commit index never names an entry that is not there).
+    /// It is atomic: a crash before it returns leaves all of it or none of
+    /// it (so a durable commit index never names an entry that is not
+    /// there, and a hard state is never there without its entries).
     /// Call it before sending the Ready's persisted messages.
     ///
     /// ```no_run

@@ -117,6 +117,42 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
     })
 }
 
+/// A frame of the write being read, decoded but not yet applied.
+struct PendingFrame {
+    offset: u64,
+    frame_len: u32,
+    /// Whether it is the first frame after the segment header.
+    first_frame: bool,
+    decoded: Decoded,
+}
+
+/// What a frame says, decoded from its payload.
+enum Decoded {
+    Entry(proto::EntryMeta),
+    State(prost::bytes::Bytes),
+    Marker(proto::Marker),
+}
+
+/// Decodes a verified frame's payload; `None` for frames that add nothing
+/// to the index (a sealed segment's footer and trailer).
+fn decode(ty: FrameType, payload: &[u8]) -> std::result::Result<Option<Decoded>, String> {
+    Ok(Some(match ty {
+        FrameType::Entry => Decoded::Entry(
+            proto::EntryMeta::decode(payload).map_err(|e| format!("entry does not decode: {e}"))?,
+        ),
+        FrameType::State => Decoded::State(
+            proto::State::decode(payload)
+                .map_err(|e| format!("state does not decode: {e}"))?
+                .data,
+        ),
+        FrameType::Marker => Decoded::Marker(
+            proto::Marker::decode(payload).map_err(|e| format!("marker does not decode: {e}"))?,
+        ),
+        FrameType::Footer | FrameType::Trailer => return Ok(None),
+        FrameType::Header => return Err("a second segment header".into()),
+    }))
+}
+
 fn decode_marker(seg: &Segment, at: crate::index::FrameAt) -> Result<proto::Marker> {
     let payload = footer::read_frame(seg, at, FrameType::Marker)?;
     proto::Marker::decode(&payload[..])
@@ -306,9 +342,18 @@ impl Recovery<'_> {
         let file_ref = Arc::clone(&seg.file);
         let mut scanner = Scanner::new(&*file_ref, &path, file_len, &header, max_payload);
         let mut first_frame = true;
+        // The frames of the write being read: applied only once its last
+        // frame (marked END_OF_WRITE) is read, so a crash keeps a whole
+        // write or none of it.
+        let mut pending: Vec<PendingFrame> = Vec::new();
         loop {
             let problem = match scanner.next_frame()? {
-                Scanned::End => break,
+                Scanned::End if pending.is_empty() => break,
+                Scanned::End => {
+                    let reason = "a write cut short: its last frame is missing".to_string();
+                    let start = pending.first().map_or(scanner.position(), |p| p.offset);
+                    Some((start, reason, None, false))
+                }
                 Scanned::Bad {
                     offset,
                     reason,
@@ -318,26 +363,47 @@ impl Recovery<'_> {
                     offset,
                     ty,
                     payload,
+                    end_of_write,
                 } => {
-                    let res = self.apply(
-                        &mut seg,
-                        offset,
-                        ty,
-                        payload,
-                        first_frame,
-                        &mut needs_marker,
-                    );
-                    first_frame = false;
-                    // The frame passed its CRC: if it does not fit the log
-                    // (a segment is missing, say), no crash wrote it.
-                    res.err()
-                        .map(|reason| (offset, reason, Some(payload.len() as u64 + 9), true))
+                    let frame_len = (payload.len() + HEADER_LEN) as u32;
+                    match decode(ty, payload) {
+                        // A sealed segment scanned in full: its index block
+                        // is a write of its own and adds nothing.
+                        Ok(None) if pending.is_empty() => None,
+                        Ok(None) => Some((
+                            offset,
+                            "a write cut short before a footer".to_string(),
+                            Some(u64::from(frame_len)),
+                            true,
+                        )),
+                        // The frame passed its CRC: if it does not fit the
+                        // log (a segment is missing, say), no crash wrote it.
+                        Err(reason) => Some((offset, reason, Some(u64::from(frame_len)), true)),
+                        Ok(Some(decoded)) => {
+                            pending.push(PendingFrame {
+                                offset,
+                                frame_len,
+                                first_frame,
+                                decoded,
+                            });
+                            first_frame = false;
+                            if end_of_write {
+                                self.apply_write(&mut seg, &mut pending, &mut needs_marker)
+                            } else {
+                                None
+                            }
+                        }
+                    }
                 }
             };
             if let Some((offset, reason, claimed_len, verified)) = problem {
+                // A problem inside an unfinished write cuts the whole write;
+                // an error names the bad frame itself.
+                let offset_checked = offset;
+                let cut = pending.first().map_or(offset, |p| p.offset.min(offset));
                 // Damage followed by a valid frame is not a torn tail.
                 let followed = match claimed_len {
-                    Some(n) => scanner.valid_frame_at(offset + n)?,
+                    Some(n) => scanner.valid_frame_at(offset_checked + n)?,
                     None => false,
                 };
                 if !followed && !last_file && is_torn_seal(&seg, offset, file_len) {
@@ -354,9 +420,9 @@ impl Recovery<'_> {
                 let tail = last_file
                     && !followed
                     && !verified
-                    && !is_damage(&seg, offset, file_len, max_payload);
-                let flow = self.bad_frame(&mut seg, offset, file_len, reason, tail)?;
-                self.report.bytes_scanned += offset;
+                    && !is_damage(&seg, offset_checked, file_len, max_payload);
+                let flow = self.bad_frame(&mut seg, cut, offset_checked, file_len, reason, tail)?;
+                self.report.bytes_scanned += cut;
                 if needs_marker {
                     // Not even the opening marker survived: nothing in this
                     // file was acknowledged.
@@ -381,32 +447,48 @@ impl Recovery<'_> {
         Ok(Flow::Continue)
     }
 
-    /// Applies one valid frame to the index. An `Err` is a reason the frame
-    /// cannot be part of the log (handled like a bad frame).
+    /// Applies the frames of one whole write, in order. A frame that does
+    /// not fit the log ends it: returns the problem (offset, reason, frame
+    /// length, verified) for the caller to handle like a bad frame.
+    fn apply_write(
+        &mut self,
+        seg: &mut Segment,
+        pending: &mut Vec<PendingFrame>,
+        needs_marker: &mut bool,
+    ) -> Option<(u64, String, Option<u64>, bool)> {
+        let frames = std::mem::take(pending);
+        for p in &frames {
+            if let Err(reason) = self.apply(seg, p, needs_marker) {
+                // The frame passed its CRC but does not fit the log: damage,
+                // never a tear, reported at this frame.
+                return Some((p.offset, reason, Some(u64::from(p.frame_len)), true));
+            }
+        }
+        None
+    }
+
+    /// Applies one valid, decoded frame to the index. An `Err` is a reason
+    /// the frame cannot be part of the log (handled like a bad frame).
     fn apply(
         &mut self,
         seg: &mut Segment,
-        offset: u64,
-        ty: FrameType,
-        payload: &[u8],
-        first_frame: bool,
+        p: &PendingFrame,
         needs_marker: &mut bool,
     ) -> std::result::Result<(), String> {
+        let (offset, frame_len, first_frame) = (p.offset, p.frame_len, p.first_frame);
         let pos = Pos {
             sequence: seg.sequence,
             offset,
         };
-        let frame_len = (payload.len() + HEADER_LEN) as u32;
-        if *needs_marker && !(first_frame && ty == FrameType::Marker) {
+        let is_marker = matches!(p.decoded, Decoded::Marker(_));
+        if *needs_marker && !(first_frame && is_marker) {
             return Err(format!(
                 "segment starts at index {} but the log ends at {} and no reset marker follows",
                 seg.first_index, self.ix.last_index
             ));
         }
-        match ty {
-            FrameType::Entry => {
-                let m = proto::EntryMeta::decode(payload)
-                    .map_err(|e| format!("entry does not decode: {e}"))?;
+        match &p.decoded {
+            Decoded::Entry(m) => {
                 let want = self.ix.last_index + 1;
                 if m.index != want || m.index != seg.end_index() {
                     return Err(format!("entry index {} where {want} was expected", m.index));
@@ -430,25 +512,18 @@ impl Recovery<'_> {
                 self.ix.last_index = m.index;
                 self.report.entries_scanned += 1;
             }
-            FrameType::State => {
-                let s = proto::State::decode(payload)
-                    .map_err(|e| format!("state does not decode: {e}"))?;
-                self.ix.state = Some((s.data, pos));
+            Decoded::State(data) => {
+                self.ix.state = Some((data.clone(), pos));
                 seg.meta.state = Some((offset, frame_len));
             }
-            FrameType::Marker => {
-                let m = proto::Marker::decode(payload)
-                    .map_err(|e| format!("marker does not decode: {e}"))?;
-                self.apply_marker(seg, &m, first_frame, needs_marker)?;
+            Decoded::Marker(m) => {
+                self.apply_marker(seg, m, first_frame, needs_marker)?;
                 self.ix.marker = Some(pos);
                 seg.meta.marker = Some((offset, frame_len));
                 if first_frame {
                     seg.meta.opening = Some((offset, frame_len));
                 }
             }
-            // A sealed segment scanned in full: its index block adds nothing.
-            FrameType::Footer | FrameType::Trailer => {}
-            FrameType::Header => return Err("a second segment header".into()),
         }
         Ok(())
     }
@@ -649,10 +724,13 @@ impl Recovery<'_> {
         Ok(Flow::Stop)
     }
 
+    /// Handles a bad frame at `at` (in a write starting at `cut`) as the
+    /// recovery mode says: an error naming `at`, or the file cut at `cut`.
     fn bad_frame(
         &mut self,
         seg: &mut Segment,
-        offset: u64,
+        cut: u64,
+        at: u64,
         file_len: u64,
         reason: String,
         tail: bool,
@@ -664,11 +742,12 @@ impl Recovery<'_> {
             _ => {
                 return Err(Error::Corruption {
                     path: path.clone(),
-                    offset,
+                    offset: at,
                     reason,
                 })
             }
         }
+        let offset = cut;
         let dropped = file_len - offset;
         log::warn!(
             "raftwal: truncating {} at offset {offset}, dropping {dropped} bytes: {reason}",
@@ -739,10 +818,10 @@ impl Recovery<'_> {
     /// Writes a copy of the state blob into the last segment when the
     /// segment holding it is about to be removed. A reset or a cut below
     /// the active segment writes its marker and a copy of the state in one
-    /// write; a power cut can keep a prefix of that write, the marker
-    /// without the copy, and the marker then supersedes the segment that
-    /// holds the state. Without this copy the state would be gone at the
-    /// next open.
+    /// write, which recovery keeps only whole; this copy guards the state
+    /// should a segment holding it still be about to go (a log written
+    /// before writes carried end-of-write marks, or damage salvaged under
+    /// `TolerateAnyCorruption`).
     fn keep_state(&mut self) -> Result<()> {
         let Some((data, pos)) = &self.ix.state else {
             return Ok(());
@@ -755,12 +834,15 @@ impl Recovery<'_> {
             return Ok(());
         };
         let mut buf = Vec::with_capacity(data.len() + 16);
+        let salt = crate::frame::salt(seg.sequence);
         let n = crate::frame::encode_message(
             &mut buf,
             FrameType::State,
-            crate::frame::salt(seg.sequence),
+            salt,
             &proto::State { data: data.clone() },
         );
+        crate::frame::set_end_of_write(&mut buf, 0, true);
+        crate::frame::seal(&mut buf, 0, salt);
         // A sealed segment is written after its trailer, never over its
         // footer (a full scan reads both as valid frames that add nothing).
         let offset = match self.read_by_footer.contains(&seg.sequence) {

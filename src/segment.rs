@@ -266,6 +266,8 @@ pub enum Scanned<'a> {
         ty: FrameType,
         /// Its payload, CRC verified.
         payload: &'a [u8],
+        /// Whether it is the last frame of its write.
+        end_of_write: bool,
     },
     /// The data ended at a frame boundary: the end of the file, or unused
     /// (zeroed) preallocated space. [`Scanner::position`] is where.
@@ -424,6 +426,7 @@ impl<'f> Scanner<'f> {
             offset: pos,
             ty,
             payload: self.slice(payload_start, len),
+            end_of_write: frame::is_end_of_write(h.ty),
         })
     }
 

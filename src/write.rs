@@ -685,11 +685,15 @@ fn compose(
     state_copy: Option<&Bytes>,
     salt: u32,
 ) -> Layout {
-    for p in &batch.entries {
+    let alone = marker.is_none() && state_copy.is_none() && batch.state.is_none();
+    let last = batch.entries.len().wrapping_sub(1);
+    for (k, p) in batch.entries.iter().enumerate() {
+        // Written as it is, the batch's last entry ends the write.
+        frame::set_end_of_write(&mut batch.buf, p.at as usize, alone && k == last);
         frame::seal(&mut batch.buf, p.at as usize, salt);
     }
     let mut l = Layout::default();
-    if marker.is_none() && state_copy.is_none() && batch.state.is_none() {
+    if alone {
         return l;
     }
     l.composed = true;
@@ -720,6 +724,18 @@ fn compose(
             &proto::State { data: s.clone() },
         );
         l.state = Some((at, n));
+    }
+    // The last frame ends the write: the batch's state, else its last
+    // entry, else the state copy, else the marker.
+    let end = l
+        .state
+        .map(|s| s.0)
+        .or_else(|| batch.entries.last().map(|p| l.entries + p.at as usize))
+        .or(l.state_copy.map(|s| s.0))
+        .or(l.marker.map(|m| m.0));
+    if let Some(at) = end {
+        frame::set_end_of_write(scratch, at, true);
+        frame::seal(scratch, at, salt);
     }
     l
 }

@@ -227,6 +227,8 @@ struct RawFrame {
     offset: u64,
     ty: u8,
     len: u64,
+    /// Whether it is the last frame of its write (raftwal::frame::END_OF_WRITE).
+    end: bool,
     /// An entry's index.
     index: Option<u64>,
     /// A state frame's blob.
@@ -248,7 +250,8 @@ fn parse(path: PathBuf, bytes: &[u8]) -> Seg {
     let mut at = 0usize;
     let mut footer_at = None;
     while at + 9 <= bytes.len() {
-        let ty = bytes[at];
+        let end = raftwal::frame::is_end_of_write(bytes[at]);
+        let ty = bytes[at] & !raftwal::frame::END_OF_WRITE;
         let len = u32::from_le_bytes(bytes[at + 1..at + 5].try_into().unwrap()) as usize;
         if ty == 0 {
             break; // preallocated space
@@ -279,6 +282,7 @@ fn parse(path: PathBuf, bytes: &[u8]) -> Seg {
                 offset: at as u64,
                 ty,
                 len: len as u64,
+                end,
                 index,
                 state,
             });
@@ -339,19 +343,26 @@ fn build(preallocate: bool, end_with_state: bool) -> Built {
 
 /// What the log holds before frame `frame` of segment `seg` (all of the
 /// segments before `seg` when `frame` is `None`): its last index and state.
+/// What recovery keeps when it keeps the writes wholly before frame `frame`
+/// of segment `seg` (the whole segment when `None`): a write counts only
+/// with its last frame, so a damaged frame takes its whole write with it.
 fn prefix(b: &Built, seg: usize, frame: Option<usize>) -> (u64, Option<Vec<u8>>) {
-    let mut last = 0;
-    let mut state = None;
+    let (mut last, mut state) = (0, None);
+    let (mut pending_last, mut pending_state) = (0, None);
     for (s, sg) in b.segs.iter().enumerate() {
         for (k, f) in sg.frames.iter().enumerate() {
             if s > seg || (s == seg && Some(k) >= frame) {
                 return (last, state);
             }
             if let Some(i) = f.index {
-                last = i;
+                pending_last = i;
             }
             if let Some(st) = &f.state {
-                state = Some(st.clone());
+                pending_state = Some(st.clone());
+            }
+            if f.end {
+                last = pending_last;
+                state.clone_from(&pending_state);
             }
         }
     }
