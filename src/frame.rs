@@ -20,9 +20,18 @@ pub const HEADER_LEN: usize = 9;
 /// last frame is on disk, so a crash keeps all of a write or none of it.
 pub const END_OF_WRITE: u8 = 0x80;
 
+/// Set in the type byte of the first frame of a write issued when every
+/// earlier write was already durable. Recovery uses it to tell damage from a
+/// crash: a bad frame with such a write after it was on disk before that
+/// write was issued, so no crash can have torn it.
+pub const PRIOR_SYNCED: u8 = 0x40;
+
+/// The flag bits of a type byte: [`END_OF_WRITE`] and [`PRIOR_SYNCED`].
+pub const FLAGS: u8 = END_OF_WRITE | PRIOR_SYNCED;
+
 /// The kinds of frame. Type 0 is never written, so zeroed space is never a
-/// valid frame. The type byte's top bit is [`END_OF_WRITE`], not part of
-/// the type.
+/// valid frame. The type byte's two top bits are flags ([`FLAGS`]), not
+/// part of the type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum FrameType {
@@ -41,10 +50,10 @@ pub enum FrameType {
 }
 
 impl FrameType {
-    /// The frame type for a type byte (ignoring [`END_OF_WRITE`]), or
-    /// `None` for an unknown byte.
+    /// The frame type for a type byte (ignoring its [`FLAGS`]), or `None`
+    /// for an unknown byte.
     pub fn from_u8(b: u8) -> Option<FrameType> {
-        match b & !END_OF_WRITE {
+        match b & !FLAGS {
             1 => Some(FrameType::Header),
             2 => Some(FrameType::Entry),
             3 => Some(FrameType::State),
@@ -127,6 +136,22 @@ pub fn set_end_of_write(buf: &mut [u8], at: usize, end: bool) {
     } else {
         buf[at] &= !END_OF_WRITE;
     }
+}
+
+/// Marks the frame at `at` as the first of a write issued when everything
+/// before it was durable (or not), leaving its CRC to [`seal`].
+pub fn set_prior_synced(buf: &mut [u8], at: usize, synced: bool) {
+    if synced {
+        buf[at] |= PRIOR_SYNCED;
+    } else {
+        buf[at] &= !PRIOR_SYNCED;
+    }
+}
+
+/// Whether a frame's type byte marks the first frame of a write issued when
+/// everything before it was durable.
+pub fn is_prior_synced(ty: u8) -> bool {
+    ty & PRIOR_SYNCED != 0
 }
 
 /// Whether a frame's type byte marks the last frame of a write.

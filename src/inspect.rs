@@ -418,6 +418,7 @@ impl State<'_> {
                     ty,
                     payload,
                     end_of_write,
+                    ..
                 } => {
                     let len = (payload.len() + HEADER_LEN) as u64;
                     if !matches!(ty, FrameType::Footer | FrameType::Trailer) {
@@ -451,9 +452,10 @@ impl State<'_> {
                     }
                 }
             };
-            // Damage followed by a valid frame is not a torn tail.
+            // Damage with a write after it that was issued once it was
+            // durable is not a torn tail.
             let followed = match claimed_len {
-                Some(n) => scanner.valid_frame_at(offset.saturating_add(n))?,
+                Some(n) => scanner.synced_write_from(offset.saturating_add(n))?,
                 None => false,
             };
             if !followed && !last_file && is_torn_seal(file, offset, info.size) {

@@ -364,6 +364,7 @@ impl Recovery<'_> {
                     ty,
                     payload,
                     end_of_write,
+                    ..
                 } => {
                     let frame_len = (payload.len() + HEADER_LEN) as u32;
                     match decode(ty, payload) {
@@ -401,9 +402,10 @@ impl Recovery<'_> {
                 // an error names the bad frame itself.
                 let offset_checked = offset;
                 let cut = pending.first().map_or(offset, |p| p.offset.min(offset));
-                // Damage followed by a valid frame is not a torn tail.
+                // Damage with a write after it that was issued once it was
+                // durable is not a torn tail.
                 let followed = match claimed_len {
-                    Some(n) => scanner.valid_frame_at(offset_checked + n)?,
+                    Some(n) => scanner.synced_write_from(offset_checked + n)?,
                     None => false,
                 };
                 if !followed && !last_file && is_torn_seal(&seg, offset, file_len) {

@@ -268,6 +268,9 @@ pub enum Scanned<'a> {
         payload: &'a [u8],
         /// Whether it is the last frame of its write.
         end_of_write: bool,
+        /// Whether it opens a write issued when everything before it was
+        /// durable.
+        prior_synced: bool,
     },
     /// The data ended at a frame boundary: the end of the file, or unused
     /// (zeroed) preallocated space. [`Scanner::position`] is where.
@@ -427,11 +430,33 @@ impl<'f> Scanner<'f> {
             ty,
             payload: self.slice(payload_start, len),
             end_of_write: frame::is_end_of_write(h.ty),
+            prior_synced: frame::is_prior_synced(h.ty),
         })
     }
 
     /// Whether a valid frame starts at `offset` (used to tell a torn tail
     /// from damage in the middle of the log).
+    /// Whether, from `offset` on, the valid frames that follow one another
+    /// include the first frame of a write issued when everything before it
+    /// was durable: then what lies before `offset` was on disk before that
+    /// write, and a bad frame there is damage, not a tear.
+    pub fn synced_write_from(&mut self, offset: u64) -> Result<bool> {
+        if offset >= self.file_len {
+            return Ok(false);
+        }
+        self.pos = offset;
+        loop {
+            match self.next_frame()? {
+                Scanned::Frame {
+                    prior_synced: true, ..
+                } => return Ok(true),
+                Scanned::Frame { .. } => continue,
+                Scanned::End | Scanned::Bad { .. } => return Ok(false),
+            }
+        }
+    }
+
+    /// Whether a valid frame starts at `offset`.
     pub fn valid_frame_at(&mut self, offset: u64) -> Result<bool> {
         if offset >= self.file_len {
             return Ok(false);

@@ -289,7 +289,16 @@ impl Log {
             )
         };
         let salt = frame::salt(sequence);
-        let layout = compose(&mut w.scratch, batch, marker.as_ref(), None, salt);
+        // Everything before this write is on disk: a crash cannot tear it.
+        let prior_synced = !inner.durability.dirty();
+        let layout = compose(
+            &mut w.scratch,
+            batch,
+            marker.as_ref(),
+            None,
+            salt,
+            prior_synced,
+        );
         let buf: &[u8] = if layout.composed {
             &w.scratch
         } else {
@@ -416,7 +425,15 @@ impl Log {
         let copy = if batch.state.is_some() { None } else { state };
         let mut seg = self.create_segment(w, cut)?;
         let salt = frame::salt(seg.sequence);
-        let layout = compose(&mut w.scratch, batch, Some(&marker), copy.as_ref(), salt);
+        // A new segment: only its header (synced) comes before.
+        let layout = compose(
+            &mut w.scratch,
+            batch,
+            Some(&marker),
+            copy.as_ref(),
+            salt,
+            true,
+        );
         let offset = seg.len;
         let res = seg
             .file
@@ -567,6 +584,7 @@ impl Log {
             Some(&marker),
             state.as_ref(),
             salt,
+            true,
         );
         let offset = seg.len;
         let res = seg
@@ -618,12 +636,14 @@ impl Log {
             (Arc::clone(&a.file), a.path.clone(), a.sequence, a.len)
         };
         let mut empty = WriteBatch::new();
+        let prior_synced = !inner.durability.dirty();
         let layout = compose(
             &mut w.scratch,
             &mut empty,
             Some(marker),
             state.as_ref(),
             frame::salt(sequence),
+            prior_synced,
         );
         if let Err(e) = file.write_all_at(&w.scratch, offset) {
             let err = Error::io("write", &path, e);
@@ -684,11 +704,18 @@ fn compose(
     marker: Option<&proto::Marker>,
     state_copy: Option<&Bytes>,
     salt: u32,
+    prior_synced: bool,
 ) -> Layout {
     let alone = marker.is_none() && state_copy.is_none() && batch.state.is_none();
     let last = batch.entries.len().wrapping_sub(1);
     for (k, p) in batch.entries.iter().enumerate() {
-        // Written as it is, the batch's last entry ends the write.
+        // Written as it is, the batch's first entry opens the write and its
+        // last one ends it.
+        frame::set_prior_synced(
+            &mut batch.buf,
+            p.at as usize,
+            alone && k == 0 && prior_synced,
+        );
         frame::set_end_of_write(&mut batch.buf, p.at as usize, alone && k == last);
         frame::seal(&mut batch.buf, p.at as usize, salt);
     }
@@ -733,6 +760,18 @@ fn compose(
         .or_else(|| batch.entries.last().map(|p| l.entries + p.at as usize))
         .or(l.state_copy.map(|s| s.0))
         .or(l.marker.map(|m| m.0));
+    // The first frame opens the write: the marker, else the state copy,
+    // else the first entry, else the batch's state.
+    let first = l
+        .marker
+        .map(|m| m.0)
+        .or(l.state_copy.map(|s| s.0))
+        .or_else(|| batch.entries.first().map(|p| l.entries + p.at as usize))
+        .or(l.state.map(|s| s.0));
+    if let Some(at) = first.filter(|_| prior_synced) {
+        frame::set_prior_synced(scratch, at, true);
+        frame::seal(scratch, at, salt);
+    }
     if let Some(at) = end {
         frame::set_end_of_write(scratch, at, true);
         frame::seal(scratch, at, salt);

@@ -274,7 +274,18 @@ fn reader(sh: &Shared, seed: u64) {
                 let at = lo.max(m.first) + k as u64;
                 match r {
                     Ok(e) => check_entry(e, e.index, &m, commit, &ctx),
-                    Err(e) => check_err(e, at, sh, commit, &ctx),
+                    // The iterator starts at the first index when it is
+                    // made, which a compaction may have moved since `m`:
+                    // the error names the index it failed at.
+                    Err(e) => {
+                        let at = match e {
+                            Error::Unavailable { index, .. } | Error::Compacted { index, .. } => {
+                                *index
+                            }
+                            _ => at,
+                        };
+                        check_err(e, at, sh, commit, &ctx)
+                    }
                 }
             }
         }

@@ -251,7 +251,7 @@ fn parse(path: PathBuf, bytes: &[u8]) -> Seg {
     let mut footer_at = None;
     while at + 9 <= bytes.len() {
         let end = raftwal::frame::is_end_of_write(bytes[at]);
-        let ty = bytes[at] & !raftwal::frame::END_OF_WRITE;
+        let ty = bytes[at] & !raftwal::frame::FLAGS;
         let len = u32::from_le_bytes(bytes[at + 1..at + 5].try_into().unwrap()) as usize;
         if ty == 0 {
             break; // preallocated space

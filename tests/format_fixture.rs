@@ -288,7 +288,7 @@ fn frames(bytes: &[u8]) -> Vec<(u64, u8, &[u8])> {
     while at + 9 <= bytes.len() {
         let len = u32::from_le_bytes(bytes[at + 1..at + 5].try_into().unwrap()) as usize;
         // The type without its END_OF_WRITE bit.
-        let ty = bytes[at] & !raftwal::frame::END_OF_WRITE;
+        let ty = bytes[at] & !raftwal::frame::FLAGS;
         out.push((at as u64, ty, &bytes[at + 9..at + 9 + len]));
         at += 9 + len;
     }
