@@ -132,26 +132,33 @@ fn try_compare(
         got == *st,
         "{ctx}: the store shows {got:?}, the model {st:?}"
     );
-    let (first, last) = (store.first_index().unwrap(), store.last_index().unwrap());
+    let e = |x: raft::Error| x.to_string();
+    let (first, last) = (
+        store.first_index().map_err(e)?,
+        store.last_index().map_err(e)?,
+    );
     assert_eq!(first, ms.first_index().unwrap(), "{ctx}: first index");
     assert_eq!(last, ms.last_index().unwrap(), "{ctx}: last index");
     if last >= first {
-        let ctx_e = GetEntriesContext::empty(false);
-        assert_eq!(
-            store.entries(first, last + 1, None, ctx_e).unwrap(),
-            ms.entries(first, last + 1, None, GetEntriesContext::empty(false))
-                .unwrap(),
-            "{ctx}: entries"
-        );
+        let got = store
+            .entries(first, last + 1, None, GetEntriesContext::empty(false))
+            .map_err(e)?;
+        let want = ms
+            .entries(first, last + 1, None, GetEntriesContext::empty(false))
+            .unwrap();
+        assert_eq!(got, want, "{ctx}: entries");
         for i in first..=last {
             assert_eq!(
-                store.term(i).unwrap(),
+                store.term(i).map_err(e)?,
                 ms.term(i).unwrap(),
                 "{ctx}: term {i}"
             );
         }
     }
-    let (a, b) = (store.initial_state().unwrap(), ms.initial_state().unwrap());
+    let (a, b) = (
+        store.initial_state().map_err(e)?,
+        ms.initial_state().unwrap(),
+    );
     assert_eq!(
         (a.hard_state, a.conf_state),
         (b.hard_state, b.conf_state),
