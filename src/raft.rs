@@ -43,43 +43,18 @@ use raft::{GetEntriesContext, RaftState, StorageError};
 use crate::batch::WriteBatch;
 use crate::durability::Ticket;
 use crate::error::{Error, Result};
+// The state blob of a `RaftLogStore`, kept in the log's state frame: the
+// `RaftState` message of `proto/raftwal.proto`.
 use crate::log::Log;
 use crate::options::{Options, RecoveryMode};
+use crate::proto::RaftState as StoredState;
 use crate::snapshot;
 
-/// The version of [`StoredState`] this build writes and reads.
+/// The version of the `RaftState` blob this build writes and reads.
 const STATE_FORMAT: u32 = 1;
 
 /// The reused batch keeps a buffer up to this size between writes.
 const BATCH_KEEP_CAPACITY: usize = 8 << 20;
-
-/// The state blob of a `RaftLogStore`, kept in the log's state frame.
-/// Field numbers are part of the on-disk format.
-#[derive(Clone, PartialEq, prost::Message)]
-struct StoredState {
-    /// Always [`STATE_FORMAT`]; anything else is not a `RaftLogStore` state.
-    #[prost(uint32, tag = "1")]
-    format: u32,
-    /// raft's `eraftpb.HardState`, protobuf-encoded.
-    #[prost(bytes = "vec", tag = "2")]
-    hard_state: Vec<u8>,
-    /// raft's `eraftpb.ConfState`, protobuf-encoded.
-    #[prost(bytes = "vec", tag = "3")]
-    conf_state: Vec<u8>,
-    /// The index of the current snapshot file (0: none).
-    #[prost(uint64, tag = "4")]
-    snapshot_index: u64,
-    /// The term of the current snapshot file.
-    #[prost(uint64, tag = "5")]
-    snapshot_term: u64,
-    /// The log must start after this index (set by `apply_snapshot`; 0:
-    /// no requirement). `open` resets a log that does not.
-    #[prost(uint64, tag = "6")]
-    log_start_index: u64,
-    /// The term of `log_start_index`.
-    #[prost(uint64, tag = "7")]
-    log_start_term: u64,
-}
 
 /// What the store keeps in memory besides the log's index.
 #[derive(Debug, Clone, Default)]
@@ -101,8 +76,8 @@ impl Cache {
             self.snapshot.as_ref().map_or((0, 0), |m| (m.index, m.term));
         let s = StoredState {
             format: STATE_FORMAT,
-            hard_state: pb("hard state", self.hard_state.write_to_bytes())?,
-            conf_state: pb("conf state", self.conf_state.write_to_bytes())?,
+            hard_state: pb("hard state", self.hard_state.write_to_bytes())?.into(),
+            conf_state: pb("conf state", self.conf_state.write_to_bytes())?.into(),
             snapshot_index,
             snapshot_term,
             log_start_index: self.log_start.0,

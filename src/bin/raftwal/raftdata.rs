@@ -4,9 +4,8 @@
 //!
 //! `RaftLogStore` itself can only be opened with the directory's lock, which
 //! a running node holds, so the state blob is decoded here from the bytes
-//! [`raftwal::inspect`] finds. `StoredState` mirrors the message of the same
-//! name in `src/raft.rs`; its field numbers are part of the on-disk format
-//! and never change.
+//! [`raftwal::inspect`] finds. `StoredState` is the `RaftState` message of
+//! `proto/raftwal.proto`, shared with `src/raft.rs`.
 
 use std::path::{Path, PathBuf};
 
@@ -17,24 +16,8 @@ use serde::Serialize;
 /// The `StoredState` format version `RaftLogStore` writes.
 const STATE_FORMAT: u32 = 1;
 
-/// `RaftLogStore`'s state blob (see `src/raft.rs`).
-#[derive(Clone, PartialEq, prost::Message)]
-struct StoredState {
-    #[prost(uint32, tag = "1")]
-    format: u32,
-    #[prost(bytes = "vec", tag = "2")]
-    hard_state: Vec<u8>,
-    #[prost(bytes = "vec", tag = "3")]
-    conf_state: Vec<u8>,
-    #[prost(uint64, tag = "4")]
-    snapshot_index: u64,
-    #[prost(uint64, tag = "5")]
-    snapshot_term: u64,
-    #[prost(uint64, tag = "6")]
-    log_start_index: u64,
-    #[prost(uint64, tag = "7")]
-    log_start_term: u64,
-}
+/// `RaftLogStore`'s state blob: the `RaftState` message of `proto/raftwal.proto`.
+use raftwal::proto::RaftState as StoredState;
 
 /// A `RaftLogStore`'s state, for display.
 #[derive(Debug, Clone, Serialize)]
@@ -207,8 +190,8 @@ mod tests {
         assert!(decode_state(b"hard state").is_none());
         let s = StoredState {
             format: STATE_FORMAT,
-            hard_state: HardState::default().write_to_bytes().unwrap(),
-            conf_state: ConfState::default().write_to_bytes().unwrap(),
+            hard_state: HardState::default().write_to_bytes().unwrap().into(),
+            conf_state: ConfState::default().write_to_bytes().unwrap().into(),
             snapshot_index: 5,
             snapshot_term: 1,
             log_start_index: 0,
