@@ -36,6 +36,7 @@ use std::path::{Path, PathBuf};
 use prost::bytes::Bytes;
 use prost::Message;
 
+use crate::damage::{holds_frames, is_damage, is_torn_seal};
 use crate::error::{Error, Result};
 use crate::frame::{self, FrameHeader, FrameType, HEADER_LEN};
 use crate::log::Entry;
@@ -656,86 +657,6 @@ impl State<'_> {
             }
         }
     }
-}
-
-// The three rules below are recovery's (src/recovery.rs), for the same
-// bytes: what it cuts as a torn tail must be what a scan calls one, or
-// `raftwal repair` would cut what `Log::open` refuses to.
-
-/// Whether the bad frame at `offset` of a sealed (not the last) segment is
-/// a footer or trailer torn by a crash while sealing: it starts with a
-/// footer or trailer type byte, or everything from it to the end of the
-/// file is zeros.
-fn is_torn_seal(file: &File, offset: u64, file_len: u64) -> bool {
-    let mut ty = [0u8; 1];
-    if file.read_exact_at(&mut ty, offset).is_err() {
-        return false;
-    }
-    if matches!(
-        FrameType::from_u8(ty[0]),
-        Some(FrameType::Footer | FrameType::Trailer)
-    ) {
-        return true;
-    }
-    let mut buf = vec![0u8; file_len.saturating_sub(offset).min(64 << 10) as usize];
-    let mut at = offset;
-    while at < file_len {
-        let n = (file_len - at).min(buf.len() as u64) as usize;
-        let Some(chunk) = buf.get_mut(..n) else {
-            return false;
-        };
-        if file.read_exact_at(chunk, at).is_err() || chunk.iter().any(|&b| b != 0) {
-            return false;
-        }
-        at += n as u64;
-    }
-    true
-}
-
-/// Whether the bad frame at `offset` is damage no crash leaves: a torn
-/// write keeps a prefix of real frames and zeros, so a type byte that is
-/// neither zero nor a data frame's, or a length beyond the limit, is never
-/// a torn tail.
-fn is_damage(file: &File, offset: u64, file_len: u64, max_payload: u64) -> bool {
-    let n = file_len.saturating_sub(offset).min(HEADER_LEN as u64) as usize;
-    let mut h = [0u8; HEADER_LEN];
-    let Some(head) = h.get_mut(..n) else {
-        return false;
-    };
-    if n == 0 || file.read_exact_at(head, offset).is_err() {
-        return false;
-    }
-    let ty = h[0];
-    if ty != 0 && !matches!(FrameType::from_u8(ty), Some(t) if t != FrameType::Header) {
-        return true;
-    }
-    n == HEADER_LEN && u64::from(u32::from_le_bytes([h[1], h[2], h[3], h[4]])) > max_payload
-}
-
-/// Whether a valid frame of segment `sequence` starts anywhere a header of
-/// at most 256 bytes could end: the segment held data, so its bad header is
-/// damage rather than a creation a crash interrupted.
-fn holds_frames(
-    file: &File,
-    path: &Path,
-    file_len: u64,
-    sequence: u64,
-    max_payload: u64,
-) -> Result<bool> {
-    let header = segment::Header {
-        sequence,
-        first_index: 0,
-        len: HEADER_LEN as u64,
-        preallocated: 0,
-    };
-    let mut scanner = Scanner::new(file, path, file_len, &header, max_payload);
-    let last = file_len.min((2 * HEADER_LEN + 256) as u64);
-    for offset in HEADER_LEN as u64..last {
-        if scanner.valid_frame_at(offset)? {
-            return Ok(true);
-        }
-    }
-    Ok(false)
 }
 
 /// The segment being scanned.

@@ -16,6 +16,7 @@
 #![deny(missing_docs)]
 
 mod batch;
+mod damage;
 mod durability;
 mod error;
 mod footer;

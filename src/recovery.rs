@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use prost::Message;
 
+use crate::damage::{holds_frames, is_damage, is_torn_seal};
 use crate::error::{Error, Result};
 use crate::footer::{self, Footer};
 use crate::frame::FrameType;
 use crate::frame::HEADER_LEN;
-use crate::fs::FileHandle;
 use crate::index::{Index, Loc, Pos, Segment, SegmentMeta};
 use crate::options::{Options, RecoveryMode};
 use crate::proto;
@@ -157,77 +157,6 @@ fn decode_marker(seg: &Segment, at: crate::index::FrameAt) -> Result<proto::Mark
     let payload = footer::read_frame(seg, at, FrameType::Marker)?;
     proto::Marker::decode(&payload[..])
         .map_err(|e| Error::corruption(&seg.path, at.0, format!("marker does not decode: {e}")))
-}
-
-/// Whether the bad frame at `offset` is a footer or trailer torn by a crash
-/// while the segment was being sealed: it starts with a footer or trailer
-/// type byte, or everything from it to the end of the file is zeros (the
-/// sealer's write, or the length it set, reached the disk but its bytes did
-/// not).
-fn is_torn_seal(seg: &Segment, offset: u64, file_len: u64) -> bool {
-    let mut ty = [0u8; 1];
-    if seg.file.read_exact_at(&mut ty, offset).is_err() {
-        return false;
-    }
-    if matches!(
-        FrameType::from_u8(ty[0]),
-        Some(FrameType::Footer | FrameType::Trailer)
-    ) {
-        return true;
-    }
-    let mut buf = vec![0u8; (file_len.saturating_sub(offset)).min(64 << 10) as usize];
-    let mut at = offset;
-    while at < file_len {
-        let n = (file_len - at).min(buf.len() as u64) as usize;
-        if seg.file.read_exact_at(&mut buf[..n], at).is_err() || buf[..n].iter().any(|&b| b != 0) {
-            return false;
-        }
-        at += n as u64;
-    }
-    true
-}
-
-/// Whether the bad frame at `offset` is damage that no crash leaves: a
-/// torn write keeps a prefix of real frames and zeros, so a type byte that
-/// is neither zero nor a data frame's, or a length beyond the limit, is
-/// never a torn tail.
-fn is_damage(seg: &Segment, offset: u64, file_len: u64, max_payload: u64) -> bool {
-    let n = file_len.saturating_sub(offset).min(HEADER_LEN as u64) as usize;
-    let mut h = [0u8; HEADER_LEN];
-    if n == 0 || seg.file.read_exact_at(&mut h[..n], offset).is_err() {
-        return false;
-    }
-    let ty = h[0];
-    if ty != 0 && !matches!(FrameType::from_u8(ty), Some(t) if t != FrameType::Header) {
-        return true;
-    }
-    n == HEADER_LEN && u64::from(u32::from_le_bytes([h[1], h[2], h[3], h[4]])) > max_payload
-}
-
-/// Whether a valid frame of segment `sequence` starts anywhere a header of
-/// at most 256 bytes could end: the segment held data, so its bad header is
-/// damage rather than a creation a crash interrupted.
-fn holds_frames(
-    file: &dyn FileHandle,
-    path: &Path,
-    file_len: u64,
-    sequence: u64,
-    max_payload: u64,
-) -> Result<bool> {
-    let header = segment::Header {
-        sequence,
-        first_index: 0,
-        len: HEADER_LEN as u64,
-        preallocated: 0,
-    };
-    let mut scanner = Scanner::new(file, path, file_len, &header, max_payload);
-    let last = file_len.min((2 * HEADER_LEN + 256) as u64);
-    for offset in HEADER_LEN as u64..last {
-        if scanner.valid_frame_at(offset)? {
-            return Ok(true);
-        }
-    }
-    Ok(false)
 }
 
 #[derive(PartialEq, Eq)]
@@ -408,7 +337,7 @@ impl Recovery<'_> {
                     Some(n) => scanner.synced_write_from(offset_checked + n)?,
                     None => false,
                 };
-                if !followed && !last_file && is_torn_seal(&seg, offset, file_len) {
+                if !followed && !last_file && is_torn_seal(&*seg.file, offset, file_len) {
                     // A crash while sealing: the footer is optional.
                     log::info!(
                         "raftwal: ignoring the torn footer of {} at offset {offset}",
@@ -422,7 +351,7 @@ impl Recovery<'_> {
                 let tail = last_file
                     && !followed
                     && !verified
-                    && !is_damage(&seg, offset_checked, file_len, max_payload);
+                    && !is_damage(&*seg.file, offset_checked, file_len, max_payload);
                 let flow = self.bad_frame(&mut seg, cut, offset_checked, file_len, reason, tail)?;
                 self.report.bytes_scanned += cut;
                 if needs_marker {
