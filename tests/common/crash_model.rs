@@ -492,28 +492,3 @@ pub fn probe_op(m: &StoreState) -> StoreOp {
         cs: None,
     }
 }
-
-/// The states a torn `persist` may leave besides the state before and the
-/// state after it: one write holds its cut marker, its entries in order and
-/// then its state frame, and a power cut may keep any prefix of that write
-/// (the batch is not atomic on disk, only ordered; the hard state, written
-/// last, survives only with every entry). Empty for other operations.
-pub fn torn_states(before: &StoreState, op: &StoreOp) -> Vec<StoreState> {
-    let StoreOp::Persist { entries, .. } = op else {
-        return Vec::new();
-    };
-    let Some(e0) = entries.first() else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    let mut s = before.clone();
-    s.entries.truncate((e0.index - s.first) as usize);
-    for k in 0..=entries.len() {
-        let mut t = s.clone();
-        t.entries.extend(entries[..k].iter().cloned());
-        if t != *before {
-            out.push(t);
-        }
-    }
-    out
-}
