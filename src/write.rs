@@ -421,6 +421,43 @@ impl Log {
         })
     }
 
+    /// Creates a segment starting at `first_index` whose first write is
+    /// `marker`, then `state_copy`, then the batch, and makes it durable.
+    /// Returns the segment, the write's layout and its offset. On failure
+    /// the new file is removed: without its marker recovery would ignore it.
+    fn open_segment_with(
+        &self,
+        w: &mut Writer,
+        first_index: u64,
+        batch: &mut WriteBatch,
+        marker: &proto::Marker,
+        state_copy: Option<&Bytes>,
+    ) -> Result<(Segment, Layout, u64)> {
+        let inner = &*self.inner;
+        let mut seg = self.create_segment(w, first_index)?;
+        let salt = frame::salt(seg.sequence);
+        // A new segment: only its header (synced) comes before the write.
+        let layout = compose(&mut w.scratch, batch, Some(marker), state_copy, salt, true);
+        let offset = seg.len;
+        let res = seg
+            .file
+            .write_all_at(&w.scratch, offset)
+            .map_err(|e| Error::io("write", &seg.path, e))
+            .and_then(|()| {
+                seg.file.sync_data().map_err(|e| {
+                    inner
+                        .durability
+                        .poison(Error::io("fdatasync", &seg.path, e))
+                })
+            });
+        if let Err(e) = res {
+            let _ = inner.opts.file_system.remove(&seg.path);
+            return Err(e);
+        }
+        seg.len = offset + w.scratch.len() as u64;
+        Ok((seg, layout, offset))
+    }
+
     /// A cut below the active segment: the batch goes into a new segment
     /// that opens with a truncation marker (and a copy of the state, since
     /// segments holding it may be deleted). Only once that segment is
@@ -443,36 +480,8 @@ impl Log {
             (m, ix.state.as_ref().map(|s| s.0.clone()))
         };
         let copy = if batch.state.is_some() { None } else { state };
-        let mut seg = self.create_segment(w, cut)?;
-        let salt = frame::salt(seg.sequence);
-        // A new segment: only its header (synced) comes before.
-        let layout = compose(
-            &mut w.scratch,
-            batch,
-            Some(&marker),
-            copy.as_ref(),
-            salt,
-            true,
-        );
-        let offset = seg.len;
-        let res = seg
-            .file
-            .write_all_at(&w.scratch, offset)
-            .map_err(|e| Error::io("write", &seg.path, e))
-            .and_then(|()| {
-                seg.file.sync_data().map_err(|e| {
-                    inner
-                        .durability
-                        .poison(Error::io("fdatasync", &seg.path, e))
-                })
-            });
-        if let Err(e) = res {
-            // The new segment holds nothing acknowledged; without its marker
-            // recovery ignores it, and we remove it now.
-            let _ = inner.opts.file_system.remove(&seg.path);
-            return Err(e);
-        }
-        seg.len = offset + w.scratch.len() as u64;
+        let (seg, layout, offset) =
+            self.open_segment_with(w, cut, batch, &marker, copy.as_ref())?;
         let ticket = inner.durability.issued(&seg.file, &seg.path);
         inner.durability.all_synced(&seg.file, &seg.path);
         crate::metrics::write(batch.entries.len(), w.scratch.len());
@@ -595,34 +604,9 @@ impl Log {
             reset: true,
             truncate_from: 0,
         };
-        let mut seg = self.create_segment(&mut w, next_index)?;
-        let salt = frame::salt(seg.sequence);
         let mut empty = WriteBatch::new();
-        let layout = compose(
-            &mut w.scratch,
-            &mut empty,
-            Some(&marker),
-            state.as_ref(),
-            salt,
-            true,
-        );
-        let offset = seg.len;
-        let res = seg
-            .file
-            .write_all_at(&w.scratch, offset)
-            .map_err(|e| Error::io("write", &seg.path, e))
-            .and_then(|()| {
-                seg.file.sync_data().map_err(|e| {
-                    inner
-                        .durability
-                        .poison(Error::io("fdatasync", &seg.path, e))
-                })
-            });
-        if let Err(e) = res {
-            let _ = inner.opts.file_system.remove(&seg.path);
-            return Err(e);
-        }
-        seg.len = offset + w.scratch.len() as u64;
+        let (seg, layout, offset) =
+            self.open_segment_with(&mut w, next_index, &mut empty, &marker, state.as_ref())?;
         inner.durability.all_synced(&seg.file, &seg.path);
         crate::metrics::reset();
         let removed = {
