@@ -70,6 +70,19 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
             break;
         }
     }
+    // A previous process may have left writes that never became durable
+    // (it died before its fsync, or the fsync failed) and files whose names
+    // are not (it died before syncing the directory). The log reads them
+    // back and builds on them (new writes are acknowledged after them, a
+    // reset may start a segment after them), so they must be on disk
+    // before anything else is: an fdatasync of the segment that stays
+    // active and an fsync of the directory.
+    if let Some(last) = r.ix.segments.back() {
+        last.file
+            .sync_data()
+            .map_err(|e| Error::io("fdatasync", &last.path, e))?;
+    }
+    segment::sync_dir(fs, dir)?;
     r.finish()?;
     r.keep_state()?;
     r.remove_superseded(dir)?;

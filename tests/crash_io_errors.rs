@@ -631,3 +631,68 @@ fn a_failed_repair_fails_the_open() {
     let log = Log::open(DIR, log_opts(sim.handle())).unwrap();
     assert_eq!(log.last_index(), 2);
 }
+
+/// Found by fuzzing (`fuzz/fuzz_targets/ops_model.rs`): a write whose
+/// fsync failed stays in the page cache; the next process read it back and
+/// built on it (rolled to a new segment, acknowledged writes there) without
+/// ever making it durable, so a power cut then tore the tail of what had
+/// become an earlier segment and the log no longer opened. Recovery now
+/// syncs the segment that stays active, and the directory, before anything
+/// else.
+#[test]
+fn a_restart_makes_what_it_builds_on_durable() {
+    let entry = |i: u64| Entry::new(i, 1, vec![i as u8; 150]);
+    // How many entries fill the first segment: the next one rolls.
+    let n = {
+        let log = Log::open(DIR, log_opts(SimFs::new().handle())).unwrap();
+        let mut n = 0;
+        while log.segments().len() == 1 {
+            n += 1;
+            log.append(&[entry(n)]).unwrap();
+        }
+        n - 1
+    };
+    for seed in 0..20 {
+        let sim = SimFs::new();
+        let (ffs, faults) = FaultFs::new(sim.handle());
+        let log = Log::open(DIR, log_opts(ffs.handle())).unwrap();
+        // The first segment, its last write's fsync failing.
+        for i in 1..n {
+            log.append(&[entry(i)]).unwrap();
+        }
+        faults.fail_nth(Op::Sync, 1, Fault::Eio, Scope::Any);
+        assert!(log.append(&[entry(n)]).is_err());
+        drop(log);
+        // A restart (the page cache survives): the write is read back, and
+        // the log goes on into a new segment.
+        faults.clear();
+        let log = Log::open(DIR, log_opts(ffs.handle())).unwrap();
+        assert_eq!(log.last_index(), n);
+        if seed % 2 == 0 {
+            // It rolls into a new segment and acknowledges writes there.
+            for i in n + 1..=n + 5 {
+                log.append(&[entry(i)]).unwrap();
+            }
+            assert_eq!(log.segments().len(), 2);
+        } else {
+            // It starts a reset segment after it, and the power goes off
+            // before the old segment is removed.
+            faults.fail_nth(Op::Remove, 1, Fault::Eio, Scope::Any);
+            assert!(log.reset(n + 100, 2).is_err());
+        }
+        drop(log);
+        // A power cut: the log opens, and everything the restarted log
+        // acknowledged is there, and so is what it built on.
+        let img = sim.cut_power(&mut Rng::new(seed));
+        let log = Log::open(DIR, log_opts(img.handle()))
+            .unwrap_or_else(|e| panic!("seed {seed}: reopen after the power cut: {e}"));
+        if seed % 2 == 0 {
+            assert_eq!(log.last_index(), n + 5, "seed {seed}");
+            for i in 1..=n + 5 {
+                assert_eq!(log.get_entry(i).unwrap(), entry(i), "seed {seed}");
+            }
+        } else {
+            assert_eq!((log.first_index(), log.last_index()), (n + 100, n + 99));
+        }
+    }
+}
