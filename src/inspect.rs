@@ -428,6 +428,14 @@ impl State<'_> {
                         } else {
                             write_start.or(Some(offset))
                         };
+                    } else if let Some(start) = write_start {
+                        // A segment is sealed only after whole writes.
+                        let reason = "a write cut short before a footer".to_string();
+                        self.problem(k, start, reason, false);
+                        if logical {
+                            self.keep(&seg);
+                        }
+                        return Ok(());
                     }
                     let applied = if self.logical {
                         self.apply(&mut seg, offset, ty, payload)

@@ -350,7 +350,11 @@ impl Recovery<'_> {
                     Some(n) => scanner.synced_write_from(offset_checked + n)?,
                     None => false,
                 };
-                if !followed && !last_file && is_torn_seal(&*seg.file, offset, file_len) {
+                if !followed
+                    && !last_file
+                    && cut == offset_checked
+                    && is_torn_seal(&*seg.file, offset_checked, file_len)
+                {
                     // A crash while sealing: the footer is optional.
                     log::info!(
                         "raftwal: ignoring the torn footer of {} at offset {offset}",
