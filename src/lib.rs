@@ -29,6 +29,7 @@ mod metrics;
 mod options;
 mod prepare;
 mod raft;
+mod raft_codec;
 mod recovery;
 pub mod segment;
 mod snapshot;

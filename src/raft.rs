@@ -48,6 +48,7 @@ use crate::error::{Error, Result};
 use crate::log::Log;
 use crate::options::{Options, RecoveryMode};
 use crate::proto::RaftState as StoredState;
+use crate::raft_codec;
 use crate::snapshot;
 
 /// The version of the `RaftState` blob this build writes and reads.
@@ -696,6 +697,12 @@ fn recycle(batch: &mut WriteBatch) {
 
 /// Encodes `e` straight into the batch buffer.
 fn push_entry(batch: &mut WriteBatch, e: &Entry) -> Result<()> {
+    if e.unknown_fields.iter().next().is_none() {
+        let len = raft_codec::encoded_len(e);
+        return batch.push_with(e.index, e.term, len, |buf| {
+            raft_codec::encode(e, buf);
+        });
+    }
     let len = e.compute_size() as usize;
     let mut failed = None;
     let res = batch.push_with(e.index, e.term, len, |buf| {
@@ -731,13 +738,16 @@ fn remove_old_snapshot(
 
 /// Decodes a log entry's data into a raft entry (sharing its bytes).
 fn decode_entry(dir: &Path, e: crate::Entry) -> Result<Entry> {
-    let r = Entry::parse_from_carllerche_bytes(&e.data).map_err(|err| {
-        Error::corruption(
-            dir,
-            0,
-            format!("log entry {} is not a raft entry: {err}", e.index),
-        )
-    })?;
+    let r = match raft_codec::decode(&e.data) {
+        Some(r) => r,
+        None => Entry::parse_from_carllerche_bytes(&e.data).map_err(|err| {
+            Error::corruption(
+                dir,
+                0,
+                format!("log entry {} is not a raft entry: {err}", e.index),
+            )
+        })?,
+    };
     if r.index != e.index || r.term != e.term {
         return Err(Error::corruption(
             dir,
