@@ -869,25 +869,32 @@ mod tests {
         s
     }
 
+    /// A store in `dir` holding entries 1..=5 of term 1.
+    fn five_entries(dir: &Path) -> RaftLogStore {
+        let store = RaftLogStore::open(dir).unwrap();
+        store
+            .append(&(1..=5).map(|i| entry(i, 1)).collect::<Vec<_>>())
+            .unwrap();
+        store
+    }
+
+    /// Writes the durable file of snapshot (index, term), as step 1 of
+    /// `apply_snapshot` does, and returns the snapshot.
+    fn write_snap_file(dir: &Path, index: u64, term: u64) -> Snapshot {
+        let s = snap(index, term);
+        snapshot::write(&crate::fs::StdFileSystem, dir, s.get_metadata(), &s.data).unwrap();
+        s
+    }
+
     /// A crash after the state blob names a received snapshot but before the
     /// log was reset: reopening finishes the reset.
     #[test]
     fn open_finishes_an_interrupted_apply_snapshot() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let store = RaftLogStore::open(dir.path()).unwrap();
-            store
-                .append(&(1..=5).map(|i| entry(i, 1)).collect::<Vec<_>>())
-                .unwrap();
+            let store = five_entries(dir.path());
             // Steps 1 and 2 of apply_snapshot, by hand.
-            let s = snap(8, 3);
-            snapshot::write(
-                &crate::fs::StdFileSystem,
-                dir.path(),
-                s.get_metadata(),
-                &s.data,
-            )
-            .unwrap();
+            let s = write_snap_file(dir.path(), 8, 3);
             let mut c = store.shared.cache.read().clone();
             c.hard_state.term = 3;
             c.hard_state.commit = 8;
@@ -912,18 +919,8 @@ mod tests {
     fn open_removes_a_snapshot_file_nothing_names() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let store = RaftLogStore::open(dir.path()).unwrap();
-            store
-                .append(&(1..=5).map(|i| entry(i, 1)).collect::<Vec<_>>())
-                .unwrap();
-            let s = snap(8, 3);
-            snapshot::write(
-                &crate::fs::StdFileSystem,
-                dir.path(),
-                s.get_metadata(),
-                &s.data,
-            )
-            .unwrap();
+            let _store = five_entries(dir.path());
+            write_snap_file(dir.path(), 8, 3);
             std::fs::write(
                 dir.path()
                     .join(format!("{}.tmp", snapshot::file_name(9, 3))),
