@@ -31,6 +31,7 @@ mod prepare;
 mod raft;
 mod raft_codec;
 mod recovery;
+mod remove;
 pub mod segment;
 mod snapshot;
 mod sync;

@@ -17,6 +17,7 @@ use crate::options::Options;
 use crate::prepare::Preparer;
 use crate::proto;
 use crate::recovery::{self, RecoveryReport};
+use crate::remove::Remover;
 use crate::segment::ENTRY_OVERHEAD;
 use crate::sync::Syncer;
 use crate::write::Writer;
@@ -60,6 +61,8 @@ pub(crate) struct Inner {
     pub preparer: Mutex<Option<Preparer>>,
     /// Threads writing the footers of sealed segments.
     sealers: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// Unlinks the segments a compaction superseded.
+    pub remover: Remover,
     pub report: RecoveryReport,
 }
 
@@ -187,6 +190,7 @@ impl Log {
             pipeline: Mutex::new(None),
             preparer: Mutex::new(None),
             sealers: Mutex::new(Vec::new()),
+            remover: Remover::new(Arc::clone(&opts.file_system), &dir),
             index: RwLock::new(rec.index),
             report: rec.report,
             dir,
@@ -425,6 +429,7 @@ impl Drop for Log {
             p.stop();
         }
         self.inner.join_sealers();
+        self.inner.remover.stop();
         if let Err(e) = self.inner.sync_if_dirty() {
             log::error!(
                 "raftwal: final sync of {} failed: {e}",
