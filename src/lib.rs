@@ -30,6 +30,7 @@ mod options;
 mod prepare;
 mod raft;
 mod raft_codec;
+mod read;
 mod recovery;
 mod remove;
 pub mod segment;
