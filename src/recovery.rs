@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use prost::Message;
 
-use crate::damage::{holds_frames, is_damage, is_torn_seal};
+use crate::damage::{holds_frames, is_damage, is_lost_tail, is_torn_seal, is_torn_tail};
 use crate::error::{Error, Result};
 use crate::footer::{self, Footer};
 use crate::frame::FrameType;
@@ -58,29 +58,37 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
         remove: Vec::new(),
         dir_changed: false,
         read_by_footer: Vec::new(),
+        torn_seals: Vec::new(),
     };
     let next_sequence = files.iter().map(|f| f.0).max().unwrap_or(0) + 1;
-    let count = files.len();
+    let paths: Vec<&Path> = files.iter().map(|f| f.2.as_path()).collect();
     for (k, (seq, first, path)) in files.iter().enumerate() {
-        let last_file = k + 1 == count;
-        if r.scan_segment(*seq, *first, path.clone(), last_file)? == Flow::Stop {
+        if r.scan_segment(*seq, *first, path.clone(), &paths[k + 1..])? == Flow::Stop {
             // Everything after a kept prefix is dropped (by position: a
             // damaged directory may hold two files of one sequence).
             r.remove.extend(files[k + 1..].iter().map(|f| f.2.clone()));
             break;
         }
     }
+    // The segment that goes on as the active one is cut at the end of its
+    // data: new writes must never land in front of stale frames (writes a
+    // crash kept after one it zeroed, a torn footer).
+    r.cut_after_last()?;
     // A previous process may have left writes that never became durable
     // (it died before its fsync, or the fsync failed) and files whose names
     // are not (it died before syncing the directory). The log reads them
     // back and builds on them (new writes are acknowledged after them, a
     // reset may start a segment after them), so they must be on disk
-    // before anything else is: an fdatasync of the segment that stays
-    // active and an fsync of the directory.
-    if let Some(last) = r.ix.segments.back() {
-        last.file
-            .sync_data()
-            .map_err(|e| Error::io("fdatasync", &last.path, e))?;
+    // before anything else is: an fdatasync of every segment not read
+    // through its footer (the one that stays active, and any older one a
+    // roll left unsynced and no sealer finished) and an fsync of the
+    // directory.
+    for seg in r.ix.segments.iter() {
+        if !r.read_by_footer.contains(&seg.sequence) {
+            seg.file
+                .sync_data()
+                .map_err(|e| Error::io("fdatasync", &seg.path, e))?;
+        }
     }
     segment::sync_dir(fs, dir)?;
     r.finish()?;
@@ -186,6 +194,9 @@ struct Recovery<'o> {
     dir_changed: bool,
     /// Segments read through their footer (not scanned).
     read_by_footer: Vec<u64>,
+    /// Segments whose data ended at a torn footer (or zeros to the end of
+    /// the file) and was kept as it is.
+    torn_seals: Vec<u64>,
 }
 
 impl Recovery<'_> {
@@ -194,8 +205,9 @@ impl Recovery<'_> {
         seq: u64,
         name_first: u64,
         path: PathBuf,
-        last_file: bool,
+        later: &[&Path],
     ) -> Result<Flow> {
+        let last_file = later.is_empty();
         let file = segment::open(&*self.opts.file_system, &path)?;
         let file_len = file
             .len()
@@ -273,6 +285,9 @@ impl Recovery<'_> {
         // A segment that does not continue the log must open with a reset
         // or truncation marker; checked at its first frame.
         let mut needs_marker = !fresh && header.first_index != self.ix.last_index + 1;
+        if needs_marker && self.lost_tail_before(&seg, &header, file_len, later)? {
+            return Ok(Flow::Stop);
+        }
         if let Some(f) = sealed {
             self.apply_footer(&mut seg, f, &mut needs_marker)?;
             self.report.bytes_scanned += file_len - seg.len;
@@ -362,13 +377,14 @@ impl Recovery<'_> {
                     );
                     self.report.bytes_scanned += offset;
                     seg.len = offset;
+                    self.torn_seals.push(seq);
                     self.ix.segments.push_back(seg);
                     return Ok(Flow::Continue);
                 }
-                let tail = last_file
-                    && !followed
+                let shape_torn = !followed
                     && !verified
                     && !is_damage(&*seg.file, offset_checked, file_len, max_payload);
+                let tail = is_torn_tail(shape_torn, later, &self.opener(), max_payload)?;
                 let flow = self.bad_frame(&mut seg, cut, offset_checked, file_len, reason, tail)?;
                 self.report.bytes_scanned += cut;
                 if needs_marker {
@@ -701,23 +717,110 @@ impl Recovery<'_> {
             "raftwal: truncating {} at offset {offset}, dropping {dropped} bytes: {reason}",
             path.display()
         );
-        seg.file
-            .set_len(offset)
-            .map_err(|e| Error::io("truncate torn tail", path, e))?;
-        if seg.preallocated > offset {
-            // Give the cut space back as zeros, keeping the file's size.
-            let extend = seg.file.allocate(offset, seg.preallocated - offset);
-            if let Err(e) = extend {
-                log::warn!("raftwal: could not re-preallocate {}: {e}", path.display());
-            }
-        }
-        seg.file
-            .sync_data()
-            .map_err(|e| Error::io("fdatasync", path, e))?;
-        seg.len = offset;
+        cut_file(seg, offset)?;
         self.report.bytes_dropped += dropped;
-        self.report.repairs.push((path.clone(), offset, reason));
+        self.report.repairs.push((seg.path.clone(), offset, reason));
         Ok(Flow::Stop)
+    }
+
+    /// Cuts the last segment (when it was scanned, not read by its footer)
+    /// at the end of its data, giving the rest back as preallocated zeros.
+    /// Under a relaxed sync policy or group commit several writes are
+    /// unsynced at once, and a crash may zero an earlier one and keep a
+    /// later one: the scan ends at the zeros (unused space), but the later
+    /// write's frames are still there, and a new write of another length
+    /// would put them back in the log. A segment kept with a torn footer
+    /// (or zeros to its end) is cut the same way, and that is reported.
+    fn cut_after_last(&mut self) -> Result<()> {
+        let Some(seg) = self.ix.segments.back_mut() else {
+            return Ok(());
+        };
+        if self.read_by_footer.contains(&seg.sequence) {
+            return Ok(());
+        }
+        let torn_seal = self.torn_seals.contains(&seg.sequence);
+        if !torn_seal && seg.preallocated <= seg.len {
+            return Ok(());
+        }
+        let offset = seg.len;
+        cut_file(seg, offset)?;
+        if torn_seal {
+            let reason = "cut the bytes after the data (a torn footer, or writes lost in a crash): the segment goes on as the last one".to_string();
+            log::warn!(
+                "raftwal: {} at offset {offset}: {reason}",
+                seg.path.display()
+            );
+            self.report.repairs.push((seg.path.clone(), offset, reason));
+        }
+        Ok(())
+    }
+
+    /// Opens segment files for the rules in `damage`.
+    fn opener(&self) -> impl Fn(&Path) -> Result<Arc<dyn crate::fs::FileHandle>> + '_ {
+        |p: &Path| segment::open(&*self.opts.file_system, p)
+    }
+
+    /// A segment (`seg`, not yet in the index) that does not continue the
+    /// log: when it shows the tail of the segment before it was lost in a
+    /// crash (see `damage::is_lost_tail`), that segment is cut at the end
+    /// of its data and becomes the last one; `seg` and every later file go
+    /// (returns true: stop). Only under the tolerant modes; under
+    /// `AbsoluteConsistency` it is `Error::Corruption`, as a torn tail is.
+    fn lost_tail_before(
+        &mut self,
+        seg: &Segment,
+        header: &segment::Header,
+        file_len: u64,
+        later: &[&Path],
+    ) -> Result<bool> {
+        let Some(prev) = self.ix.segments.back() else {
+            return Ok(false);
+        };
+        let prev_sealed = self.read_by_footer.contains(&prev.sequence);
+        if prev_sealed || header.first_index <= self.ix.last_index + 1 {
+            return Ok(false);
+        }
+        let max_payload = self.opts.max_entry_size + ENTRY_OVERHEAD;
+        // A segment holding only its header is an interrupted reset or cut
+        // (removed below, whatever the mode).
+        let mut scanner = Scanner::new(&*seg.file, &seg.path, file_len, header, max_payload);
+        if matches!(scanner.next_frame()?, Scanned::End) {
+            return Ok(false);
+        }
+        let mut from_here: Vec<&Path> = vec![seg.path.as_path()];
+        from_here.extend_from_slice(later);
+        let lost = is_lost_tail(
+            prev_sealed,
+            header.first_index,
+            self.ix.last_index + 1,
+            &from_here,
+            &self.opener(),
+            max_payload,
+        )?;
+        if !lost {
+            return Ok(false);
+        }
+        let reason = format!(
+            "the next segment starts at index {} but this one ends at {}: its tail was lost in a crash (no write after it was durable)",
+            header.first_index, self.ix.last_index
+        );
+        if self.opts.recovery_mode == RecoveryMode::AbsoluteConsistency {
+            return Err(Error::corruption(&prev.path, prev.len, reason));
+        }
+        let Some(prev) = self.ix.segments.back_mut() else {
+            return Ok(false);
+        };
+        let offset = prev.len;
+        log::warn!(
+            "raftwal: {} ends at offset {offset}: {reason}",
+            prev.path.display()
+        );
+        cut_file(prev, offset)?;
+        self.report
+            .repairs
+            .push((prev.path.clone(), offset, reason));
+        self.remove.push(seg.path.clone());
+        Ok(true)
     }
 
     /// Drops superseded segments and those wholly below the first index
@@ -839,4 +942,25 @@ impl Recovery<'_> {
         }
         Ok(())
     }
+}
+
+/// Truncates `seg`'s file at `offset` (the end of the data kept), gives the
+/// cut space back as preallocated zeros, and syncs it.
+fn cut_file(seg: &mut Segment, offset: u64) -> Result<()> {
+    let path = &seg.path;
+    seg.file
+        .set_len(offset)
+        .map_err(|e| Error::io("truncate torn tail", path, e))?;
+    if seg.preallocated > offset {
+        // Give the cut space back as zeros, keeping the file's size.
+        let extend = seg.file.allocate(offset, seg.preallocated - offset);
+        if let Err(e) = extend {
+            log::warn!("raftwal: could not re-preallocate {}: {e}", path.display());
+        }
+    }
+    seg.file
+        .sync_data()
+        .map_err(|e| Error::io("fdatasync", path, e))?;
+    seg.len = offset;
+    Ok(())
 }
