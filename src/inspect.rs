@@ -54,11 +54,15 @@ const PROGRESS_STEP: u64 = 1 << 20;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProblemKind {
     /// Bad bytes at the end of the last segment, followed by no valid frame:
-    /// what a crash in the middle of a write leaves. Recovery's default
-    /// mode truncates it away; nothing acknowledged was in it.
+    /// what a crash in the middle of a write leaves. Also in an older
+    /// segment (or its last writes missing) when no later segment holds a
+    /// write issued once everything before it was durable: a roll does not
+    /// sync the segment it leaves. Recovery's default mode truncates it away
+    /// (and removes the later segments); nothing acknowledged was in it.
     TornTail,
-    /// A bad frame that is not a torn tail: in an older segment, or followed
-    /// by a valid frame. Recovery's default mode refuses to open the log.
+    /// A bad frame that is not a torn tail: followed by a valid frame, or
+    /// in an older segment with a write after it that was issued once it
+    /// was durable. Recovery's default mode refuses to open the log.
     Corruption,
     /// The frames are valid but the log's newest marker puts its first index
     /// below the oldest segment: history is missing. Cutting bytes cannot
