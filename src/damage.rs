@@ -1,10 +1,17 @@
 //! The rules that tell a crash's torn tail from damage, shared by recovery
 //! (`Log::open`) and the read-only scan behind `raftwal verify` and
 //! `raftwal repair`: what one cuts as a torn tail, the other must call one.
+//!
+//! A bad frame can be a crash's torn tail only where writes may have been
+//! unsynced: in the last segment, or in an earlier one when no later
+//! segment holds a write marked `PRIOR_SYNCED` (a roll does not sync the
+//! segment it leaves; until a sync round or the sealer has made it durable,
+//! no later write is so marked). See [`synced_write_in`].
 
 use std::path::Path;
+use std::sync::Arc;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::frame::{FrameType, HEADER_LEN};
 use crate::fs::FileHandle;
 use crate::segment::{self, Scanner};
@@ -83,4 +90,77 @@ pub(crate) fn holds_frames(
         }
     }
     Ok(false)
+}
+
+/// Whether any of the segment files `paths` holds a valid write marked
+/// `PRIOR_SYNCED` (issued when every earlier write was durable). When none
+/// does, a torn tail in the segment before them may be a crash's doing: the
+/// roll that started them did not sync it, and nothing proves it was synced
+/// since. A file whose header is unreadable is skipped; each file is read up
+/// to its first bad frame.
+pub(crate) fn synced_write_in(
+    open: &dyn Fn(&Path) -> Result<Arc<dyn FileHandle>>,
+    paths: &[&Path],
+    max_payload: u64,
+) -> Result<bool> {
+    for &path in paths {
+        let file = open(path)?;
+        let file_len = file.len().map_err(|e| Error::io("stat segment", path, e))?;
+        let header = match segment::read_header(&*file, path, file_len) {
+            Ok(h) => h,
+            Err(Error::Corruption { .. }) => continue,
+            Err(e) => return Err(e),
+        };
+        let mut scanner = Scanner::new(&*file, path, file_len, &header, max_payload);
+        if scanner.synced_write_from(header.len)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Whether a bad frame that a crash could have left by its shape
+/// (`shape_torn`: not a frame whose CRC verifies, not [`is_damage`], not
+/// followed in its segment by a `PRIOR_SYNCED` write) is a torn tail, given
+/// the segment files after its own (`later`): in the last segment it is;
+/// in an earlier one only when no later segment holds a `PRIOR_SYNCED`
+/// write either (then nothing after it was acknowledged durable: any sync
+/// round covering a later write would have synced this segment first).
+pub(crate) fn is_torn_tail(
+    shape_torn: bool,
+    later: &[&Path],
+    open: &dyn Fn(&Path) -> Result<Arc<dyn FileHandle>>,
+    max_payload: u64,
+) -> Result<bool> {
+    if !shape_torn {
+        return Ok(false);
+    }
+    if later.is_empty() {
+        return Ok(true);
+    }
+    Ok(!synced_write_in(open, later, max_payload)?)
+}
+
+/// Whether a segment that does not continue the log (its first index is
+/// `first_index`, past `next_index`, the index after the log read so far)
+/// and holds frames after its header shows that the tail of the segment
+/// before it was lost in a crash: that segment was not sealed (a sealer
+/// syncs the data before it writes a footer), and neither this segment nor
+/// any after it (`from_here`) holds a `PRIOR_SYNCED` write. A roll names
+/// the new segment after the last index written, synced or not, so a crash
+/// that loses whole writes at the end of the old segment leaves exactly
+/// this. A segment opened by a reset or a cut below the active segment
+/// starts with a `PRIOR_SYNCED` marker, so it is never taken for one.
+pub(crate) fn is_lost_tail(
+    prev_sealed: bool,
+    first_index: u64,
+    next_index: u64,
+    from_here: &[&Path],
+    open: &dyn Fn(&Path) -> Result<Arc<dyn FileHandle>>,
+    max_payload: u64,
+) -> Result<bool> {
+    if prev_sealed || first_index <= next_index {
+        return Ok(false);
+    }
+    Ok(!synced_write_in(open, from_here, max_payload)?)
 }

@@ -10,6 +10,13 @@
 //! round, and a single writer pays no thread hand-off at all. Asynchronous
 //! submitters ([`Log::submit`](crate::Log::submit)) are served by a
 //! background thread running the same rounds.
+//!
+//! A roll does not sync the segment it leaves: that file joins a list of
+//! *pending* files (older files still holding unsynced writes, each with the
+//! number of the last write it holds). A sync round syncs every pending file
+//! its target covers, oldest first, then the active file, and only then
+//! advances `synced`. The sealer syncs a pending file in the background and
+//! takes it off the list ([`Durability::file_synced`]).
 
 use crate::fs::FileHandle;
 use std::path::PathBuf;
@@ -37,15 +44,28 @@ struct State {
     syncing: bool,
     /// Set by a failed `fdatasync`: nothing is known of the disk any more.
     poisoned: Option<String>,
-    /// The file holding write `written` (earlier files were synced when the
-    /// log moved on from them).
+    /// The active file: the one new writes go to.
     file: Option<(Arc<dyn FileHandle>, PathBuf)>,
+    /// The number of the last write issued to the active file (0: none
+    /// since it became active).
+    active_last: u64,
+    /// Older files still holding writes that may not be durable, oldest
+    /// first (they left the active place at a roll without a sync).
+    pending: Vec<PendingFile>,
     /// An asynchronous submit is waiting for the background syncer.
     async_pending: bool,
     /// The background syncer should exit.
     stop: bool,
     /// Number of `fdatasync` calls made by sync rounds (for statistics).
     rounds: u64,
+}
+
+/// An older file holding unsynced writes.
+struct PendingFile {
+    file: Arc<dyn FileHandle>,
+    path: PathBuf,
+    /// The number of the last write it holds.
+    last: u64,
 }
 
 /// A handle on one submitted write; see [`Log::submit`](crate::Log::submit).
@@ -58,6 +78,31 @@ pub struct Ticket {
 impl std::fmt::Debug for Ticket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Ticket").field("seq", &self.seq).finish()
+    }
+}
+
+impl State {
+    /// Makes `file` the active file; the one it replaces joins the pending
+    /// files when it holds writes that may not be durable.
+    fn move_to(&mut self, file: &Arc<dyn FileHandle>, path: &std::path::Path) {
+        if self
+            .file
+            .as_ref()
+            .is_some_and(|(f, _)| Arc::ptr_eq(f, file))
+        {
+            return;
+        }
+        if let Some((old, old_path)) = self.file.take() {
+            if self.active_last > self.synced {
+                self.pending.push(PendingFile {
+                    file: old,
+                    path: old_path,
+                    last: self.active_last,
+                });
+            }
+        }
+        self.file = Some((Arc::clone(file), path.to_path_buf()));
+        self.active_last = 0;
     }
 }
 
@@ -90,6 +135,8 @@ impl Durability {
                 syncing: false,
                 poisoned: None,
                 file: Some((file, path)),
+                active_last: 0,
+                pending: Vec::new(),
                 async_pending: false,
                 stop: false,
                 rounds: 0,
@@ -130,11 +177,12 @@ impl Durability {
         path: &std::path::Path,
     ) -> Ticket {
         let mut s = self.state.lock();
-        s.written += 1;
         let same = s.file.as_ref().is_some_and(|(f, _)| Arc::ptr_eq(f, file));
         if !same {
-            s.file = Some((Arc::clone(file), path.to_path_buf()));
+            s.move_to(file, path);
         }
+        s.written += 1;
+        s.active_last = s.written;
         Ticket {
             seq: s.written,
             d: Arc::clone(self),
@@ -142,13 +190,52 @@ impl Durability {
     }
 
     /// Called by the writer after it synced the file of every write issued
-    /// so far itself (a roll, a compaction, a reset), and moved to `file`.
+    /// so far itself (after [`Durability::sync_all`], so no older file is
+    /// pending), and moved to `file`.
     pub(crate) fn all_synced(&self, file: &Arc<dyn FileHandle>, path: &std::path::Path) {
         let mut s = self.state.lock();
-        s.synced = s.written;
-        s.file = Some((Arc::clone(file), path.to_path_buf()));
+        debug_assert!(s.pending.is_empty(), "all_synced with older files unsynced");
+        // Never claim what is not so: an older file still pending keeps
+        // `synced` where it is (its sync round advances it).
+        if s.pending.is_empty() {
+            s.synced = s.written;
+        }
+        s.move_to(file, path);
         drop(s);
         self.done.notify_all();
+    }
+
+    /// Called by the writer at a roll: `file` becomes the active file, and
+    /// the one it replaces, if it holds writes that may not be durable,
+    /// joins the pending files (synced by the next round or the sealer).
+    pub(crate) fn rolled_to(&self, file: &Arc<dyn FileHandle>, path: &std::path::Path) {
+        self.state.lock().move_to(file, path);
+    }
+
+    /// Whether `file` is an older file holding writes that may not be
+    /// durable.
+    pub(crate) fn is_pending(&self, file: &Arc<dyn FileHandle>) -> bool {
+        let s = self.state.lock();
+        s.pending.iter().any(|p| Arc::ptr_eq(&p.file, file))
+    }
+
+    /// Called by the sealer after a successful `fdatasync` of `file`: it is
+    /// no longer pending. When it was the oldest pending file, every write
+    /// up to its last is durable, and `synced` advances.
+    pub(crate) fn file_synced(&self, file: &Arc<dyn FileHandle>) {
+        let mut s = self.state.lock();
+        let Some(k) = s.pending.iter().position(|p| Arc::ptr_eq(&p.file, file)) else {
+            return;
+        };
+        let p = s.pending.remove(k);
+        // Writes in files older than the oldest pending one are durable
+        // (their file was synced, or held nothing unsynced when the log
+        // moved on), and this file's are now.
+        if k == 0 && p.last > s.synced {
+            s.synced = p.last;
+            drop(s);
+            self.done.notify_all();
+        }
     }
 
     /// A ticket for the last write issued (durable once everything so far
@@ -194,29 +281,50 @@ impl Durability {
                 self.done.wait(&mut s);
                 continue;
             }
-            // Become the syncer for everything issued so far.
+            // Become the syncer for everything issued so far: the older
+            // files still pending (all hold writes up to `written`), oldest
+            // first, then the active file if it holds unsynced writes.
             let target = s.written;
-            let Some((file, path)) = s.file.clone() else {
-                return Err(Error::InvalidArgument(
-                    "internal: no active file to sync".into(),
-                ));
-            };
+            let mut files: Vec<(Arc<dyn FileHandle>, PathBuf)> = s
+                .pending
+                .iter()
+                .filter(|p| p.last <= target)
+                .map(|p| (Arc::clone(&p.file), p.path.clone()))
+                .collect();
+            if s.active_last > s.synced || files.is_empty() {
+                let Some(active) = s.file.clone() else {
+                    return Err(Error::InvalidArgument(
+                        "internal: no active file to sync".into(),
+                    ));
+                };
+                files.push(active);
+            }
             s.syncing = true;
             s.rounds += 1;
             drop(s);
-            let started = std::time::Instant::now();
-            let res = file.sync_data();
-            crate::metrics::fsync(started.elapsed());
+            let mut failed = None;
+            for (file, path) in &files {
+                let started = std::time::Instant::now();
+                let res = file.sync_data();
+                crate::metrics::fsync(started.elapsed());
+                if let Err(e) = res {
+                    failed = Some(Error::io("fdatasync", path, e));
+                    break;
+                }
+            }
             s = self.state.lock();
             s.syncing = false;
-            match res {
-                Ok(()) => {
+            match failed {
+                None => {
                     if target > s.synced {
                         s.synced = target;
                     }
+                    // Every file this round synced (and any whose writes the
+                    // round covers) holds nothing unsynced any more.
+                    let synced = s.synced;
+                    s.pending.retain(|p| p.last > synced);
                 }
-                Err(e) => {
-                    let err = Error::io("fdatasync", &path, e);
+                Some(err) => {
                     log::error!("raftwal: poisoning the log: {err}");
                     if s.poisoned.is_none() {
                         s.poisoned = Some(err.to_string());

@@ -33,9 +33,15 @@ fn at(offset: u64, len: u32) -> Option<FrameAt> {
     (len > 0).then_some((offset, len))
 }
 
-/// Seals segment `sequence` (no longer the active one): writes its footer
-/// and trailer after its data, trims the preallocated space and syncs. Runs
-/// on a background thread after a roll.
+/// Seals segment `sequence` (no longer the active one): makes its data
+/// durable, then writes its footer and trailer after it, trims the
+/// preallocated space and syncs. Runs on a background thread after a roll.
+///
+/// The data is synced first so that a valid footer never names data that
+/// is not on disk. The roll left that sync to this thread (or to the next
+/// sync round); a failure poisons the log, since later writes may have been
+/// acknowledged on the strength of it. A failure after it (the footer) only
+/// leaves the segment unsealed: the next open scans it.
 pub(crate) fn seal(inner: &Inner, sequence: u64) -> Result<()> {
     let snapshot = {
         let ix = inner.index.read();
@@ -73,6 +79,14 @@ pub(crate) fn seal(inner: &Inner, sequence: u64) -> Result<()> {
         )
     };
     let (file, path, first_index, locs, runs, meta, data_end) = snapshot;
+    if inner.durability.is_pending(&file) {
+        inner.durability.check()?;
+        let started = std::time::Instant::now();
+        let res = file.sync_data();
+        crate::metrics::fsync(started.elapsed());
+        res.map_err(|e| inner.durability.poison(Error::io("fdatasync", &path, e)))?;
+        inner.durability.file_synced(&file);
+    }
     let footer = proto::SegmentFooter {
         first_index,
         offsets: locs.iter().map(|l| l.offset).collect(),

@@ -36,7 +36,7 @@ use std::path::{Path, PathBuf};
 use prost::bytes::Bytes;
 use prost::Message;
 
-use crate::damage::{holds_frames, is_damage, is_torn_seal};
+use crate::damage::{holds_frames, is_damage, is_lost_tail, is_torn_seal, is_torn_tail};
 use crate::error::{Error, Result};
 use crate::frame::{self, FrameHeader, FrameType, HEADER_LEN};
 use crate::log::Entry;
@@ -54,11 +54,15 @@ const PROGRESS_STEP: u64 = 1 << 20;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProblemKind {
     /// Bad bytes at the end of the last segment, followed by no valid frame:
-    /// what a crash in the middle of a write leaves. Recovery's default
-    /// mode truncates it away; nothing acknowledged was in it.
+    /// what a crash in the middle of a write leaves. Also in an older
+    /// segment (or its last writes missing) when no later segment holds a
+    /// write issued once everything before it was durable: a roll does not
+    /// sync the segment it leaves. Recovery's default mode truncates it away
+    /// (and removes the later segments); nothing acknowledged was in it.
     TornTail,
-    /// A bad frame that is not a torn tail: in an older segment, or followed
-    /// by a valid frame. Recovery's default mode refuses to open the log.
+    /// A bad frame that is not a torn tail: followed by a valid frame, or
+    /// in an older segment with a write after it that was issued once it
+    /// was durable. Recovery's default mode refuses to open the log.
     Corruption,
     /// The frames are valid but the log's newest marker puts its first index
     /// below the oldest segment: history is missing. Cutting bytes cannot
@@ -268,6 +272,8 @@ pub fn scan_dir_with(
 ) -> Result<DirScan> {
     let files = segment::list(&crate::fs::StdFileSystem, dir)?;
     let count = files.len();
+    let paths: Vec<PathBuf> = files.iter().map(|f| f.2.clone()).collect();
+    let paths: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
     let mut s = State {
         scan: DirScan {
             dir: dir.to_path_buf(),
@@ -306,7 +312,7 @@ pub fn scan_dir_with(
             sealed: false,
             torn_seal: false,
         });
-        s.segment(k, &file, &path, k + 1 == count)?;
+        s.segment(k, &file, &path, &paths[k + 1..])?;
         s.done += size;
         (s.progress)(s.done);
     }
@@ -346,7 +352,8 @@ impl State<'_> {
     }
 
     /// Scans segment `k`. I/O errors are returned; damage is recorded.
-    fn segment(&mut self, k: usize, file: &File, path: &Path, last_file: bool) -> Result<()> {
+    fn segment(&mut self, k: usize, file: &File, path: &Path, later: &[&Path]) -> Result<()> {
+        let last_file = later.is_empty();
         let Some(info) = self.scan.segments.get(k).cloned() else {
             return Ok(());
         };
@@ -375,7 +382,7 @@ impl State<'_> {
             self.problem(k, 0, reason, false);
             return Ok(());
         }
-        let logical = self.logical;
+        let mut logical = self.logical;
         let fresh = logical && self.kept.is_empty() && self.scan.first_index == 0;
         if fresh {
             self.scan.first_index = header.first_index;
@@ -388,6 +395,13 @@ impl State<'_> {
             needs_marker: !fresh && header.first_index != self.scan.last_index.wrapping_add(1),
             first_frame: true,
         };
+        // Recovery removes this segment then; its frames are still checked.
+        if logical
+            && seg.needs_marker
+            && self.lost_tail_before(file, path, &header, &info, later)?
+        {
+            logical = false;
+        }
         let mut scanner = Scanner::new(file, path, info.size, &header, self.scan.max_payload);
         let mut reported = self.done;
         // Where the write being read started, until its last frame (marked
@@ -401,7 +415,8 @@ impl State<'_> {
                     }
                     if let Some(start) = write_start {
                         let reason = "a write cut short: its last frame is missing".to_string();
-                        self.problem(k, start, reason, last_file);
+                        let torn = is_torn_tail(true, later, &open_file, self.scan.max_payload)?;
+                        self.problem(k, start, reason, torn);
                         if logical {
                             self.keep(&seg);
                         }
@@ -479,9 +494,9 @@ impl State<'_> {
                 }
                 return Ok(());
             }
-            let torn = last_file
-                && !followed
-                && !is_damage(file, offset, info.size, self.scan.max_payload);
+            let shape_torn =
+                !followed && !is_damage(file, offset, info.size, self.scan.max_payload);
+            let torn = is_torn_tail(shape_torn, later, &open_file, self.scan.max_payload)?;
             self.problem(k, offset, reason, torn);
             if logical {
                 self.keep(&seg);
@@ -494,6 +509,55 @@ impl State<'_> {
         // A segment that needed a marker and ended without one is left by an
         // interrupted truncation or reset; recovery removes it.
         Ok(())
+    }
+
+    /// Segment `info` does not continue the log: whether it shows that the
+    /// tail of the segment kept before it was lost in a crash (see
+    /// `damage::is_lost_tail`). Then that is reported as a torn tail at the
+    /// end of that segment's data, as recovery cuts it there and removes
+    /// this segment and every later one.
+    fn lost_tail_before(
+        &mut self,
+        file: &File,
+        path: &Path,
+        header: &segment::Header,
+        info: &SegmentInfo,
+        later: &[&Path],
+    ) -> Result<bool> {
+        let Some(&(prev, _)) = self.kept.last() else {
+            return Ok(false);
+        };
+        let Some(p) = self.scan.segments.get(prev) else {
+            return Ok(false);
+        };
+        let (prev_sealed, prev_end) = (p.sealed, p.data_len);
+        let next = self.scan.last_index.wrapping_add(1);
+        if prev_sealed || header.first_index <= next {
+            return Ok(false);
+        }
+        // A segment holding only its header is an interrupted reset or cut.
+        let mut scanner = Scanner::new(file, path, info.size, header, self.scan.max_payload);
+        if matches!(scanner.next_frame()?, Scanned::End) {
+            return Ok(false);
+        }
+        let mut from_here: Vec<&Path> = vec![path];
+        from_here.extend_from_slice(later);
+        let lost = is_lost_tail(
+            prev_sealed,
+            header.first_index,
+            next,
+            &from_here,
+            &open_file,
+            self.scan.max_payload,
+        )?;
+        if lost {
+            let reason = format!(
+                "the next segment starts at index {} but this one ends at {}: its tail was lost in a crash (no write after it was durable)",
+                header.first_index, self.scan.last_index
+            );
+            self.problem(prev, prev_end, reason, true);
+        }
+        Ok(lost)
     }
 
     fn keep(&mut self, seg: &Seg) {
@@ -665,6 +729,12 @@ impl State<'_> {
             }
         }
     }
+}
+
+/// Opens a segment file read-only, for the rules in `damage`.
+fn open_file(path: &Path) -> Result<std::sync::Arc<dyn crate::fs::FileHandle>> {
+    let f = File::open(path).map_err(|e| Error::io("open segment", path, e))?;
+    Ok(std::sync::Arc::new(f))
 }
 
 /// The segment being scanned.

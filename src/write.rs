@@ -354,19 +354,17 @@ impl Log {
     }
 
     /// Seals the active segment and starts a new one at `last_index + 1`.
+    ///
+    /// The old segment is not synced here: if it holds unsynced writes it
+    /// becomes a pending file of the durability tracker, synced by the next
+    /// sync round or by its sealer, whichever comes first. Until then no
+    /// write is marked prior-synced (`durability.dirty()` stays true), which
+    /// is what lets recovery call a torn tail in it a crash's doing.
     fn roll(&self, w: &mut Writer) -> Result<()> {
         let inner = &*self.inner;
-        let (file, path, next_first) = {
-            let ix = inner.index.read();
-            let a = active(&ix)?;
-            (Arc::clone(&a.file), a.path.clone(), ix.last_index + 1)
-        };
-        if inner.durability.dirty() {
-            file.sync_data()
-                .map_err(|e| inner.durability.poison(Error::io("fdatasync", &path, e)))?;
-        }
+        let next_first = inner.index.read().last_index + 1;
         let seg = self.create_segment(w, next_first)?;
-        inner.durability.all_synced(&seg.file, &seg.path);
+        inner.durability.rolled_to(&seg.file, &seg.path);
         crate::metrics::roll();
         let sealed = {
             let mut ix = inner.index.write();
@@ -436,7 +434,8 @@ impl Log {
         let inner = &*self.inner;
         let mut seg = self.create_segment(w, first_index)?;
         let salt = frame::salt(seg.sequence);
-        // A new segment: only its header (synced) comes before the write.
+        // A new segment: only its header (synced) comes before the write,
+        // and the callers made every earlier write durable first.
         let layout = compose(&mut w.scratch, batch, Some(marker), state_copy, salt, true);
         let offset = seg.len;
         let res = seg
@@ -480,6 +479,8 @@ impl Log {
             (m, ix.state.as_ref().map(|s| s.0.clone()))
         };
         let copy = if batch.state.is_some() { None } else { state };
+        // The new segment's first write is marked prior-synced: make it so.
+        inner.durability.sync_all()?;
         let (seg, layout, offset) =
             self.open_segment_with(w, cut, batch, &marker, copy.as_ref())?;
         let ticket = inner.durability.issued(&seg.file, &seg.path);
@@ -609,6 +610,8 @@ impl Log {
             truncate_from: 0,
         };
         let mut empty = WriteBatch::new();
+        // The new segment's first write is marked prior-synced: make it so.
+        inner.durability.sync_all()?;
         let (seg, layout, offset) =
             self.open_segment_with(&mut w, next_index, &mut empty, &marker, state.as_ref())?;
         inner.durability.all_synced(&seg.file, &seg.path);
@@ -664,9 +667,8 @@ impl Log {
             }
             return Err(err);
         }
-        file.sync_data()
-            .map_err(|e| inner.durability.poison(Error::io("fdatasync", &path, e)))?;
-        inner.durability.all_synced(&file, &path);
+        // One sync round: older files still pending first, then this one.
+        inner.durability.issued(&file, &path).wait()?;
         let mut ix = inner.index.write();
         publish(&mut ix, &empty, sequence, offset, layout, state);
         if let Some(a) = ix.segments.back_mut() {

@@ -917,6 +917,9 @@ struct FaultState {
     injected: BTreeMap<Op, u64>,
     /// Descriptions of the injected faults, in order.
     log: Vec<String>,
+    /// Every `sync_data` seen, in order: the file and whether the caller's
+    /// thread (not one of the log's `raftwal-*` threads) made it.
+    syncs: Vec<(PathBuf, bool)>,
 }
 
 /// The control panel of a [`FaultFs`]: shared by the test and the file
@@ -985,6 +988,21 @@ impl Faults {
         self.lock().injected.get(&op).copied().unwrap_or(0)
     }
 
+    /// The files `sync_data` was called on so far by threads in `scope`,
+    /// in order (one element per call).
+    pub fn synced_files(&self, scope: Scope) -> Vec<PathBuf> {
+        self.lock()
+            .syncs
+            .iter()
+            .filter(|(_, fg)| match scope {
+                Scope::Any => true,
+                Scope::Foreground => *fg,
+                Scope::Background => !*fg,
+            })
+            .map(|(p, _)| p.clone())
+            .collect()
+    }
+
     /// What was injected, in order (`"write <path>: ..."`).
     pub fn log(&self) -> Vec<String> {
         self.lock().log.clone()
@@ -996,6 +1014,9 @@ impl Faults {
         let fg = !on_background_thread();
         let mut s = self.lock();
         *s.counts.entry((op, fg)).or_default() += 1;
+        if op == Op::Sync {
+            s.syncs.push((path.to_path_buf(), fg));
+        }
         let mut hit = None;
         for r in s.rules.iter_mut() {
             if r.op != op || !r.scope.matches() || (r.fired && !r.sticky) {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use prost::Message;
 
-use crate::damage::{holds_frames, is_damage, is_torn_seal};
+use crate::damage::{holds_frames, is_damage, is_torn_seal, is_torn_tail};
 use crate::error::{Error, Result};
 use crate::footer::{self, Footer};
 use crate::frame::FrameType;
@@ -15,6 +15,8 @@ use crate::index::{Index, Loc, Pos, Segment, SegmentMeta};
 use crate::options::{Options, RecoveryMode};
 use crate::proto;
 use crate::segment::{self, Scanned, Scanner, ENTRY_OVERHEAD};
+
+mod repair;
 
 /// What recovery found and did when the log was opened.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -58,29 +60,37 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
         remove: Vec::new(),
         dir_changed: false,
         read_by_footer: Vec::new(),
+        torn_seals: Vec::new(),
     };
     let next_sequence = files.iter().map(|f| f.0).max().unwrap_or(0) + 1;
-    let count = files.len();
+    let paths: Vec<&Path> = files.iter().map(|f| f.2.as_path()).collect();
     for (k, (seq, first, path)) in files.iter().enumerate() {
-        let last_file = k + 1 == count;
-        if r.scan_segment(*seq, *first, path.clone(), last_file)? == Flow::Stop {
+        if r.scan_segment(*seq, *first, path.clone(), &paths[k + 1..])? == Flow::Stop {
             // Everything after a kept prefix is dropped (by position: a
             // damaged directory may hold two files of one sequence).
             r.remove.extend(files[k + 1..].iter().map(|f| f.2.clone()));
             break;
         }
     }
+    // The segment that goes on as the active one is cut at the end of its
+    // data: new writes must never land in front of stale frames (writes a
+    // crash kept after one it zeroed, a torn footer).
+    r.cut_after_last()?;
     // A previous process may have left writes that never became durable
     // (it died before its fsync, or the fsync failed) and files whose names
     // are not (it died before syncing the directory). The log reads them
     // back and builds on them (new writes are acknowledged after them, a
     // reset may start a segment after them), so they must be on disk
-    // before anything else is: an fdatasync of the segment that stays
-    // active and an fsync of the directory.
-    if let Some(last) = r.ix.segments.back() {
-        last.file
-            .sync_data()
-            .map_err(|e| Error::io("fdatasync", &last.path, e))?;
+    // before anything else is: an fdatasync of every segment not read
+    // through its footer (the one that stays active, and any older one a
+    // roll left unsynced and no sealer finished) and an fsync of the
+    // directory.
+    for seg in r.ix.segments.iter() {
+        if !r.read_by_footer.contains(&seg.sequence) {
+            seg.file
+                .sync_data()
+                .map_err(|e| Error::io("fdatasync", &seg.path, e))?;
+        }
     }
     segment::sync_dir(fs, dir)?;
     r.finish()?;
@@ -186,6 +196,9 @@ struct Recovery<'o> {
     dir_changed: bool,
     /// Segments read through their footer (not scanned).
     read_by_footer: Vec<u64>,
+    /// Segments whose data ended at a torn footer (or zeros to the end of
+    /// the file) and was kept as it is.
+    torn_seals: Vec<u64>,
 }
 
 impl Recovery<'_> {
@@ -194,8 +207,9 @@ impl Recovery<'_> {
         seq: u64,
         name_first: u64,
         path: PathBuf,
-        last_file: bool,
+        later: &[&Path],
     ) -> Result<Flow> {
+        let last_file = later.is_empty();
         let file = segment::open(&*self.opts.file_system, &path)?;
         let file_len = file
             .len()
@@ -273,6 +287,9 @@ impl Recovery<'_> {
         // A segment that does not continue the log must open with a reset
         // or truncation marker; checked at its first frame.
         let mut needs_marker = !fresh && header.first_index != self.ix.last_index + 1;
+        if needs_marker && self.lost_tail_before(&seg, &header, file_len, later)? {
+            return Ok(Flow::Stop);
+        }
         if let Some(f) = sealed {
             self.apply_footer(&mut seg, f, &mut needs_marker)?;
             self.report.bytes_scanned += file_len - seg.len;
@@ -362,13 +379,14 @@ impl Recovery<'_> {
                     );
                     self.report.bytes_scanned += offset;
                     seg.len = offset;
+                    self.torn_seals.push(seq);
                     self.ix.segments.push_back(seg);
                     return Ok(Flow::Continue);
                 }
-                let tail = last_file
-                    && !followed
+                let shape_torn = !followed
                     && !verified
                     && !is_damage(&*seg.file, offset_checked, file_len, max_payload);
+                let tail = is_torn_tail(shape_torn, later, &self.opener(), max_payload)?;
                 let flow = self.bad_frame(&mut seg, cut, offset_checked, file_len, reason, tail)?;
                 self.report.bytes_scanned += cut;
                 if needs_marker {
@@ -636,88 +654,6 @@ impl Recovery<'_> {
         }
         self.ix.truncate_terms(cut);
         self.ix.last_index = cut - 1;
-    }
-
-    fn bad_header(
-        &mut self,
-        path: PathBuf,
-        offset: u64,
-        reason: String,
-        tail: bool,
-    ) -> Result<Flow> {
-        match self.opts.recovery_mode {
-            RecoveryMode::TolerateTailCorruption if tail => {}
-            RecoveryMode::TolerateAnyCorruption => {}
-            _ => {
-                return Err(Error::Corruption {
-                    path,
-                    offset,
-                    reason,
-                })
-            }
-        }
-        log::warn!(
-            "raftwal: removing segment {} with a bad header: {reason}",
-            path.display()
-        );
-        let len = self
-            .opts
-            .file_system
-            .open(&path)
-            .and_then(|f| f.len())
-            .unwrap_or(0);
-        self.report.bytes_dropped += len;
-        self.report.repairs.push((path.clone(), offset, reason));
-        self.remove.push(path);
-        Ok(Flow::Stop)
-    }
-
-    /// Handles a bad frame at `at` (in a write starting at `cut`) as the
-    /// recovery mode says: an error naming `at`, or the file cut at `cut`.
-    fn bad_frame(
-        &mut self,
-        seg: &mut Segment,
-        cut: u64,
-        at: u64,
-        file_len: u64,
-        reason: String,
-        tail: bool,
-    ) -> Result<Flow> {
-        let path = &seg.path;
-        match self.opts.recovery_mode {
-            RecoveryMode::TolerateTailCorruption if tail => {}
-            RecoveryMode::TolerateAnyCorruption => {}
-            _ => {
-                return Err(Error::Corruption {
-                    path: path.clone(),
-                    offset: at,
-                    reason,
-                })
-            }
-        }
-        let offset = cut;
-        let dropped = file_len - offset;
-        log::warn!(
-            "raftwal: truncating {} at offset {offset}, dropping {dropped} bytes: {reason}",
-            path.display()
-        );
-        seg.file
-            .set_len(offset)
-            .map_err(|e| Error::io("truncate torn tail", path, e))?;
-        if seg.preallocated > offset {
-            // Give the cut space back as zeros, keeping the file's size.
-            let extend = seg.file.allocate(offset, seg.preallocated - offset);
-            if let Err(e) = extend {
-                log::warn!("raftwal: could not re-preallocate {}: {e}", path.display());
-            }
-        }
-        seg.file
-            .sync_data()
-            .map_err(|e| Error::io("fdatasync", path, e))?;
-        seg.len = offset;
-        self.report.bytes_dropped += dropped;
-        self.report.repairs.push((path.clone(), offset, reason));
-        Ok(Flow::Stop)
     }
 
     /// Drops superseded segments and those wholly below the first index
