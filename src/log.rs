@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::frame::{self, FrameHeader, FrameType, HEADER_LEN};
 use crate::fs::FileSystem;
 use crate::index::{Index, Loc, Segment};
-use crate::options::Options;
+use crate::options::{Options, Preallocate};
 use crate::prepare::Preparer;
 use crate::proto;
 use crate::recovery::{self, RecoveryReport};
@@ -193,11 +193,12 @@ impl Log {
             opts,
             _lock: lock,
         });
-        if inner.opts.preallocate {
+        if inner.opts.preallocate != Preallocate::None {
             *inner.preparer.lock() = Some(Preparer::start(
                 Arc::clone(&inner.opts.file_system),
                 &inner.dir,
                 inner.opts.segment_size,
+                inner.opts.preallocate,
             ));
         }
         let syncer = Syncer::start(&inner, sync);

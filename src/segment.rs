@@ -173,6 +173,40 @@ pub fn prepare(fs: &dyn FileSystem, dir: &Path, n: u64, len: u64) -> Result<Path
     Ok(path)
 }
 
+/// The size of each write of zeros by [`prepare_zeroed`].
+const ZERO_CHUNK: usize = 1 << 20;
+
+/// Prepares a segment file of `len` bytes as [`prepare`] does, then writes
+/// zeros over all of it ([`ZERO_CHUNK`] bytes at a time) and syncs them:
+/// appends into it then overwrite written, cached blocks, so their
+/// `fdatasync` commits no extent conversion. The pages stay in the page
+/// cache (an append into an uncached page would read it first). Costs
+/// `len` bytes of writes: for the background preparer and a new log's
+/// first segment, never for a roll on the writer's thread.
+pub fn prepare_zeroed(fs: &dyn FileSystem, dir: &Path, n: u64, len: u64) -> Result<PathBuf> {
+    let path = prepare(fs, dir, n, len)?;
+    let res = open(fs, &path).and_then(|file| {
+        // No larger than the segment: small segments get small buffers.
+        let zeros = vec![0u8; (ZERO_CHUNK as u64).min(len) as usize];
+        let mut at = 0;
+        while at < len {
+            let k = (len - at).min(zeros.len() as u64);
+            // `k <= zeros.len()`, so the slice is in range.
+            let chunk = zeros.get(..k as usize).unwrap_or(&zeros);
+            file.write_all_at(chunk, at)
+                .map_err(|e| Error::io("zero-fill prepared segment", &path, e))?;
+            at += k;
+        }
+        file.sync_data()
+            .map_err(|e| Error::io("fdatasync", &path, e))
+    });
+    if let Err(e) = res {
+        let _ = fs.remove(&path);
+        return Err(e);
+    }
+    Ok(path)
+}
+
 /// Lists the prepared segment files of `dir`.
 pub fn list_prepared(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out: Vec<PathBuf> = fs
