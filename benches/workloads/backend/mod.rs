@@ -28,6 +28,9 @@ pub enum Kind {
     RaftEngine,
     /// raft-rs's `MemStorage` (reads only).
     Mem,
+    /// `RaftLogStore` with one option changed: an index into
+    /// [`VARIANTS`](crate::variant::VARIANTS) (`--variants`).
+    Variant(usize),
 }
 
 impl Kind {
@@ -39,6 +42,7 @@ impl Kind {
             Kind::Raw => "raw",
             Kind::RaftEngine => "raft-engine",
             Kind::Mem => "mem",
+            Kind::Variant(i) => crate::variant::VARIANTS[i].backend,
         }
     }
 }
@@ -101,5 +105,10 @@ pub fn open(kind: Kind, dir: &Path, durability: Durability) -> Box<dyn Backend> 
         Kind::Raw => Box::new(Raw::new(dir, durability)),
         Kind::RaftEngine => Box::new(Engine::new(dir, durability)),
         Kind::Mem => Box::new(mem::Mem::new()),
+        Kind::Variant(i) => Box::new(RaftwalStore::with(
+            dir,
+            durability,
+            crate::variant::VARIANTS[i].apply,
+        )),
     }
 }
