@@ -16,7 +16,8 @@
 //! `--with-log` (add `raftwal-log` beside `raftwal`), `--backends a,b`,
 //! `--variants a,b` (run `RaftLogStore` once per option variant in place
 //! of `raftwal`, named `raftwal:<variant>`: see `variant.rs`; e.g.
-//! `--variants prealloc` or `--variants sync=always,sync=manual`).
+//! `--variants prealloc`, `--variants sync=always,sync=manual` or
+//! `--variants prealloc=allocate+segment=16m,prealloc=zero-fill+segment=16m`).
 //! A bare word selects the workloads whose id or name matches it.
 //!
 //! Output: a `machine` line, then per pair one line per figure,
@@ -179,9 +180,9 @@ struct Args {
     with_log: bool,
     /// Run only these backends (by name).
     backends: Option<Vec<String>>,
-    /// Option variants run in place of `raftwal` (indexes into
-    /// `variant::VARIANTS`).
-    variants: Vec<usize>,
+    /// How many option variants run in place of `raftwal`
+    /// (`variant::selected`).
+    variants: usize,
 }
 
 const USAGE: &str = "usage: cargo bench --bench workloads -- [--quick] [--only W1,R1] \
@@ -196,7 +197,7 @@ fn parse_args() -> Args {
         dir: None,
         with_log: false,
         backends: None,
-        variants: Vec::new(),
+        variants: 0,
     };
     // `cargo bench` passes `--bench`; without it (`cargo test --benches`)
     // the harness runs as a smoke test, like criterion's test mode.
@@ -260,8 +261,8 @@ fn parse_args() -> Args {
 fn backends(w: &Workload, args: &Args) -> Vec<Kind> {
     let mut v = Vec::new();
     for &k in w.backends {
-        if k == Kind::Raftwal && !args.variants.is_empty() {
-            v.extend(args.variants.iter().map(|&i| Kind::Variant(i)));
+        if k == Kind::Raftwal && args.variants > 0 {
+            v.extend((0..args.variants).map(Kind::Variant));
             continue;
         }
         v.push(k);

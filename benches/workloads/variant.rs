@@ -4,8 +4,10 @@
 //!
 //! A variant is `RaftLogStore` opened with the workload's usual options
 //! (`SyncPolicy::Always` or `Manual`, as the workload's durability asks)
-//! and then one option changed. Its backend name is `raftwal:<variant>`.
+//! and then one option changed (or several: `a+b`). Its backend name is
+//! `raftwal:<variant>`.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use raftwal::{Options, Preallocate, SyncPolicy};
@@ -51,25 +53,78 @@ pub const VARIANTS: &[Variant] = &[
         .preallocate(Preallocate::ZeroFill)),
 ];
 
-/// The indexes into [`VARIANTS`] that `list` (comma-separated names or
-/// group names) selects, in table order; panics on a name it does not know.
-pub fn select(list: &str) -> Vec<usize> {
-    let words: Vec<&str> = list.split(',').map(str::trim).collect();
-    for w in &words {
-        let known = VARIANTS
-            .iter()
-            .any(|v| v.name == *w || v.name.split('=').next() == Some(*w));
-        if !known {
-            let names: Vec<&str> = VARIANTS.iter().map(|v| v.name).collect();
-            panic!("unknown variant {w}; known: {}", names.join(", "));
+/// A selected variant: one or more settings of [`VARIANTS`] applied in
+/// turn (`prealloc=zero-fill+segment=16m`).
+pub struct Selected {
+    /// The backend name: `raftwal:` and the settings joined by `+`.
+    pub backend: &'static str,
+    /// Indexes into [`VARIANTS`].
+    pub parts: Vec<usize>,
+}
+
+impl Selected {
+    /// The options of the workload with every setting applied.
+    pub fn apply(&self, mut opts: Options) -> Options {
+        for &i in &self.parts {
+            opts = (VARIANTS[i].apply)(opts);
         }
+        opts
     }
-    (0..VARIANTS.len())
-        .filter(|&i| {
-            let v = &VARIANTS[i];
-            words
-                .iter()
-                .any(|w| v.name == *w || v.name.split('=').next() == Some(*w))
+}
+
+static SELECTED: OnceLock<Vec<Selected>> = OnceLock::new();
+
+/// The variants selected by `--variants` (empty when it was not given).
+pub fn selected() -> &'static [Selected] {
+    SELECTED.get().map_or(&[], Vec::as_slice)
+}
+
+/// Selects the variants `list` names (comma-separated; a group name such
+/// as `prealloc` stands for each of its settings, `a+b` for both settings
+/// at once) and returns how many; panics on a name it does not know.
+pub fn select(list: &str) -> usize {
+    let mut out = Vec::new();
+    for word in list.split(',').map(str::trim) {
+        let parts: Vec<usize> = if word.contains('+') {
+            word.split('+').map(|w| find(w.trim())).collect()
+        } else if let Some(group) = group(word) {
+            for i in group {
+                out.push(Selected {
+                    backend: VARIANTS[i].backend,
+                    parts: vec![i],
+                });
+            }
+            continue;
+        } else {
+            vec![find(word)]
+        };
+        let names: Vec<&str> = parts.iter().map(|&i| VARIANTS[i].name).collect();
+        let backend = format!("raftwal:{}", names.join("+"));
+        out.push(Selected {
+            // Lives as long as the run; a handful of names.
+            backend: Box::leak(backend.into_boxed_str()),
+            parts,
+        });
+    }
+    let n = out.len();
+    assert!(SELECTED.set(out).is_ok(), "--variants given twice");
+    n
+}
+
+/// The settings of group `word` (the part of a name before `=`), if any.
+fn group(word: &str) -> Option<Vec<usize>> {
+    let v: Vec<usize> = (0..VARIANTS.len())
+        .filter(|&i| VARIANTS[i].name.split('=').next() == Some(word))
+        .collect();
+    (!v.is_empty()).then_some(v)
+}
+
+fn find(name: &str) -> usize {
+    VARIANTS
+        .iter()
+        .position(|v| v.name == name)
+        .unwrap_or_else(|| {
+            let names: Vec<&str> = VARIANTS.iter().map(|v| v.name).collect();
+            panic!("unknown variant {name}; known: {}", names.join(", "))
         })
-        .collect()
 }

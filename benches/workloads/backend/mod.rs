@@ -28,8 +28,8 @@ pub enum Kind {
     RaftEngine,
     /// raft-rs's `MemStorage` (reads only).
     Mem,
-    /// `RaftLogStore` with one option changed: an index into
-    /// [`VARIANTS`](crate::variant::VARIANTS) (`--variants`).
+    /// `RaftLogStore` with options changed: an index into
+    /// [`selected`](crate::variant::selected) (`--variants`).
     Variant(usize),
 }
 
@@ -42,7 +42,7 @@ impl Kind {
             Kind::Raw => "raw",
             Kind::RaftEngine => "raft-engine",
             Kind::Mem => "mem",
-            Kind::Variant(i) => crate::variant::VARIANTS[i].backend,
+            Kind::Variant(i) => crate::variant::selected()[i].backend,
         }
     }
 }
@@ -105,10 +105,8 @@ pub fn open(kind: Kind, dir: &Path, durability: Durability) -> Box<dyn Backend> 
         Kind::Raw => Box::new(Raw::new(dir, durability)),
         Kind::RaftEngine => Box::new(Engine::new(dir, durability)),
         Kind::Mem => Box::new(mem::Mem::new()),
-        Kind::Variant(i) => Box::new(RaftwalStore::with(
-            dir,
-            durability,
-            crate::variant::VARIANTS[i].apply,
-        )),
+        Kind::Variant(i) => Box::new(RaftwalStore::with(dir, durability, |o| {
+            crate::variant::selected()[i].apply(o)
+        })),
     }
 }

@@ -34,7 +34,7 @@ impl RaftwalStore {
     pub fn with(
         dir: &Path,
         durability: Durability,
-        change: fn(Options) -> Options,
+        change: impl FnOnce(Options) -> Options,
     ) -> RaftwalStore {
         let mut s = RaftwalStore {
             dir: dir.to_path_buf(),
