@@ -64,7 +64,10 @@ pub enum Preallocate {
     /// fastest durable path on the reference machine. It writes every
     /// segment's bytes twice (once as zeros, in the background). When the
     /// thread is behind, a roll allocates on the spot instead (never a
-    /// zero-fill on the writer's thread).
+    /// zero-fill on the writer's thread). A new log's first segment is
+    /// zero-filled at open (≈ 60-150 ms for 64 MiB on the reference
+    /// machine). The default: see "What each option costs" in
+    /// `docs/PERFORMANCE.md`.
     ZeroFill,
 }
 
@@ -93,7 +96,7 @@ pub struct Options {
     /// preallocated length are unused space, so under
     /// [`RecoveryMode::AbsoluteConsistency`] a tail zeroed by a crash there
     /// reads as the end of the log, not as damage.
-    /// Default: [`Preallocate::Allocate`].
+    /// Default: [`Preallocate::ZeroFill`].
     pub preallocate: Preallocate,
     /// Where every file operation goes: the file-system seam. Default:
     /// [`StdFileSystem`], the operating system's files. Tests plug in
@@ -109,7 +112,7 @@ impl Default for Options {
             segment_size: 64 << 20,
             max_entry_size: 64 << 20,
             recovery_mode: RecoveryMode::TolerateTailCorruption,
-            preallocate: Preallocate::Allocate,
+            preallocate: Preallocate::ZeroFill,
             file_system: Arc::new(StdFileSystem),
         }
     }
