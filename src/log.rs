@@ -6,18 +6,15 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 use prost::bytes::Bytes;
-use prost::Message;
 
 use crate::durability::Durability;
 use crate::error::{Error, Result};
-use crate::frame::{self, FrameHeader, FrameType, HEADER_LEN};
 use crate::fs::FileSystem;
-use crate::index::{Index, Loc, Segment};
+use crate::index::Index;
 use crate::options::{Options, Preallocate};
 use crate::prepare::Preparer;
-use crate::proto;
 use crate::recovery::{self, RecoveryReport};
-use crate::segment::ENTRY_OVERHEAD;
+use crate::remove::Remover;
 use crate::sync::Syncer;
 use crate::write::Writer;
 
@@ -60,6 +57,8 @@ pub(crate) struct Inner {
     pub preparer: Mutex<Option<Preparer>>,
     /// Threads writing the footers of sealed segments.
     sealers: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// Unlinks the segments a compaction superseded.
+    pub remover: Remover,
     pub report: RecoveryReport,
 }
 
@@ -187,6 +186,7 @@ impl Log {
             pipeline: Mutex::new(None),
             preparer: Mutex::new(None),
             sealers: Mutex::new(Vec::new()),
+            remover: Remover::new(Arc::clone(&opts.file_system), &dir),
             index: RwLock::new(rec.index),
             report: rec.report,
             dir,
@@ -249,124 +249,6 @@ impl Log {
         self.inner.index.read().state.as_ref().map(|s| s.0.clone())
     }
 
-    /// Reads entry `index`: one lookup in memory, one `pread` of exactly its
-    /// frame, CRC verified.
-    pub fn get_entry(&self, index: u64) -> Result<Entry> {
-        let ix = self.inner.index.read();
-        check_range(&ix, index)?;
-        let (seg, loc) = ix.locate(index).ok_or_else(|| {
-            internal(
-                &self.inner.dir,
-                format!("index has no location for {index}"),
-            )
-        })?;
-        let mut buf = vec![0u8; loc.len as usize];
-        seg.file
-            .read_exact_at(&mut buf, u64::from(loc.offset))
-            .map_err(|e| Error::io("read entry", &seg.path, e))?;
-        decode_entry(
-            seg,
-            loc,
-            Bytes::from(buf),
-            index,
-            self.inner.opts.max_entry_size,
-        )
-    }
-
-    /// Reads entries `lo..hi` with one `pread` per segment. When
-    /// `max_bytes` is given, stops once the entries' data adds up to more
-    /// than it, but always returns at least one entry.
-    ///
-    /// Errors with [`Error::Compacted`] when `lo < first_index()` and
-    /// [`Error::Unavailable`] when `hi > last_index() + 1`.
-    pub fn entries(&self, lo: u64, hi: u64, max_bytes: Option<u64>) -> Result<Vec<Entry>> {
-        let ix = self.inner.index.read();
-        if lo > hi {
-            return Err(Error::InvalidArgument(format!(
-                "range {lo}..{hi} is inverted"
-            )));
-        }
-        if lo < ix.first_index {
-            return Err(Error::Compacted {
-                index: lo,
-                first_index: ix.first_index,
-            });
-        }
-        if hi > ix.last_index + 1 {
-            return Err(Error::Unavailable {
-                index: hi - 1,
-                last_index: ix.last_index,
-            });
-        }
-        let mut out = Vec::with_capacity((hi - lo).min(4096) as usize);
-        let max = max_bytes.unwrap_or(u64::MAX);
-        // A lower bound of the data bytes read so far: an entry frame's data
-        // is at least its length less ENTRY_OVERHEAD, so stopping when the
-        // bound passes `max` never drops an entry the exact rule keeps.
-        let mut at_least = 0u64;
-        let mut next = lo;
-        'segments: while next < hi {
-            let k = ix
-                .segment_pos(next)
-                .ok_or_else(|| internal(&self.inner.dir, format!("no segment holds {next}")))?;
-            let seg = &ix.segments[k];
-            let end = hi.min(seg.end_index());
-            let mut stop = next;
-            let (mut min_off, mut max_end) = (u64::MAX, 0u64);
-            let mut full = false;
-            while stop < end {
-                let loc = seg.locs[(stop - seg.first_index) as usize];
-                at_least =
-                    at_least.saturating_add(u64::from(loc.len).saturating_sub(ENTRY_OVERHEAD));
-                if stop > lo && at_least > max {
-                    full = true;
-                    break;
-                }
-                min_off = min_off.min(u64::from(loc.offset));
-                max_end = max_end.max(u64::from(loc.offset) + u64::from(loc.len));
-                stop += 1;
-            }
-            if stop > next {
-                // One pread for this segment's part of the range.
-                let mut buf = vec![0u8; (max_end - min_off) as usize];
-                seg.file
-                    .read_exact_at(&mut buf, min_off)
-                    .map_err(|e| Error::io("read entries", &seg.path, e))?;
-                let buf = Bytes::from(buf);
-                for i in next..stop {
-                    let loc = seg.locs[(i - seg.first_index) as usize];
-                    let at = (u64::from(loc.offset) - min_off) as usize;
-                    let frame = buf.slice(at..at + loc.len as usize);
-                    out.push(decode_entry(
-                        seg,
-                        loc,
-                        frame,
-                        i,
-                        self.inner.opts.max_entry_size,
-                    )?);
-                }
-            }
-            next = stop;
-            if full {
-                break 'segments;
-            }
-        }
-        // The exact rule: at least one entry, then while the data fits.
-        if max_bytes.is_some() {
-            let mut size = 0u64;
-            let keep = out
-                .iter()
-                .enumerate()
-                .take_while(|(j, e)| {
-                    size = size.saturating_add(e.data.len() as u64);
-                    *j == 0 || size <= max
-                })
-                .count();
-            out.truncate(keep);
-        }
-        Ok(out)
-    }
-
     /// A streaming iterator over entries `lo..hi` (clamped to the log's
     /// current range when it starts): one entry in memory at a time. Each
     /// step reads one entry, so entries cut or compacted while iterating
@@ -426,6 +308,7 @@ impl Drop for Log {
             p.stop();
         }
         self.inner.join_sealers();
+        self.inner.remover.stop();
         if let Err(e) = self.inner.sync_if_dirty() {
             log::error!(
                 "raftwal: final sync of {} failed: {e}",
@@ -505,7 +388,7 @@ pub(crate) fn term_in(ix: &Index, index: u64) -> Result<u64> {
     })
 }
 
-fn check_range(ix: &Index, index: u64) -> Result<()> {
+pub(crate) fn check_range(ix: &Index, index: u64) -> Result<()> {
     if index < ix.first_index {
         return Err(Error::Compacted {
             index,
@@ -519,43 +402,4 @@ fn check_range(ix: &Index, index: u64) -> Result<()> {
         });
     }
     Ok(())
-}
-
-/// Verifies and decodes the entry frame `frame` read from `loc` in `seg`.
-fn decode_entry(seg: &Segment, loc: Loc, frame: Bytes, index: u64, max: u64) -> Result<Entry> {
-    let offset = u64::from(loc.offset);
-    let bad = |reason: String| Error::corruption(&seg.path, offset, reason);
-    let head: [u8; HEADER_LEN] = frame
-        .get(..HEADER_LEN)
-        .and_then(|h| h.try_into().ok())
-        .ok_or_else(|| bad("frame shorter than its header".into()))?;
-    let h = FrameHeader::parse(&head);
-    if FrameType::from_u8(h.ty) != Some(FrameType::Entry)
-        || h.len as usize != frame.len() - HEADER_LEN
-    {
-        return Err(bad(format!(
-            "expected an entry frame of {} bytes, found type {} length {}",
-            loc.len, h.ty, h.len
-        )));
-    }
-    if u64::from(h.len) > max + ENTRY_OVERHEAD {
-        return Err(bad(format!("frame length {} exceeds the limit", h.len)));
-    }
-    let payload = frame.slice(HEADER_LEN..);
-    if !h.verify(frame::salt(seg.sequence), &payload) {
-        return Err(bad("CRC mismatch on read".into()));
-    }
-    let e =
-        proto::Entry::decode(payload).map_err(|e| bad(format!("entry does not decode: {e}")))?;
-    if e.index != index {
-        return Err(bad(format!(
-            "frame holds entry {} where {index} was expected",
-            e.index
-        )));
-    }
-    Ok(Entry {
-        index: e.index,
-        term: e.term,
-        data: e.data,
-    })
 }

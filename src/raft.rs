@@ -736,25 +736,26 @@ fn remove_old_snapshot(
     }
 }
 
-/// Decodes a log entry's data into a raft entry (sharing its bytes).
-fn decode_entry(dir: &Path, e: crate::Entry) -> Result<Entry> {
-    let r = match raft_codec::decode(&e.data) {
-        Some(r) => r,
-        None => Entry::parse_from_carllerche_bytes(&e.data).map_err(|err| {
+/// Decodes log entry `index` (of `term`), whose data is `data`, into a raft
+/// entry that keeps `data`'s bytes.
+fn decode_entry(dir: &Path, index: u64, term: u64, data: Bytes) -> Result<Entry> {
+    let r = match raft_codec::decode_owned(data) {
+        Ok(r) => r,
+        Err(data) => Entry::parse_from_carllerche_bytes(&data).map_err(|err| {
             Error::corruption(
                 dir,
                 0,
-                format!("log entry {} is not a raft entry: {err}", e.index),
+                format!("log entry {index} is not a raft entry: {err}"),
             )
         })?,
     };
-    if r.index != e.index || r.term != e.term {
+    if r.index != index || r.term != term {
         return Err(Error::corruption(
             dir,
             0,
             format!(
-                "log entry {} (term {}) holds raft entry {} (term {})",
-                e.index, e.term, r.index, r.term
+                "log entry {index} (term {term}) holds raft entry {} (term {})",
+                r.index, r.term
             ),
         ));
     }
@@ -799,11 +800,9 @@ impl raft::Storage for RaftLogStore {
     ) -> raft::Result<Vec<Entry>> {
         let max = max_size.into().filter(|&m| m != raft::NO_LIMIT);
         let sh = &*self.shared;
-        let raw = sh.log.entries(low, high, max)?;
-        let mut out = Vec::with_capacity(raw.len());
-        for e in raw {
-            out.push(decode_entry(&sh.dir, e)?);
-        }
+        let mut out = sh.log.read_with(low, high, max, |index, term, data| {
+            decode_entry(&sh.dir, index, term, data)
+        })?;
         raft::util::limit_size(&mut out, max);
         Ok(out)
     }

@@ -5,7 +5,9 @@
 //! every `entries` call. Anything the fast decoder does not expect (an
 //! unknown field or enum value) falls back to rust-protobuf.
 
-use prost::bytes::Bytes;
+use std::ops::Range;
+
+use prost::bytes::{Buf, Bytes};
 use prost::encoding::{decode_varint, encode_key, encode_varint, encoded_len_varint, WireType};
 use raft::eraftpb::{Entry, EntryType};
 
@@ -72,10 +74,32 @@ pub(crate) fn encode(e: &Entry, buf: &mut Vec<u8>) -> bool {
     true
 }
 
-/// Decodes an entry, sharing `data`'s bytes for its data and context.
-/// `None` for anything unexpected (the caller falls back to rust-protobuf).
-pub(crate) fn decode(data: &Bytes) -> Option<Entry> {
+/// Decodes an entry, sharing `data`'s bytes for its data and context. When
+/// the entry's data ends the encoding and it has no context (every entry
+/// but those with a context), its data is `data` itself, advanced past the
+/// other fields: no reference count taken. Gives `data` back for anything
+/// unexpected (the caller falls back to rust-protobuf).
+pub(crate) fn decode_owned(mut data: Bytes) -> Result<Entry, Bytes> {
+    let Some((mut e, d, c)) = scan(&data) else {
+        return Err(data);
+    };
+    if c.is_empty() && d.end == data.len() {
+        e.context = Bytes::new();
+        data.advance(d.start);
+        e.data = data;
+    } else {
+        e.data = data.slice(d);
+        e.context = data.slice(c);
+    }
+    Ok(e)
+}
+
+/// Decodes an entry's fields but data and context, whose ranges in `data`
+/// it returns (empty when absent; the last occurrence wins, as in
+/// protobuf).
+fn scan(data: &[u8]) -> Option<(Entry, Range<usize>, Range<usize>)> {
     let mut e = Entry::default();
+    let (mut d, mut c) = (0..0, 0..0);
     let mut buf: &[u8] = data;
     while !buf.is_empty() {
         let key = decode_varint(&mut buf).ok()?;
@@ -93,22 +117,19 @@ pub(crate) fn decode(data: &Bytes) -> Option<Entry> {
             (5, 0) => e.sync_log = decode_varint(&mut buf).ok()? != 0,
             (field @ (4 | 6), 2) => {
                 let len = usize::try_from(decode_varint(&mut buf).ok()?).ok()?;
-                if len > buf.len() {
-                    return None;
-                }
+                let rest = buf.get(len..)?;
                 let start = data.len() - buf.len();
-                let bytes = data.slice(start..start + len);
-                buf = &buf[len..];
                 if field == 4 {
-                    e.data = bytes;
+                    d = start..start + len;
                 } else {
-                    e.context = bytes;
+                    c = start..start + len;
                 }
+                buf = rest;
             }
             _ => return None,
         }
     }
-    Some(e)
+    Some((e, d, c))
 }
 
 #[cfg(test)]
@@ -158,7 +179,7 @@ mod tests {
     fn reads_what_rust_protobuf_writes() {
         for e in entries() {
             let bytes = Bytes::from(e.write_to_bytes().unwrap());
-            assert_eq!(decode(&bytes), Some(e));
+            assert_eq!(decode_owned(bytes), Ok(e));
         }
     }
 
@@ -166,7 +187,8 @@ mod tests {
     fn declines_what_it_does_not_know() {
         // An unknown field, an unknown enum value, a length past the end.
         for bad in [&[0x38u8, 1][..], &[0x08, 9], &[0x22, 5, 1]] {
-            assert_eq!(decode(&Bytes::copy_from_slice(bad)), None, "{bad:?}");
+            let bytes = Bytes::copy_from_slice(bad);
+            assert_eq!(decode_owned(bytes.clone()), Err(bytes), "{bad:?}");
         }
     }
 }

@@ -524,7 +524,8 @@ impl Log {
 
     /// Discards entries before `index`: records the new first index and the
     /// term of `index - 1` durably (always synced, whatever the policy), then
-    /// deletes the segments that lie wholly below `index`. A no-op when
+    /// deletes the segments that lie wholly below `index` on a background
+    /// thread (they are gone by the time the `Log` is dropped). A no-op when
     /// `index <= first_index()`; [`Error::Unavailable`] when
     /// `index > last_index() + 1`.
     pub fn compact(&self, index: u64) -> Result<()> {
@@ -580,8 +581,11 @@ impl Log {
             ix.trim_terms_below(start);
             removed
         };
-        remove_files(&*inner.opts.file_system, &inner.dir, removed)
-            .map_err(|e| inner.durability.poison(e))
+        // The marker is durable: the removed segments are superseded (an
+        // open removes any it finds), so unlinking them, slow for big files,
+        // is left to the background remover.
+        inner.remover.remove(removed);
+        Ok(())
     }
 
     /// Empties the log so that it continues at `next_index`, with

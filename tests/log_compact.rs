@@ -1,5 +1,6 @@
 //! `compact`: the first index and the term before it are kept across a
-//! reopen, segments wholly below the new first index are deleted from disk,
+//! reopen, segments wholly below the new first index are deleted from disk
+//! (in the background, by the time the log is dropped),
 //! the error and no-op cases, compacting everything, and appending after.
 
 mod common;
@@ -56,21 +57,26 @@ fn segments_wholly_below_are_deleted() {
     let dir = tempfile::tempdir().unwrap();
     let (log, mut m) = setup(dir.path());
     let segs = log.segments();
-    // Compact to the middle of the fourth segment: the first three go.
+    // Compact to the middle of the fourth segment: the first three go (in
+    // the background: they are gone once the log is dropped).
     let at = segs[3].1 + segs[3].2 / 2;
     log.compact(at).unwrap();
     m.compact(at);
+    assert_eq!(log.segments().len(), segs.len() - 3);
+    m.check(&log);
+    drop(log);
     let left: Vec<PathBuf> = segs[3..].iter().map(|s| s.0.clone()).collect();
     assert_eq!(segment_files(dir.path()), left);
-    assert_eq!(log.segments().len(), segs.len() - 3);
+    let log = Log::open(dir.path(), opts()).unwrap();
+    assert!(log.recovery_report().segments_removed.is_empty());
     // Compacting to exactly the first index of a segment deletes all
     // segments before it.
     let at = segs[4].1;
     log.compact(at).unwrap();
     m.compact(at);
+    drop(log);
     let left: Vec<PathBuf> = segs[4..].iter().map(|s| s.0.clone()).collect();
     assert_eq!(segment_files(dir.path()), left);
-    drop(log);
     let log = Log::open(dir.path(), opts()).unwrap();
     m.check(&log);
     assert!(log.recovery_report().segments_removed.is_empty());
@@ -89,6 +95,9 @@ fn beyond_last_is_an_error_and_at_or_below_first_is_a_no_op() {
     m.check(&log);
     log.compact(100).unwrap();
     m.compact(100);
+    // Reopened, so that the compaction's background unlinks are done.
+    drop(log);
+    let log = Log::open(dir.path(), opts()).unwrap();
     let before = file_sizes(dir.path());
     log.compact(100).unwrap();
     log.compact(37).unwrap();
@@ -111,8 +120,8 @@ fn compact_everything_then_append() {
     assert!(log.is_empty());
     m.check(&log);
     assert_eq!(log.term(400).unwrap(), 1 + 381 / 60);
-    assert_eq!(segment_files(dir.path()).len(), 1);
     drop(log);
+    assert_eq!(segment_files(dir.path()).len(), 1);
     let log = Log::open(dir.path(), opts()).unwrap();
     m.check(&log);
     // Terms may not go below the compacted term.
@@ -146,9 +155,9 @@ fn state_in_a_deleted_segment_survives() {
     let first_seg = log.segments()[0].0.clone();
     log.compact(250).unwrap();
     m.compact(250);
-    assert!(!first_seg.exists());
     m.check(&log);
     drop(log);
+    assert!(!first_seg.exists());
     let log = Log::open(dir.path(), opts()).unwrap();
     m.check(&log);
 }

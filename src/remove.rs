@@ -1,0 +1,147 @@
+//! The background remover: unlinks segment files that a durable marker has
+//! already superseded, then syncs the directory, off the caller's thread.
+//!
+//! Unlinking a 64 MiB segment makes ext4 free (and, mounted with `discard`,
+//! trim) its extents there and then: tens of milliseconds per file. A
+//! compaction is durable once its marker is synced; the segments wholly below
+//! the new first index are garbage from then on, and recovery removes any it
+//! finds (`Recovery::finish`). So `Log::compact` hands them to this thread and
+//! returns.
+//!
+//! Errors here never fail a call or poison the log:
+//! * a failed unlink leaves a superseded file, which the next open removes;
+//! * a failed directory fsync leaves unlinks that a power cut may undo, which
+//!   is the state a crash just before them would leave, and recovery removes
+//!   the files again. Nothing acknowledged depends on the unlinks, so
+//!   poisoning the log (refusing every later write) would buy nothing; if the
+//!   file system is really failing, the next data fsync reports it and
+//!   poisons the log as usual.
+//!
+//! The thread starts on first use and is joined when the `Log` is dropped,
+//! after it has removed everything it was given: the files are gone when the
+//! `Log` is.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::fs::FileSystem;
+use crate::segment;
+
+/// Removes superseded segment files in the background (see the module
+/// documentation).
+pub(crate) struct Remover {
+    fs: Arc<dyn FileSystem>,
+    dir: PathBuf,
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    cv: Condvar,
+}
+
+#[derive(Default)]
+struct State {
+    queue: Vec<PathBuf>,
+    stop: bool,
+}
+
+impl Remover {
+    /// A remover for files of `dir`; its thread starts on first use.
+    pub(crate) fn new(fs: Arc<dyn FileSystem>, dir: &Path) -> Remover {
+        Remover {
+            fs,
+            dir: dir.to_path_buf(),
+            shared: Arc::new(Shared {
+                state: Mutex::new(State::default()),
+                cv: Condvar::new(),
+            }),
+            thread: Mutex::new(None),
+        }
+    }
+
+    /// Queues `paths` for removal, then a directory fsync. When the thread
+    /// cannot be started (or the remover was stopped), removes them on the
+    /// caller's thread, with the same error handling.
+    pub(crate) fn remove(&self, paths: Vec<PathBuf>) {
+        if paths.is_empty() {
+            return;
+        }
+        let mut thread = self.thread.lock();
+        let stopped = self.shared.state.lock().stop;
+        if thread.is_none() && !stopped {
+            let shared = Arc::clone(&self.shared);
+            let fs = Arc::clone(&self.fs);
+            let dir = self.dir.clone();
+            match std::thread::Builder::new()
+                .name("raftwal-remove".into())
+                .spawn(move || shared.run(&*fs, &dir))
+            {
+                Ok(h) => *thread = Some(h),
+                Err(e) => log::warn!("raftwal: could not start the segment remover: {e}"),
+            }
+        }
+        if thread.is_none() || stopped {
+            drop(thread);
+            remove_now(&*self.fs, &self.dir, &paths);
+            return;
+        }
+        drop(thread);
+        self.shared.state.lock().queue.extend(paths);
+        self.shared.cv.notify_all();
+    }
+
+    /// Removes everything queued, then stops and joins the thread.
+    pub(crate) fn stop(&self) {
+        self.shared.state.lock().stop = true;
+        self.shared.cv.notify_all();
+        if let Some(t) = self.thread.lock().take() {
+            if t.join().is_err() {
+                log::error!("raftwal: the segment remover panicked");
+            }
+        }
+    }
+}
+
+impl Shared {
+    fn run(&self, fs: &dyn FileSystem, dir: &Path) {
+        let mut s = self.state.lock();
+        loop {
+            while s.queue.is_empty() && !s.stop {
+                self.cv.wait(&mut s);
+            }
+            if s.queue.is_empty() {
+                return;
+            }
+            let paths = std::mem::take(&mut s.queue);
+            drop(s);
+            remove_now(fs, dir, &paths);
+            s = self.state.lock();
+        }
+    }
+}
+
+/// Unlinks `paths` and, when any was unlinked, syncs `dir`. Failures are
+/// logged, never returned (see the module documentation).
+fn remove_now(fs: &dyn FileSystem, dir: &Path, paths: &[PathBuf]) {
+    let mut removed = 0;
+    for p in paths {
+        match fs.remove(p) {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => log::warn!(
+                "raftwal: could not remove superseded segment {} (the next open removes it): {e}",
+                p.display()
+            ),
+        }
+    }
+    if removed > 0 {
+        if let Err(e) = segment::sync_dir(fs, dir) {
+            log::warn!("raftwal: after removing superseded segments: {e} (a crash may bring them back; the next open removes them)");
+        }
+    }
+}
