@@ -3,6 +3,7 @@
 //! writes a header and renames a file.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -21,6 +22,9 @@ pub(crate) struct Preparer {
 struct Shared {
     state: Mutex<State>,
     cv: Condvar,
+    /// Set with `State::stop`, read between the chunks of a zero-fill so
+    /// that closing the log does not wait for a whole segment of zeros.
+    stopping: AtomicBool,
 }
 
 struct State {
@@ -63,6 +67,7 @@ impl Preparer {
                 stop: false,
             }),
             cv: Condvar::new(),
+            stopping: AtomicBool::new(false),
         });
         let s = Arc::clone(&shared);
         let dir = dir.to_path_buf();
@@ -85,6 +90,7 @@ impl Preparer {
     /// Stops the thread. A prepared file stays for the next open to adopt.
     pub(crate) fn stop(&mut self) {
         self.shared.state.lock().stop = true;
+        self.shared.stopping.store(true, Ordering::Relaxed);
         self.shared.cv.notify_all();
         if let Some(t) = self.thread.take() {
             if t.join().is_err() {
@@ -114,7 +120,9 @@ impl Shared {
             s.next_name += 1;
             drop(s);
             let res = match mode {
-                Preallocate::ZeroFill => segment::prepare_zeroed(fs, dir, n, len),
+                Preallocate::ZeroFill => segment::prepare_zeroed_until(fs, dir, n, len, &|| {
+                    self.stopping.load(Ordering::Relaxed)
+                }),
                 Preallocate::Allocate | Preallocate::None => segment::prepare(fs, dir, n, len),
             };
             s = self.state.lock();
