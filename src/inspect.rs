@@ -750,7 +750,7 @@ struct Seg {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Log, Options, RecoveryMode};
+    use crate::{Log, Options, Preallocate, RecoveryMode};
 
     fn e(i: u64, t: u64) -> Entry {
         Entry::new(i, t, format!("entry-{i}-{t}").into_bytes())
@@ -870,9 +870,16 @@ mod tests {
 
     #[test]
     fn torn_tail_is_reported_and_nothing_changes() {
-        for prealloc in [true, false] {
+        let modes = [
+            Preallocate::Allocate,
+            Preallocate::ZeroFill,
+            Preallocate::None,
+        ];
+        for prealloc in modes {
             let dir = tempfile::tempdir().unwrap();
-            let opts = Options::default().preallocate(prealloc);
+            let opts = Options::default()
+                .segment_size(1 << 20)
+                .preallocate(prealloc);
             {
                 let log = Log::open(dir.path(), opts.clone()).unwrap();
                 for i in 1..=10 {
@@ -883,7 +890,7 @@ mod tests {
             let path = last_segment(dir.path());
             let before = std::fs::read(&path).unwrap();
             let scan = scan_dir(dir.path()).unwrap();
-            assert_eq!(scan.problems.len(), 1, "preallocate {prealloc}");
+            assert_eq!(scan.problems.len(), 1, "preallocate {prealloc:?}");
             let p = &scan.problems[0];
             assert_eq!((p.kind, p.offset), (ProblemKind::TornTail, loc.offset));
             assert_eq!(scan.segments[0].data_len, loc.offset);
@@ -898,17 +905,23 @@ mod tests {
 
     #[test]
     fn a_clean_preallocated_segment_ends_at_its_data() {
+        for mode in [Preallocate::Allocate, Preallocate::ZeroFill] {
+            clean_preallocated_segment_ends_at_its_data(mode);
+        }
+    }
+
+    fn clean_preallocated_segment_ends_at_its_data(mode: Preallocate) {
         let dir = tempfile::tempdir().unwrap();
-        let log = Log::open(dir.path(), Options::default().preallocate(true)).unwrap();
+        let opts = Options::default().segment_size(1 << 20).preallocate(mode);
+        let log = Log::open(dir.path(), opts).unwrap();
         log.append(&[e(1, 1), e(2, 1)]).unwrap();
         let scan = scan_dir(dir.path()).unwrap();
         assert!(scan.is_clean());
         let seg = &scan.segments[0];
         let last = scan.entry_locations()[1];
         assert_eq!(seg.data_len, last.offset + u64::from(last.len));
-        if seg.preallocated > 0 {
-            assert_eq!(seg.size, seg.preallocated);
-        }
+        assert_eq!(seg.preallocated, 1 << 20, "{mode:?}");
+        assert_eq!(seg.size, seg.preallocated);
     }
 
     #[test]

@@ -49,7 +49,7 @@ pub use crate::batch::WriteBatch;
 pub use crate::durability::Ticket;
 pub use crate::error::{Error, Result};
 pub use crate::log::{Entry, Iter, Log, LogStats, LOCK_FILE};
-pub use crate::options::{Options, RecoveryMode, SyncPolicy};
+pub use crate::options::{Options, Preallocate, RecoveryMode, SyncPolicy};
 pub use crate::raft::RaftLogStore;
 pub use crate::recovery::RecoveryReport;
 

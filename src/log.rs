@@ -11,7 +11,7 @@ use crate::durability::Durability;
 use crate::error::{Error, Result};
 use crate::fs::FileSystem;
 use crate::index::Index;
-use crate::options::Options;
+use crate::options::{Options, Preallocate};
 use crate::prepare::Preparer;
 use crate::recovery::{self, RecoveryReport};
 use crate::remove::Remover;
@@ -193,11 +193,12 @@ impl Log {
             opts,
             _lock: lock,
         });
-        if inner.opts.preallocate {
+        if inner.opts.preallocate != Preallocate::None {
             *inner.preparer.lock() = Some(Preparer::start(
                 Arc::clone(&inner.opts.file_system),
                 &inner.dir,
                 inner.opts.segment_size,
+                inner.opts.preallocate,
             ));
         }
         let syncer = Syncer::start(&inner, sync);

@@ -41,6 +41,36 @@ pub enum RecoveryMode {
     TolerateAnyCorruption,
 }
 
+/// How segment files are prepared before the log writes into them. The
+/// header of a prepared segment records its length in `preallocated`
+/// (FORMAT.md): zeros below it are unused space, whichever way they were
+/// made, so the modes can be changed between opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preallocate {
+    /// Segments are created empty and grow as they are written: every
+    /// synced append also writes the file's new size (≈ 144 µs per 256 B
+    /// synced append on the reference machine, against ≈ 97 µs into
+    /// allocated space).
+    None,
+    /// A background thread creates the next segment at its full
+    /// `segment_size` with `fallocate`: appends never grow the file, but
+    /// each first write to a block converts an unwritten extent, which the
+    /// next `fdatasync` must commit.
+    Allocate,
+    /// As [`Allocate`](Preallocate::Allocate), then the background thread
+    /// writes zeros over the whole segment (1 MiB at a time) and syncs
+    /// them, leaving the pages cached: appends then overwrite blocks that
+    /// are already written and cached, as a pre-zeroed file is, the
+    /// fastest durable path on the reference machine. It writes every
+    /// segment's bytes twice (once as zeros, in the background). When the
+    /// thread is behind, a roll allocates on the spot instead (never a
+    /// zero-fill on the writer's thread). A new log's first segment is
+    /// zero-filled at open (≈ 60-150 ms for 64 MiB on the reference
+    /// machine). The default: see "What each option costs" in
+    /// `docs/PERFORMANCE.md`.
+    ZeroFill,
+}
+
 /// Options for opening a log. Build them with [`Options::default`] and the
 /// fields you want to change.
 #[derive(Debug, Clone)]
@@ -60,16 +90,14 @@ pub struct Options {
     /// How recovery treats bad frames. Default:
     /// [`RecoveryMode::TolerateTailCorruption`].
     pub recovery_mode: RecoveryMode,
-    /// Whether segment files are preallocated to `segment_size` (with
-    /// `fallocate`) by a background thread before they are needed, so an
-    /// append never grows a file (a growing file makes every `fdatasync`
-    /// write the file size too: ≈ 144 µs against ≈ 97 µs per 256 B synced
-    /// append on the reference machine) and a segment roll never waits for
-    /// a file to be created. Zeros inside the preallocated length are
-    /// unused space, so under [`RecoveryMode::AbsoluteConsistency`] a tail
-    /// zeroed by a crash there reads as the end of the log, not as damage.
-    /// Default: `true`.
-    pub preallocate: bool,
+    /// How segment files are prepared ahead of use by a background thread
+    /// (see [`Preallocate`]), so that an append never grows a file and a
+    /// segment roll never waits for a file to be created. Zeros inside the
+    /// preallocated length are unused space, so under
+    /// [`RecoveryMode::AbsoluteConsistency`] a tail zeroed by a crash there
+    /// reads as the end of the log, not as damage.
+    /// Default: [`Preallocate::ZeroFill`].
+    pub preallocate: Preallocate,
     /// Where every file operation goes: the file-system seam. Default:
     /// [`StdFileSystem`], the operating system's files. Tests plug in
     /// fault-injecting and power-loss simulators here; users can plug in
@@ -84,7 +112,7 @@ impl Default for Options {
             segment_size: 64 << 20,
             max_entry_size: 64 << 20,
             recovery_mode: RecoveryMode::TolerateTailCorruption,
-            preallocate: true,
+            preallocate: Preallocate::ZeroFill,
             file_system: Arc::new(StdFileSystem),
         }
     }
@@ -121,8 +149,8 @@ impl Options {
     }
 
     /// Sets [`Options::preallocate`].
-    pub fn preallocate(mut self, on: bool) -> Self {
-        self.preallocate = on;
+    pub fn preallocate(mut self, mode: Preallocate) -> Self {
+        self.preallocate = mode;
         self
     }
 

@@ -1,7 +1,9 @@
 //! The segment preparer: a background thread that keeps one preallocated
-//! segment file ready, so a roll only writes a header and renames a file.
+//! (or zero-filled, see [`Preallocate`]) segment file ready, so a roll only
+//! writes a header and renames a file.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -9,6 +11,7 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex};
 
 use crate::fs::FileSystem;
+use crate::options::Preallocate;
 use crate::segment;
 
 pub(crate) struct Preparer {
@@ -19,6 +22,9 @@ pub(crate) struct Preparer {
 struct Shared {
     state: Mutex<State>,
     cv: Condvar,
+    /// Set with `State::stop`, read between the chunks of a zero-fill so
+    /// that closing the log does not wait for a whole segment of zeros.
+    stopping: AtomicBool,
 }
 
 struct State {
@@ -28,9 +34,16 @@ struct State {
 }
 
 impl Preparer {
-    /// Starts preparing segments of `len` bytes in `dir`. Prepared files
-    /// left by an earlier run are adopted (one) or removed (the rest).
-    pub(crate) fn start(fs: Arc<dyn FileSystem>, dir: &Path, len: u64) -> Preparer {
+    /// Starts preparing segments of `len` bytes in `dir` as `mode` says
+    /// (`Preallocate::None` prepares like `Allocate`: the caller does not
+    /// start a preparer then). Prepared files left by an earlier run are
+    /// adopted (one) or removed (the rest).
+    pub(crate) fn start(
+        fs: Arc<dyn FileSystem>,
+        dir: &Path,
+        len: u64,
+        mode: Preallocate,
+    ) -> Preparer {
         let mut existing = segment::list_prepared(&*fs, dir).unwrap_or_default();
         let ready = existing.pop();
         for extra in existing {
@@ -54,12 +67,13 @@ impl Preparer {
                 stop: false,
             }),
             cv: Condvar::new(),
+            stopping: AtomicBool::new(false),
         });
         let s = Arc::clone(&shared);
         let dir = dir.to_path_buf();
         let thread = std::thread::Builder::new()
             .name("raftwal-prepare".into())
-            .spawn(move || s.run(&*fs, &dir, len))
+            .spawn(move || s.run(&*fs, &dir, len, mode))
             .ok();
         Preparer { shared, thread }
     }
@@ -76,6 +90,7 @@ impl Preparer {
     /// Stops the thread. A prepared file stays for the next open to adopt.
     pub(crate) fn stop(&mut self) {
         self.shared.state.lock().stop = true;
+        self.shared.stopping.store(true, Ordering::Relaxed);
         self.shared.cv.notify_all();
         if let Some(t) = self.thread.take() {
             if t.join().is_err() {
@@ -92,7 +107,7 @@ impl Drop for Preparer {
 }
 
 impl Shared {
-    fn run(&self, fs: &dyn FileSystem, dir: &Path, len: u64) {
+    fn run(&self, fs: &dyn FileSystem, dir: &Path, len: u64, mode: Preallocate) {
         let mut s = self.state.lock();
         loop {
             while s.ready.is_some() && !s.stop {
@@ -104,7 +119,12 @@ impl Shared {
             let n = s.next_name;
             s.next_name += 1;
             drop(s);
-            let res = segment::prepare(fs, dir, n, len);
+            let res = match mode {
+                Preallocate::ZeroFill => segment::prepare_zeroed_until(fs, dir, n, len, &|| {
+                    self.stopping.load(Ordering::Relaxed)
+                }),
+                Preallocate::Allocate | Preallocate::None => segment::prepare(fs, dir, n, len),
+            };
             s = self.state.lock();
             match res {
                 Ok(path) if s.stop => {

@@ -173,6 +173,57 @@ pub fn prepare(fs: &dyn FileSystem, dir: &Path, n: u64, len: u64) -> Result<Path
     Ok(path)
 }
 
+/// The size of each write of zeros by [`prepare_zeroed`].
+const ZERO_CHUNK: usize = 1 << 20;
+
+/// Prepares a segment file of `len` bytes as [`prepare`] does, then writes
+/// zeros over all of it ([`ZERO_CHUNK`] bytes at a time) and syncs them:
+/// appends into it then overwrite written, cached blocks, so their
+/// `fdatasync` commits no extent conversion. The pages stay in the page
+/// cache (an append into an uncached page would read it first). Costs
+/// `len` bytes of writes: for the background preparer and a new log's
+/// first segment, never for a roll on the writer's thread.
+pub fn prepare_zeroed(fs: &dyn FileSystem, dir: &Path, n: u64, len: u64) -> Result<PathBuf> {
+    prepare_zeroed_until(fs, dir, n, len, &|| false)
+}
+
+/// [`prepare_zeroed`], giving up the zero-fill between chunks once `stop`
+/// says so (the log is being closed). The file is kept, allocated and
+/// partly zeroed: still a valid prepared segment, since unwritten space
+/// reads as zeros too.
+pub(crate) fn prepare_zeroed_until(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    n: u64,
+    len: u64,
+    stop: &dyn Fn() -> bool,
+) -> Result<PathBuf> {
+    let path = prepare(fs, dir, n, len)?;
+    let res = open(fs, &path).and_then(|file| {
+        // No larger than the segment: small segments get small buffers.
+        let zeros = vec![0u8; (ZERO_CHUNK as u64).min(len) as usize];
+        let mut at = 0;
+        while at < len {
+            if stop() {
+                return Ok(());
+            }
+            let k = (len - at).min(zeros.len() as u64);
+            // `k <= zeros.len()`, so the slice is in range.
+            let chunk = zeros.get(..k as usize).unwrap_or(&zeros);
+            file.write_all_at(chunk, at)
+                .map_err(|e| Error::io("zero-fill prepared segment", &path, e))?;
+            at += k;
+        }
+        file.sync_data()
+            .map_err(|e| Error::io("fdatasync", &path, e))
+    });
+    if let Err(e) = res {
+        let _ = fs.remove(&path);
+        return Err(e);
+    }
+    Ok(path)
+}
+
 /// Lists the prepared segment files of `dir`.
 pub fn list_prepared(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out: Vec<PathBuf> = fs
@@ -472,6 +523,26 @@ mod tests {
     use crate::fs::StdFileSystem;
 
     const FS: StdFileSystem = StdFileSystem;
+
+    #[test]
+    fn a_stopped_zero_fill_keeps_a_valid_prepared_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let len = 4 * ZERO_CHUNK as u64;
+        let checks = std::cell::Cell::new(0);
+        // Stop after two chunks of zeros.
+        let stop = || {
+            checks.set(checks.get() + 1);
+            checks.get() > 2
+        };
+        let path = prepare_zeroed_until(&FS, dir.path(), 7, len, &stop).unwrap();
+        assert_eq!(checks.get(), 3, "the fill stopped at the third check");
+        let file = open(&FS, &path).unwrap();
+        assert_eq!(file.len().unwrap(), len, "still allocated in full");
+        let mut buf = vec![1u8; len as usize];
+        file.read_exact_at(&mut buf, 0).unwrap();
+        assert!(buf.iter().all(|&b| b == 0), "zeros, written or not");
+        assert_eq!(list_prepared(&FS, dir.path()).unwrap(), vec![path]);
+    }
 
     #[test]
     fn file_names_round_trip() {

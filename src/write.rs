@@ -385,7 +385,7 @@ impl Log {
         let fs = &*inner.opts.file_system;
         let sequence = w.next_sequence;
         w.next_sequence += 1;
-        let prepared = if inner.opts.preallocate {
+        let prepared = if inner.opts.preallocate != crate::Preallocate::None {
             let ready = inner.preparer.lock().as_ref().and_then(|p| p.take());
             // None ready (the preparer is behind, or out of space): allocate
             // on the spot, or fall back to a growing file.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use fs_sim::{Fault, FaultFs, Op, Rng, Scope, SimFs};
 use raftwal::fs::FileSystem;
-use raftwal::{Entry, Log, Options};
+use raftwal::{Entry, Log, Options, Preallocate};
 
 const DIR: &str = "/sim/log";
 const AT: u64 = 120;
@@ -21,7 +21,7 @@ const LAST: u64 = 200;
 fn opts(fs: Arc<dyn FileSystem>) -> Options {
     Options::default()
         .segment_size(4096)
-        .preallocate(false)
+        .preallocate(Preallocate::None)
         .file_system(fs)
 }
 

@@ -34,7 +34,7 @@ use fs_sim::SimFs;
 use prost::Message;
 use raft::eraftpb::{ConfState, Entry as RaftEntry, HardState};
 use raft::Storage;
-use raftwal::{Entry, Error, Log, Options, RaftLogStore, RecoveryMode};
+use raftwal::{Entry, Error, Log, Options, Preallocate, RaftLogStore, RecoveryMode};
 
 // ---------------------------------------------------------------------------
 // The largest allocation made while a case opens and reads.
@@ -202,7 +202,7 @@ const MAX_ENTRY: u64 = 64 << 10;
 /// overhead), with room for small bookkeeping.
 const ALLOC_BOUND: usize = MAX_ENTRY as usize + 1024;
 
-fn opts(fs: &SimFs, mode: RecoveryMode, preallocate: bool) -> Options {
+fn opts(fs: &SimFs, mode: RecoveryMode, preallocate: Preallocate) -> Options {
     Options::default()
         .segment_size(4096)
         .preallocate(preallocate)
@@ -305,7 +305,7 @@ struct Built {
 /// A log of three segments (two sealed) with entries and state frames
 /// spread through them; with `end_with_state` its last frame is a state
 /// frame, otherwise an entry.
-fn build(preallocate: bool, end_with_state: bool) -> Built {
+fn build(preallocate: Preallocate, end_with_state: bool) -> Built {
     let fs = SimFs::new();
     let log = Log::open(
         DIR,
@@ -476,8 +476,14 @@ fn check_entries(log: &Log, last: u64, skip: Option<u64>, ctx: &str) {
 }
 
 /// Runs one log case; returns the outcome seen.
-fn log_case(place: Place, pos: Position, mode: RecoveryMode, expect: Expect, preallocate: bool) {
-    let ctx = format!("{place:?} at {pos:?} under {mode:?} (preallocate {preallocate})");
+fn log_case(
+    place: Place,
+    pos: Position,
+    mode: RecoveryMode,
+    expect: Expect,
+    preallocate: Preallocate,
+) {
+    let ctx = format!("{place:?} at {pos:?} under {mode:?} (preallocate {preallocate:?})");
     let b = build(preallocate, place == StateFrame && pos == Tail);
     let d = damage_log(&b, place, pos);
     let before = b.fs.image();
@@ -591,7 +597,7 @@ fn snapshot_case(pos: Position, mode: RecoveryMode, expect: Expect) {
         ..Default::default()
     };
     {
-        let store = RaftLogStore::open_with(DIR, opts(&fs, mode, false)).unwrap();
+        let store = RaftLogStore::open_with(DIR, opts(&fs, mode, Preallocate::None)).unwrap();
         let es: Vec<RaftEntry> = (1..=10).map(raft_entry).collect();
         let hs = HardState {
             term: 1,
@@ -619,7 +625,7 @@ fn snapshot_case(pos: Position, mode: RecoveryMode, expect: Expect) {
     fs.put(&path, bytes);
     let before = fs.image();
     let (opened, largest) = tracked(|| {
-        let r = RaftLogStore::open_with(DIR, opts(&fs, mode, false));
+        let r = RaftLogStore::open_with(DIR, opts(&fs, mode, Preallocate::None));
         if let Ok(s) = &r {
             let _ = s.snapshot(0, 0);
         }
@@ -684,9 +690,13 @@ fn corruption_matrix() {
     std::panic::set_hook(Box::new(|_| {}));
     for &(place, pos, expects) in TABLE {
         for (mode, expect) in MODES.iter().zip(expects) {
-            let runs: Vec<Option<bool>> = match place {
+            let runs: Vec<Option<Preallocate>> = match place {
                 SnapshotFile => vec![None],
-                _ => vec![Some(false), Some(true)],
+                _ => vec![
+                    Some(Preallocate::None),
+                    Some(Preallocate::Allocate),
+                    Some(Preallocate::ZeroFill),
+                ],
             };
             for preallocate in runs {
                 let r = std::panic::catch_unwind(|| match preallocate {
@@ -708,7 +718,7 @@ fn corruption_matrix() {
     }
     std::panic::set_hook(hook);
     eprintln!(
-        "crash_corruption_matrix: {cases} corruption cases ({} places x positions x 3 recovery modes, log cases with and without preallocation): {} errors with path and offset, {} repairs or kept prefixes, {} errors on read, {} snapshots forgotten",
+        "crash_corruption_matrix: {cases} corruption cases ({} places x positions x 3 recovery modes, log cases without preallocation, fallocated and zero-filled): {} errors with path and offset, {} repairs or kept prefixes, {} errors on read, {} snapshots forgotten",
         TABLE.len(),
         by_outcome[0],
         by_outcome[1],
@@ -730,7 +740,7 @@ fn corruption_matrix() {
 /// header disagrees with its name) stayed and the next open failed.
 #[test]
 fn tolerate_any_drops_a_duplicate_sequence_after_the_damage() {
-    let b = build(false, false);
+    let b = build(Preallocate::None, false);
     let mode = RecoveryMode::TolerateAnyCorruption;
     // The second segment under the first one's sequence.
     let second = b.fs.read(&b.segs[1].path).unwrap();
@@ -742,11 +752,11 @@ fn tolerate_any_drops_a_duplicate_sequence_after_the_damage() {
     b.fs.put(&renamed, second);
     // Damage in the first segment, so a prefix of it is kept.
     let d = damage_log(&b, Crc, EarlierUnsealed);
-    let log = Log::open(DIR, opts(&b.fs, mode, false)).unwrap();
+    let log = Log::open(DIR, opts(&b.fs, mode, Preallocate::None)).unwrap();
     check_entries(&log, d.kept_last, None, "duplicate sequence");
     log.append(&[entry(d.kept_last + 1)]).unwrap();
     drop(log);
-    let log = Log::open(DIR, opts(&b.fs, mode, false)).unwrap();
+    let log = Log::open(DIR, opts(&b.fs, mode, Preallocate::None)).unwrap();
     check_entries(&log, d.kept_last + 1, None, "duplicate sequence, reopened");
     assert!(!b.fs.paths().contains(&renamed));
 }
@@ -758,7 +768,7 @@ fn tolerate_any_drops_a_duplicate_sequence_after_the_damage() {
 /// segments are now never written again: the log goes on in a new one.
 #[test]
 fn a_sealed_segment_is_never_written_again() {
-    let b = build(false, false);
+    let b = build(Preallocate::None, false);
     let mode = RecoveryMode::TolerateTailCorruption;
     // The last segment is only a torn header.
     let last = &b.segs[2].path;
@@ -775,7 +785,7 @@ fn a_sealed_segment_is_never_written_again() {
     let bad = f.index.unwrap();
     let kept = sg.frames.iter().filter_map(|f| f.index).max().unwrap();
     for round in 0..3 {
-        let log = Log::open(DIR, opts(&b.fs, mode, false))
+        let log = Log::open(DIR, opts(&b.fs, mode, Preallocate::None))
             .unwrap_or_else(|e| panic!("open {round}: {e}"));
         check_entries(&log, kept + round, Some(bad), "sealed segment");
         assert!(matches!(log.get_entry(bad), Err(Error::Corruption { .. })));

@@ -20,14 +20,18 @@ use std::sync::Arc;
 use crash_model::{observe, probe_op, raft_entry, snapshot_content, StoreOp, StoreState};
 use fs_sim::{is_enospc, DiskFull, Fault, FaultFs, Faults, Op, Rng, Scope, SimFs};
 use raftwal::fs::FileSystem;
-use raftwal::{Entry, Error, Log, Options, RaftLogStore};
+use raftwal::{Entry, Error, Log, Options, Preallocate, RaftLogStore};
 
 const DIR: &str = "/sim/log";
 
 fn opts(fs: Arc<dyn FileSystem>, preallocate: bool) -> Options {
+    let mode = match preallocate {
+        true => Preallocate::Allocate,
+        false => Preallocate::None,
+    };
     Options::default()
         .segment_size(4096)
-        .preallocate(preallocate)
+        .preallocate(mode)
         .file_system(fs)
 }
 

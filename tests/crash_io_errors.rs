@@ -21,14 +21,18 @@ use std::sync::Arc;
 use crash_model::{expect_one_of, observe, workload, Shape, StoreOp, StoreState};
 use fs_sim::{Fault, FaultFs, Faults, Op, Rng, Scope, SimFs};
 use raftwal::fs::FileSystem;
-use raftwal::{Entry, Error, Log, Options, RaftLogStore, RecoveryMode};
+use raftwal::{Entry, Error, Log, Options, Preallocate, RaftLogStore, RecoveryMode};
 
 const DIR: &str = "/sim/log";
 
 fn opts(fs: Arc<dyn FileSystem>, preallocate: bool) -> Options {
+    let mode = match preallocate {
+        true => Preallocate::Allocate,
+        false => Preallocate::None,
+    };
     Options::default()
         .segment_size(4096)
-        .preallocate(preallocate)
+        .preallocate(mode)
         .file_system(fs)
 }
 

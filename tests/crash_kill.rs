@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use crash_model::{expect_one_of, observe, probe_op, workload, Shape};
 use fs_sim::Rng;
-use raftwal::{Options, RaftLogStore};
+use raftwal::{Options, Preallocate, RaftLogStore};
 
 /// The environment variable that makes this binary the child:
 /// `<directory>,<seed>`.
@@ -41,7 +41,11 @@ fn shape() -> Shape {
 fn opts(seed: u64) -> Options {
     Options::default()
         .segment_size(4096)
-        .preallocate(!seed.is_multiple_of(3))
+        .preallocate(match seed % 3 {
+            0 => Preallocate::None,
+            1 => Preallocate::Allocate,
+            _ => Preallocate::ZeroFill,
+        })
 }
 
 /// The child's role; a no-op in a normal test run.

@@ -23,7 +23,7 @@ use std::sync::Mutex;
 
 use crash_model::{expect_one_of, observe, probe_op, workload, Shape, StoreOp, StoreState};
 use fs_sim::{Rng, SimFs, Trigger};
-use raftwal::{Options, RaftLogStore};
+use raftwal::{Options, Preallocate, RaftLogStore};
 
 const DIR: &str = "/sim/log";
 
@@ -32,7 +32,16 @@ const DIR: &str = "/sim/log";
 const SEEDS: u64 = 150;
 const RANDOM_POINTS: u64 = 24;
 
-fn opts(fs: &SimFs, preallocate: bool) -> Options {
+/// The preallocation mode of workload `n`: each in turn.
+fn mode(n: u64) -> Preallocate {
+    match n % 3 {
+        0 => Preallocate::None,
+        1 => Preallocate::Allocate,
+        _ => Preallocate::ZeroFill,
+    }
+}
+
+fn opts(fs: &SimFs, preallocate: Preallocate) -> Options {
     Options::default()
         .segment_size(4096)
         .preallocate(preallocate)
@@ -58,7 +67,7 @@ fn add(c: &AtomicU64, n: u64) {
 
 struct Case<'a> {
     seed: u64,
-    preallocate: bool,
+    preallocate: Preallocate,
     ops: &'a [StoreOp],
     states: &'a [StoreState],
 }
@@ -106,7 +115,7 @@ impl Case<'_> {
         }
         let what = |stage: &str| {
             format!(
-                "seed {} preallocate {} trigger {trigger:?} (died at {:?}), {acked} ops acknowledged, failure {failure:?}: {stage}",
+                "seed {} preallocate {:?} trigger {trigger:?} (died at {:?}), {acked} ops acknowledged, failure {failure:?}: {stage}",
                 self.seed,
                 self.preallocate,
                 fs.died_at()
@@ -177,7 +186,7 @@ impl Case<'_> {
 fn run_seed(seed: u64, tally: &Tally) -> Result<(), String> {
     let shape = Shape::default();
     let (ops, states) = workload(seed, shape);
-    let preallocate = seed.is_multiple_of(2);
+    let preallocate = mode(seed);
     let case = Case {
         seed,
         preallocate,
@@ -273,7 +282,7 @@ fn compaction_then_roll_keeps_the_term_before_the_first_index() {
     // How many entries make the first segment roll.
     let n = {
         let fs = SimFs::new();
-        let log = raftwal::Log::open(DIR, opts(&fs, false)).unwrap();
+        let log = raftwal::Log::open(DIR, opts(&fs, Preallocate::None)).unwrap();
         let mut n = 0;
         while log.segments().len() == 1 {
             n += 1;
@@ -283,7 +292,7 @@ fn compaction_then_roll_keeps_the_term_before_the_first_index() {
     };
     // Fill the first segment, compact all of it, and roll.
     let fs = SimFs::new();
-    let log = raftwal::Log::open(DIR, opts(&fs, false)).unwrap();
+    let log = raftwal::Log::open(DIR, opts(&fs, Preallocate::None)).unwrap();
     for i in 1..n {
         log.append(&[entry(i)]).unwrap();
     }
@@ -297,7 +306,7 @@ fn compaction_then_roll_keeps_the_term_before_the_first_index() {
     );
     drop(log);
     for _ in 0..3 {
-        let log = raftwal::Log::open(DIR, opts(&fs, false)).unwrap();
+        let log = raftwal::Log::open(DIR, opts(&fs, Preallocate::None)).unwrap();
         assert_eq!(log.first_index(), n);
         assert_eq!(log.term(n - 1).unwrap(), entry(n - 1).term);
         assert_eq!(log.get_entry(n).unwrap(), entry(n));
@@ -316,7 +325,7 @@ fn power_loss_under_group_commit() {
     for case in 0..CASES {
         let mut rng = Rng::new(case);
         let fs = SimFs::new();
-        let pre = case % 2 == 0;
+        let pre = mode(case);
         let log = raftwal::Log::open(DIR, opts(&fs, pre)).unwrap();
         fs.arm(Trigger::Op(rng.range(5, 120)));
         let acked = Mutex::new(Vec::<(u64, Vec<u8>)>::new());

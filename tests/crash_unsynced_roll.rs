@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use fs_sim::{Rng, SimFs, Trigger};
-use raftwal::{Log, Options, SyncPolicy, WriteBatch};
+use raftwal::{Log, Options, Preallocate, SyncPolicy, WriteBatch};
 
 const DIR: &str = "/sim/log";
 const SEEDS: u64 = 3;
@@ -33,7 +33,7 @@ enum Mode {
     Submit,
 }
 
-fn opts(fs: &SimFs, mode: Mode, preallocate: bool) -> Options {
+fn opts(fs: &SimFs, mode: Mode, preallocate: Preallocate) -> Options {
     let sync = match mode {
         Mode::EveryN => SyncPolicy::EveryN(3),
         Mode::Manual | Mode::Submit => SyncPolicy::Manual,
@@ -68,7 +68,7 @@ struct Run {
 }
 
 /// Runs the workload on `fs` until it ends or an operation fails.
-fn run(fs: &SimFs, seed: u64, mode: Mode, preallocate: bool) -> Run {
+fn run(fs: &SimFs, seed: u64, mode: Mode, preallocate: Preallocate) -> Run {
     let mut r = Run {
         written: 0,
         in_flight: 0,
@@ -123,8 +123,14 @@ struct Tally {
     removed: AtomicU64,
 }
 
-fn check(seed: u64, mode: Mode, preallocate: bool, k: u64, tally: &Tally) -> Result<(), String> {
-    let what = |s: String| format!("seed {seed} {mode:?} preallocate {preallocate} op {k}: {s}");
+fn check(
+    seed: u64,
+    mode: Mode,
+    preallocate: Preallocate,
+    k: u64,
+    tally: &Tally,
+) -> Result<(), String> {
+    let what = |s: String| format!("seed {seed} {mode:?} preallocate {preallocate:?} op {k}: {s}");
     let fs = SimFs::new();
     fs.arm(Trigger::Op(k));
     let r = run(&fs, seed, mode, preallocate);
@@ -198,7 +204,11 @@ fn power_loss_at_every_operation_across_unsynced_rolls() {
     let mut cases = Vec::new();
     for seed in 0..seeds {
         for mode in [Mode::Manual, Mode::EveryN, Mode::Submit] {
-            for preallocate in [false, true] {
+            for preallocate in [
+                Preallocate::None,
+                Preallocate::Allocate,
+                Preallocate::ZeroFill,
+            ] {
                 cases.push((seed, mode, preallocate));
             }
         }

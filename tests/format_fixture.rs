@@ -26,7 +26,7 @@ use fs_sim::SimFs;
 use raft::eraftpb::{ConfState, Entry as RaftEntry, HardState};
 use raft::{GetEntriesContext, Storage};
 use raftwal::fs::FileSystem;
-use raftwal::{Entry, Error, Log, Options, RaftLogStore, RecoveryMode, WriteBatch};
+use raftwal::{Entry, Error, Log, Options, Preallocate, RaftLogStore, RecoveryMode, WriteBatch};
 
 const SIM_DIR: &str = "/fixture";
 
@@ -37,7 +37,7 @@ fn fixtures() -> PathBuf {
 fn opts(fs: Arc<dyn FileSystem>, mode: RecoveryMode) -> Options {
     Options::default()
         .segment_size(4096)
-        .preallocate(false)
+        .preallocate(Preallocate::None)
         .recovery_mode(mode)
         .file_system(fs)
 }

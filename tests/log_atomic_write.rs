@@ -4,12 +4,12 @@
 
 use std::path::{Path, PathBuf};
 
-use raftwal::{Entry, Log, Options, WriteBatch};
+use raftwal::{Entry, Log, Options, Preallocate, WriteBatch};
 
 fn opts() -> Options {
     // Not preallocated: the file ends where the data ends, so cutting it is
     // what a torn write leaves.
-    Options::default().preallocate(false)
+    Options::default().preallocate(Preallocate::None)
 }
 
 fn the_segment(dir: &Path) -> PathBuf {

@@ -7,7 +7,7 @@
 mod common;
 
 use common::{data, entries, opts, Model};
-use raftwal::{Error, Log, SyncPolicy};
+use raftwal::{Error, Log, Preallocate, SyncPolicy};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -161,5 +161,11 @@ fn readers_see_whole_correct_entries_while_writing() {
 
 #[test]
 fn readers_see_whole_correct_entries_with_manual_sync() {
-    run(opts().sync(SyncPolicy::Manual).preallocate(false), 99, 300);
+    run(
+        opts()
+            .sync(SyncPolicy::Manual)
+            .preallocate(Preallocate::None),
+        99,
+        300,
+    );
 }

@@ -15,7 +15,7 @@ use common::{
     data_end, entries, entry_frames, flip_byte, frames, is_sealed, opts, segment_files, unseal,
     Model,
 };
-use raftwal::{Error, Log, Options, RecoveryMode};
+use raftwal::{Error, Log, Options, Preallocate, RecoveryMode};
 use std::path::{Path, PathBuf};
 
 /// 300 entries, one write each, over several segments.
@@ -291,7 +291,7 @@ fn torn_header_of_a_new_last_segment_is_repaired() {
     // leaves a short header and nothing after it: that file held nothing
     // and is removed.
     let dir = tempfile::tempdir().unwrap();
-    let plain = opts().preallocate(false);
+    let plain = opts().preallocate(Preallocate::None);
     let log = Log::open(dir.path(), plain.clone()).unwrap();
     let mut m = Model::new();
     for lo in (1..200).step_by(10) {
@@ -414,7 +414,7 @@ fn no_panic_on_any_flipped_byte() {
                     }
                 }
                 let mode = modes[at % 3];
-                let o = opts().preallocate(false).recovery_mode(mode);
+                let o = opts().preallocate(Preallocate::None).recovery_mode(mode);
                 let Ok(log) = Log::open(dir.path(), o) else {
                     continue;
                 };

@@ -7,7 +7,7 @@ mod common;
 
 use common::{data, entries, opts, Model};
 use proptest::prelude::*;
-use raftwal::{Entry, Error, Log, Options, SyncPolicy, WriteBatch};
+use raftwal::{Entry, Error, Log, Options, Preallocate, SyncPolicy, WriteBatch};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -192,7 +192,11 @@ proptest! {
     fn log_matches_the_model(
         ops in proptest::collection::vec(op(), 1..40),
         manual in any::<bool>(),
-        preallocate in any::<bool>(),
+        preallocate in prop_oneof![
+            Just(Preallocate::None),
+            Just(Preallocate::Allocate),
+            Just(Preallocate::ZeroFill),
+        ],
     ) {
         let sync = if manual { SyncPolicy::Manual } else { SyncPolicy::Always };
         run(&ops, opts().sync(sync).preallocate(preallocate));

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use fs_sim::{Fault, FaultFs, Faults, Op, Scope, SimFs};
 use raftwal::fs::FileSystem;
-use raftwal::{Entry, Error, Log, Options, SyncPolicy};
+use raftwal::{Entry, Error, Log, Options, Preallocate, SyncPolicy};
 
 const DIR: &str = "/sim/log";
 
@@ -20,7 +20,7 @@ fn opts(fs: Arc<dyn FileSystem>, sync: SyncPolicy) -> Options {
     // No preallocation: the only background syncs are the sealers'.
     Options::default()
         .segment_size(4096)
-        .preallocate(false)
+        .preallocate(Preallocate::None)
         .sync(sync)
         .file_system(fs)
 }

@@ -11,12 +11,12 @@ use std::path::{Path, PathBuf};
 
 use common::{entry_frames, segment_files, unseal, FRAME_HEADER};
 use raftwal::inspect::{self, ProblemKind};
-use raftwal::{Entry, Error, Log, Options, RecoveryMode, SyncPolicy};
+use raftwal::{Entry, Error, Log, Options, Preallocate, RecoveryMode, SyncPolicy};
 
 fn opts() -> Options {
     Options::default()
         .segment_size(4096)
-        .preallocate(false)
+        .preallocate(Preallocate::None)
         .sync(SyncPolicy::Manual)
 }
 

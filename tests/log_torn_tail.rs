@@ -6,13 +6,14 @@
 //! file untouched. A repaired log takes appends and reopens cleanly.
 //!
 //! Every shape is tried on a plain segment file (torn by cutting the file
-//! short or growing it) and on a preallocated one (whose size a crash
-//! cannot change: torn by zeroing from the cut to the end).
+//! short or growing it) and on a preallocated one, fallocated or
+//! zero-filled (whose size a crash cannot change: torn by zeroing from the
+//! cut to the end).
 
 mod common;
 
 use common::{data_end, entries, entry_frames, flip_byte, opts, segment_files, Model};
-use raftwal::{Error, Log, Options, RecoveryMode};
+use raftwal::{Error, Log, Options, Preallocate, RecoveryMode};
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Copy)]
@@ -27,7 +28,14 @@ enum Shape {
     BadCrc,
 }
 
-fn options(preallocate: bool) -> Options {
+/// Every preallocation mode: each shape is tried in each.
+const MODES: [Preallocate; 3] = [
+    Preallocate::None,
+    Preallocate::Allocate,
+    Preallocate::ZeroFill,
+];
+
+fn options(preallocate: Preallocate) -> Options {
     opts().preallocate(preallocate)
 }
 
@@ -47,7 +55,7 @@ fn cut(path: &Path, at: u64, preallocated: bool) {
 /// Writes 200 entries one by one, a state blob and one more entry, tears
 /// the tail as `shape` says, and returns the model of what must survive,
 /// the last segment, and the offset of the torn frame.
-fn torn(dir: &Path, shape: Shape, prealloc: bool) -> (Model, PathBuf, u64) {
+fn torn(dir: &Path, shape: Shape, prealloc: Preallocate) -> (Model, PathBuf, u64) {
     let log = Log::open(dir, options(prealloc)).unwrap();
     let mut m = Model::new();
     for i in 1..=200 {
@@ -69,14 +77,22 @@ fn torn(dir: &Path, shape: Shape, prealloc: bool) -> (Model, PathBuf, u64) {
     let end = data_end(&last);
     assert_eq!(f.offset + 9 + f.len, end, "the entry is the last frame");
     let len = std::fs::metadata(&last).unwrap().len();
-    assert_eq!(len > end, prealloc, "preallocated space follows the data");
+    assert_eq!(
+        len > end,
+        prealloc != Preallocate::None,
+        "preallocated space follows the data"
+    );
     let at = match shape {
         Shape::CutHeader => {
-            cut(&last, f.offset + 4, prealloc);
+            cut(&last, f.offset + 4, prealloc != Preallocate::None);
             f.offset
         }
         Shape::CutPayload => {
-            cut(&last, f.offset + 9 + f.len / 2, prealloc);
+            cut(
+                &last,
+                f.offset + 9 + f.len / 2,
+                prealloc != Preallocate::None,
+            );
             f.offset
         }
         Shape::Zeros(n) => {
@@ -98,11 +114,11 @@ fn torn(dir: &Path, shape: Shape, prealloc: bool) -> (Model, PathBuf, u64) {
 
 /// A zeroed tail inside the preallocated space is unused space, not a torn
 /// frame (docs/FORMAT.md): nothing is repaired or refused.
-fn is_unused_space(shape: Shape, prealloc: bool) -> bool {
-    prealloc && matches!(shape, Shape::Zeros(_))
+fn is_unused_space(shape: Shape, prealloc: Preallocate) -> bool {
+    prealloc != Preallocate::None && matches!(shape, Shape::Zeros(_))
 }
 
-fn repaired(shape: Shape, prealloc: bool) {
+fn repaired(shape: Shape, prealloc: Preallocate) {
     let dir = tempfile::tempdir().unwrap();
     let (mut m, last, at) = torn(dir.path(), shape, prealloc);
     let before = std::fs::metadata(&last).unwrap().len();
@@ -116,7 +132,7 @@ fn repaired(shape: Shape, prealloc: bool) {
         assert_eq!((&r.repairs[0].0, r.repairs[0].1), (&last, at));
         assert_eq!(r.bytes_dropped, before - at);
         assert_eq!(data_end(&last), at);
-        if !prealloc {
+        if prealloc == Preallocate::None {
             assert_eq!(std::fs::metadata(&last).unwrap().len(), at);
         }
     }
@@ -133,7 +149,7 @@ fn repaired(shape: Shape, prealloc: bool) {
     m.check(&log);
 }
 
-fn refused(shape: Shape, prealloc: bool) {
+fn refused(shape: Shape, prealloc: Preallocate) {
     let dir = tempfile::tempdir().unwrap();
     let (m, last, at) = torn(dir.path(), shape, prealloc);
     let snapshot: Vec<_> = segment_files(dir.path())
@@ -161,31 +177,35 @@ fn refused(shape: Shape, prealloc: bool) {
 
 #[test]
 fn cut_in_the_frame_header_is_repaired() {
-    repaired(Shape::CutHeader, false);
-    repaired(Shape::CutHeader, true);
+    for prealloc in MODES {
+        repaired(Shape::CutHeader, prealloc);
+    }
 }
 
 #[test]
 fn cut_in_the_frame_header_is_refused_when_strict() {
-    refused(Shape::CutHeader, false);
-    refused(Shape::CutHeader, true);
+    for prealloc in MODES {
+        refused(Shape::CutHeader, prealloc);
+    }
 }
 
 #[test]
 fn cut_in_the_payload_is_repaired() {
-    repaired(Shape::CutPayload, false);
-    repaired(Shape::CutPayload, true);
+    for prealloc in MODES {
+        repaired(Shape::CutPayload, prealloc);
+    }
 }
 
 #[test]
 fn cut_in_the_payload_is_refused_when_strict() {
-    refused(Shape::CutPayload, false);
-    refused(Shape::CutPayload, true);
+    for prealloc in MODES {
+        refused(Shape::CutPayload, prealloc);
+    }
 }
 
 #[test]
 fn zero_filled_tail_is_repaired() {
-    for prealloc in [false, true] {
+    for prealloc in MODES {
         repaired(Shape::Zeros(4096), prealloc);
         repaired(Shape::Zeros(5), prealloc); // shorter than a frame header
     }
@@ -193,7 +213,7 @@ fn zero_filled_tail_is_repaired() {
 
 #[test]
 fn zero_filled_tail_is_refused_when_strict() {
-    for prealloc in [false, true] {
+    for prealloc in MODES {
         refused(Shape::Zeros(4096), prealloc);
         refused(Shape::Zeros(5), prealloc);
     }
@@ -201,20 +221,22 @@ fn zero_filled_tail_is_refused_when_strict() {
 
 #[test]
 fn bad_crc_on_the_last_frame_is_repaired() {
-    repaired(Shape::BadCrc, false);
-    repaired(Shape::BadCrc, true);
+    for prealloc in MODES {
+        repaired(Shape::BadCrc, prealloc);
+    }
 }
 
 #[test]
 fn bad_crc_on_the_last_frame_is_refused_when_strict() {
-    refused(Shape::BadCrc, false);
-    refused(Shape::BadCrc, true);
+    for prealloc in MODES {
+        refused(Shape::BadCrc, prealloc);
+    }
 }
 
 /// A torn state frame: the previous state blob is what survives.
 #[test]
 fn torn_state_frame_reverts_to_the_previous_state() {
-    for prealloc in [false, true] {
+    for prealloc in MODES {
         let dir = tempfile::tempdir().unwrap();
         let log = Log::open(dir.path(), options(prealloc)).unwrap();
         let mut m = Model::new();
@@ -226,7 +248,7 @@ fn torn_state_frame_reverts_to_the_previous_state() {
         m.state = Some(b"older".to_vec());
         drop(log);
         let last = segment_files(dir.path()).pop().unwrap();
-        cut(&last, data_end(&last) - 2, prealloc);
+        cut(&last, data_end(&last) - 2, prealloc != Preallocate::None);
         let log = Log::open(dir.path(), options(prealloc)).unwrap();
         m.check(&log);
         assert_eq!(log.recovery_report().repairs.len(), 1);
@@ -237,7 +259,7 @@ fn torn_state_frame_reverts_to_the_previous_state() {
 /// header alone and the log continues in it.
 #[test]
 fn torn_first_frame_of_the_last_segment() {
-    for prealloc in [false, true] {
+    for prealloc in MODES {
         let dir = tempfile::tempdir().unwrap();
         let log = Log::open(dir.path(), options(prealloc)).unwrap();
         let mut m = Model::new();
@@ -255,7 +277,7 @@ fn torn_first_frame_of_the_last_segment() {
         drop(log);
         let last = segment_files(dir.path()).pop().unwrap();
         let f = entry_frames(&last)[0];
-        cut(&last, f.offset + 9 + 1, prealloc);
+        cut(&last, f.offset + 9 + 1, prealloc != Preallocate::None);
         let log = Log::open(dir.path(), options(prealloc)).unwrap();
         m.check(&log);
         assert_eq!(log.recovery_report().repairs.len(), 1);

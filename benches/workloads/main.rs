@@ -13,7 +13,11 @@
 //! when run without cargo's `--bench` flag, as `cargo test --benches`
 //! does), `--only W1,R1`, `--pairs N` (default 3), `--dir PATH` (a fresh
 //! directory is made inside it and removed after; default `target/`),
-//! `--with-log` (add `raftwal-log` beside `raftwal`), `--backends a,b`.
+//! `--with-log` (add `raftwal-log` beside `raftwal`), `--backends a,b`,
+//! `--variants a,b` (run `RaftLogStore` once per option variant in place
+//! of `raftwal`, named `raftwal:<variant>`: see `variant.rs`; e.g.
+//! `--variants prealloc`, `--variants sync=always,sync=manual` or
+//! `--variants prealloc=allocate+segment=16m,prealloc=zero-fill+segment=16m`).
 //! A bare word selects the workloads whose id or name matches it.
 //!
 //! Output: a `machine` line, then per pair one line per figure,
@@ -27,6 +31,7 @@ mod data;
 mod measure;
 mod read;
 mod report;
+mod variant;
 mod write;
 
 use std::path::{Path, PathBuf};
@@ -175,10 +180,14 @@ struct Args {
     with_log: bool,
     /// Run only these backends (by name).
     backends: Option<Vec<String>>,
+    /// How many option variants run in place of `raftwal`
+    /// (`variant::selected`).
+    variants: usize,
 }
 
 const USAGE: &str = "usage: cargo bench --bench workloads -- [--quick] [--only W1,R1] \
-                     [--pairs N] [--dir PATH] [--with-log] [--backends raftwal,raw]";
+                     [--pairs N] [--dir PATH] [--with-log] [--backends raftwal,raw] \
+                     [--variants prealloc,segment=16m]";
 
 fn parse_args() -> Args {
     let mut args = Args {
@@ -188,6 +197,7 @@ fn parse_args() -> Args {
         dir: None,
         with_log: false,
         backends: None,
+        variants: 0,
     };
     // `cargo bench` passes `--bench`; without it (`cargo test --benches`)
     // the harness runs as a smoke test, like criterion's test mode.
@@ -222,6 +232,7 @@ fn parse_args() -> Args {
                     .collect();
                 args.backends = Some(names);
             }
+            "--variants" => args.variants = variant::select(&value("--variants")),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -250,13 +261,17 @@ fn parse_args() -> Args {
 fn backends(w: &Workload, args: &Args) -> Vec<Kind> {
     let mut v = Vec::new();
     for &k in w.backends {
+        if k == Kind::Raftwal && args.variants > 0 {
+            v.extend((0..args.variants).map(Kind::Variant));
+            continue;
+        }
         v.push(k);
         if args.with_log && k == Kind::Raftwal {
             v.push(Kind::RaftwalLog);
         }
     }
     if let Some(names) = &args.backends {
-        v.retain(|k| names.iter().any(|n| n == k.name()));
+        v.retain(|k| matches!(k, Kind::Variant(_)) || names.iter().any(|n| n == k.name()));
     }
     v
 }

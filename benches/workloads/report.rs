@@ -47,40 +47,64 @@ pub fn print_run(workload: &str, run: &Run) {
 
 /// Prints, for every metric the raftwal backend shares with `raw` and with
 /// `raft-engine`, the ratio raftwal/other of each pair and their median.
-/// The raftwal side is `raftwal` when it ran, else `raftwal-log`.
+/// The raftwal side is `raftwal` when it ran, else `raftwal-log`. When
+/// option variants ran (`raftwal:<variant>`), each of them is a raftwal
+/// side, compared with `raw`, `raft-engine` and the first variant.
 pub fn print_ratios(workload: &str, runs: &[Run]) {
+    let mut variants: Vec<&'static str> = Vec::new();
+    for r in runs {
+        if r.backend.starts_with("raftwal:") && !variants.contains(&r.backend) {
+            variants.push(r.backend);
+        }
+    }
+    if let Some(&baseline) = variants.first() {
+        for &ours in &variants {
+            for other in ["raw", "raft-engine", baseline] {
+                if other != ours {
+                    print_ratio(workload, runs, ours, other);
+                }
+            }
+        }
+        return;
+    }
     let ours = if runs.iter().any(|r| r.backend == "raftwal") {
         "raftwal"
     } else {
         "raftwal-log"
     };
     for other in ["raw", "raft-engine"] {
-        let Some(first) = runs.iter().find(|r| r.backend == ours) else {
-            return;
-        };
-        for f in &first.figures {
-            let mut ratios = Vec::new();
-            let pairs = runs.iter().map(|r| r.pair).max().unwrap_or(0);
-            for pair in 1..=pairs {
-                let a = value(runs, pair, ours, &f.metric);
-                let b = value(runs, pair, other, &f.metric);
-                if let (Some(a), Some(b)) = (a, b) {
-                    if b != 0.0 {
-                        ratios.push(a / b);
-                    }
+        print_ratio(workload, runs, ours, other);
+    }
+}
+
+/// Prints the ratios `ours`/`other` of each pair, and their median, for
+/// every metric of `ours`.
+fn print_ratio(workload: &str, runs: &[Run], ours: &str, other: &str) {
+    let Some(first) = runs.iter().find(|r| r.backend == ours) else {
+        return;
+    };
+    for f in &first.figures {
+        let mut ratios = Vec::new();
+        let pairs = runs.iter().map(|r| r.pair).max().unwrap_or(0);
+        for pair in 1..=pairs {
+            let a = value(runs, pair, ours, &f.metric);
+            let b = value(runs, pair, other, &f.metric);
+            if let (Some(a), Some(b)) = (a, b) {
+                if b != 0.0 {
+                    ratios.push(a / b);
                 }
             }
-            if ratios.is_empty() {
-                continue;
-            }
-            let each: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
-            println!(
-                "{workload} {ours}/{other} {} {:.3} pairs={}",
-                f.metric,
-                median(&mut ratios),
-                each.join(",")
-            );
         }
+        if ratios.is_empty() {
+            continue;
+        }
+        let each: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
+        println!(
+            "{workload} {ours}/{other} {} {:.3} pairs={}",
+            f.metric,
+            median(&mut ratios),
+            each.join(",")
+        );
     }
 }
 

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use fs_sim::SimFs;
 use libfuzzer_sys::fuzz_target;
 use raft::{GetEntriesContext, Storage};
-use raftwal::{Entry, Log, Options, RaftLogStore, RecoveryMode};
+use raftwal::{Entry, Log, Options, Preallocate, RaftLogStore, RecoveryMode};
 
 const DIR: &str = "/fuzz/log";
 
@@ -62,7 +62,11 @@ fuzz_target!(|data: &[u8]| {
         .segment_size(4096)
         .max_entry_size(64 << 10)
         .recovery_mode(mode)
-        .preallocate(flags & 4 != 0)
+        .preallocate(match flags & 0x14 {
+            0 => Preallocate::None,
+            4 => Preallocate::Allocate,
+            _ => Preallocate::ZeroFill,
+        })
         .file_system(fs.handle());
     if flags & 8 != 0 {
         if let Ok(store) = RaftLogStore::open_with(DIR, opts) {

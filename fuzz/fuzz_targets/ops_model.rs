@@ -28,7 +28,7 @@ use libfuzzer_sys::fuzz_target;
 use raft::eraftpb::Snapshot;
 use raft::storage::MemStorage;
 use raft::{GetEntriesContext, Storage};
-use raftwal::{Options, RaftLogStore};
+use raftwal::{Options, Preallocate, RaftLogStore};
 
 const DIR: &str = "/fuzz/store";
 const MAX_STEPS: usize = 80;
@@ -185,7 +185,7 @@ struct World {
     faults: Faults,
     ffs: FaultFs,
     store: Option<RaftLogStore>,
-    preallocate: bool,
+    preallocate: Preallocate,
 }
 
 impl World {
@@ -234,7 +234,11 @@ impl World {
 
 fuzz_target!(|data: &[u8]| {
     let mut src = Bytes { data };
-    let preallocate = src.chance(1, 4);
+    let preallocate = match (src.chance(1, 4), src.chance(1, 2)) {
+        (false, _) => Preallocate::None,
+        (true, false) => Preallocate::Allocate,
+        (true, true) => Preallocate::ZeroFill,
+    };
     let sim = SimFs::new();
     let (ffs, faults) = FaultFs::new(sim.handle());
     let mut w = World {

@@ -12,7 +12,7 @@ use crate::footer::{self, Footer};
 use crate::frame::FrameType;
 use crate::frame::HEADER_LEN;
 use crate::index::{Index, Loc, Pos, Segment, SegmentMeta};
-use crate::options::{Options, RecoveryMode};
+use crate::options::{Options, Preallocate, RecoveryMode};
 use crate::proto;
 use crate::segment::{self, Scanned, Scanner, ENTRY_OVERHEAD};
 
@@ -111,8 +111,16 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
         let index = &mut r.ix;
         let first = index.last_index.max(index.first_index.saturating_sub(1)) + 1;
         let prepared = match opts.preallocate {
-            true => segment::prepare(fs, dir, ON_THE_SPOT | next_sequence, opts.segment_size).ok(),
-            false => None,
+            Preallocate::Allocate => {
+                segment::prepare(fs, dir, ON_THE_SPOT | next_sequence, opts.segment_size).ok()
+            }
+            // A new log's first segment is zero-filled here, at open: the
+            // preparer only starts after recovery.
+            Preallocate::ZeroFill => {
+                segment::prepare_zeroed(fs, dir, ON_THE_SPOT | next_sequence, opts.segment_size)
+                    .ok()
+            }
+            Preallocate::None => None,
         };
         let c = segment::create(fs, dir, next_sequence, first, prepared)?;
         segment::sync_dir(fs, dir)?;

@@ -28,6 +28,9 @@ pub enum Kind {
     RaftEngine,
     /// raft-rs's `MemStorage` (reads only).
     Mem,
+    /// `RaftLogStore` with options changed: an index into
+    /// [`selected`](crate::variant::selected) (`--variants`).
+    Variant(usize),
 }
 
 impl Kind {
@@ -39,6 +42,7 @@ impl Kind {
             Kind::Raw => "raw",
             Kind::RaftEngine => "raft-engine",
             Kind::Mem => "mem",
+            Kind::Variant(i) => crate::variant::selected()[i].backend,
         }
     }
 }
@@ -101,5 +105,8 @@ pub fn open(kind: Kind, dir: &Path, durability: Durability) -> Box<dyn Backend> 
         Kind::Raw => Box::new(Raw::new(dir, durability)),
         Kind::RaftEngine => Box::new(Engine::new(dir, durability)),
         Kind::Mem => Box::new(mem::Mem::new()),
+        Kind::Variant(i) => Box::new(RaftwalStore::with(dir, durability, |o| {
+            crate::variant::selected()[i].apply(o)
+        })),
     }
 }

@@ -27,9 +27,18 @@ pub struct RaftwalStore {
 impl RaftwalStore {
     /// A new store in `dir`.
     pub fn new(dir: &Path, durability: Durability) -> RaftwalStore {
+        RaftwalStore::with(dir, durability, |o| o)
+    }
+
+    /// A new store in `dir`, its options changed by `change` (a variant).
+    pub fn with(
+        dir: &Path,
+        durability: Durability,
+        change: impl FnOnce(Options) -> Options,
+    ) -> RaftwalStore {
         let mut s = RaftwalStore {
             dir: dir.to_path_buf(),
-            opts: options(durability),
+            opts: change(options(durability)),
             store: None,
         };
         s.open();

@@ -1,0 +1,112 @@
+//! The preallocation modes (`Preallocate::None`, `Allocate`, `ZeroFill`):
+//! a log written in any mode reopens in any other with every entry intact;
+//! a preallocated segment records its full length in its header (zeros
+//! below it are unused space, however they were made); a zero-filling log
+//! zero-fills a new log's first segment at open, but a roll that finds no
+//! prepared file allocates on the spot, writing no zeros on the writer's
+//! thread.
+
+mod common;
+
+#[path = "common/fs_sim.rs"]
+mod fs_sim;
+
+use common::{entries, Model};
+use fs_sim::{Fault, FaultFs, Op, Scope, SimFs};
+use raftwal::{Log, Options, Preallocate};
+
+const MODES: [Preallocate; 3] = [
+    Preallocate::None,
+    Preallocate::Allocate,
+    Preallocate::ZeroFill,
+];
+
+const SEGMENT: u64 = 4096;
+
+fn options(mode: Preallocate) -> Options {
+    Options::default().segment_size(SEGMENT).preallocate(mode)
+}
+
+/// Appends entries `lo..hi`, one write each.
+fn append(log: &Log, m: &mut Model, lo: u64, hi: u64) {
+    for i in lo..hi {
+        let es = entries(i, i + 1, 1 + i / 100);
+        log.append(&es).unwrap();
+        m.append(&es);
+    }
+}
+
+#[test]
+fn every_mode_reopens_in_every_mode() {
+    for first in MODES {
+        for then in MODES {
+            let dir = tempfile::tempdir().unwrap();
+            let mut m = Model::new();
+            let log = Log::open(dir.path(), options(first)).unwrap();
+            append(&log, &mut m, 1, 200);
+            assert!(log.segments().len() >= 3, "{first:?}: {:?}", log.segments());
+            drop(log);
+            let log = Log::open(dir.path(), options(then)).unwrap();
+            let r = log.recovery_report();
+            assert!(r.repairs.is_empty(), "{first:?} then {then:?}: {r:?}");
+            m.check(&log);
+            append(&log, &mut m, 200, 400);
+            drop(log);
+            let log = Log::open(dir.path(), options(then)).unwrap();
+            assert!(log.recovery_report().repairs.is_empty());
+            m.check(&log);
+        }
+    }
+}
+
+#[test]
+fn a_preallocated_first_segment_records_its_full_length() {
+    for mode in MODES {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), options(mode)).unwrap();
+        append(&log, &mut Model::new(), 1, 5);
+        drop(log);
+        let scan = raftwal::inspect::scan_dir(dir.path()).unwrap();
+        assert!(scan.is_clean(), "{mode:?}");
+        let seg = &scan.segments[0];
+        let expect = if mode == Preallocate::None {
+            0
+        } else {
+            SEGMENT
+        };
+        assert_eq!(seg.preallocated, expect, "{mode:?}");
+    }
+}
+
+/// Writes on the caller's thread while `log` takes `n` appends, with the
+/// preparer unable to create a file (every roll allocates on the spot).
+fn foreground_writes_at_open_and_append(mode: Preallocate, n: u64) -> (u64, u64, usize) {
+    let sim = SimFs::new();
+    let (ffs, faults) = FaultFs::new(sim.handle());
+    faults.fail_from(Op::Create, 1, Fault::Eio, Scope::Background);
+    let opts = options(mode).file_system(ffs.handle());
+    let log = Log::open("/sim/log", opts).unwrap();
+    let at_open = faults.count(Op::Write, Scope::Foreground);
+    let segments_before = log.segments().len();
+    append(&log, &mut Model::new(), 1, n + 1);
+    let on_append = faults.count(Op::Write, Scope::Foreground) - at_open;
+    let created = log.segments().len() - segments_before;
+    (at_open, on_append, created)
+}
+
+#[test]
+fn zero_fill_writes_a_new_logs_first_segment_at_open_and_never_on_a_roll() {
+    let (alloc_open, alloc_append, alloc_created) =
+        foreground_writes_at_open_and_append(Preallocate::Allocate, 300);
+    let (zero_open, zero_append, zero_created) =
+        foreground_writes_at_open_and_append(Preallocate::ZeroFill, 300);
+    // At open: the header, and with ZeroFill one write of zeros (the
+    // segment is smaller than the 1 MiB chunk).
+    assert_eq!(alloc_open, 1);
+    assert_eq!(zero_open, 2);
+    // On append: one write per append and one header per new segment,
+    // whatever the mode: rolls without a prepared file write no zeros.
+    assert!(zero_created >= 2, "{zero_created} segments created");
+    assert_eq!(alloc_append, 300 + alloc_created as u64);
+    assert_eq!(zero_append, 300 + zero_created as u64);
+}
