@@ -489,3 +489,45 @@ impl Durability {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::StdFileSystem;
+
+    #[test]
+    fn a_roll_keeps_the_log_dirty_until_a_round_syncs_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs: Arc<dyn FileSystem> = Arc::new(StdFileSystem);
+        let file = |name: &str| {
+            let p = dir.path().join(name);
+            (fs.create(&p).unwrap(), p)
+        };
+        let (f1, p1) = file("a");
+        let (f2, p2) = file("b");
+        let (f3, p3) = file("c");
+        let d = Durability::new(Arc::clone(&f1), p1.clone(), Arc::clone(&fs), dir.path());
+        d.issued(&f1, &p1);
+        d.issued(&f1, &p1);
+        d.rolled_to(&f2, &p2);
+        d.issued(&f2, &p2);
+        assert!(d.dirty());
+        // The sealer's sync of the old file makes its writes durable, but
+        // nothing after the roll (the new header and name are unsynced).
+        d.file_synced(&f1);
+        assert_eq!(d.counters().1, 2);
+        assert!(d.dirty());
+        d.sync_all().unwrap();
+        assert_eq!(d.counters().1, 3);
+        assert!(!d.dirty());
+        // A roll with no write after it still needs a round before the log
+        // is clean (a write marked prior-synced must find its header
+        // durable), and `sync_all` runs one.
+        d.rolled_to(&f3, &p3);
+        assert!(d.dirty());
+        let rounds = d.counters().2;
+        d.sync_all().unwrap();
+        assert_eq!(d.counters().2, rounds + 1);
+        assert!(!d.dirty());
+    }
+}
