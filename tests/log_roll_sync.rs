@@ -88,10 +88,13 @@ fn a_roll_under_manual_syncs_nothing_old_on_the_writers_thread() {
     log.sync().unwrap();
     let fg = faults.synced_files(Scope::Foreground)[before..].to_vec();
     assert_eq!(fg.last(), segs.last(), "{fg:?}");
-    assert_eq!(
-        faults.count(Op::SyncDir, Scope::Foreground),
-        dir_before + 1,
-        "{:?}",
+    // The directory was synced once by that round, unless the sealers
+    // (which sync it before writing a footer) had already done so.
+    let fg_dirs = faults.count(Op::SyncDir, Scope::Foreground) - dir_before;
+    let bg_dirs = faults.count(Op::SyncDir, Scope::Background);
+    assert!(
+        fg_dirs <= 1 && fg_dirs + bg_dirs >= 1,
+        "{fg_dirs} {bg_dirs} {:?}",
         faults.log()
     );
     let s = log.stats();
