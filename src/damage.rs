@@ -66,16 +66,48 @@ pub(crate) fn is_damage(
     n == HEADER_LEN && u64::from(u32::from_le_bytes([h[1], h[2], h[3], h[4]])) > max_payload
 }
 
-/// Whether a valid frame of segment `sequence` starts anywhere a header of
-/// at most 256 bytes could end: the segment held data, so its bad header is
-/// damage rather than a creation a crash interrupted.
-pub(crate) fn holds_frames(
+/// Whether a segment whose header does not verify is a creation a crash
+/// interrupted (so it, and every segment after it, may go) rather than
+/// damage. A roll neither syncs the new segment's header nor the directory
+/// before writes land behind it; the header counts as an unsynced write, so
+/// no write after it is marked `PRIOR_SYNCED` until a sync made it durable.
+/// Hence it is torn when no valid write in this segment (from its first
+/// valid frame within reach of the header, see [`holds_frames`]) nor in any
+/// later one (`later`) is so marked. Frames the header's loss hides beyond
+/// that reach are not looked for: such damage is taken for a tear.
+pub(crate) fn is_torn_creation(
+    file: &dyn FileHandle,
+    path: &Path,
+    file_len: u64,
+    sequence: u64,
+    later: &[&Path],
+    open: &dyn Fn(&Path) -> Result<Arc<dyn FileHandle>>,
+    max_payload: u64,
+) -> Result<bool> {
+    if let Some(first) = first_frame(file, path, file_len, sequence, max_payload)? {
+        let header = segment::Header {
+            sequence,
+            first_index: 0,
+            len: first,
+            preallocated: 0,
+        };
+        let mut scanner = Scanner::new(file, path, file_len, &header, max_payload);
+        if scanner.synced_write_from(first)? {
+            return Ok(false);
+        }
+    }
+    Ok(!synced_write_in(open, later, max_payload)?)
+}
+
+/// The offset of the first valid frame of segment `sequence` where a
+/// header of at most 256 bytes could end, if any.
+fn first_frame(
     file: &dyn FileHandle,
     path: &Path,
     file_len: u64,
     sequence: u64,
     max_payload: u64,
-) -> Result<bool> {
+) -> Result<Option<u64>> {
     let header = segment::Header {
         sequence,
         first_index: 0,
@@ -86,10 +118,10 @@ pub(crate) fn holds_frames(
     let last = file_len.min((2 * HEADER_LEN + 256) as u64);
     for offset in HEADER_LEN as u64..last {
         if scanner.valid_frame_at(offset)? {
-            return Ok(true);
+            return Ok(Some(offset));
         }
     }
-    Ok(false)
+    Ok(None)
 }
 
 /// Whether any of the segment files `paths` holds a valid write marked

@@ -17,9 +17,16 @@
 //! its target covers, oldest first, then the active file, and only then
 //! advances `synced`. The sealer syncs a pending file in the background and
 //! takes it off the list ([`Durability::file_synced`]).
+//!
+//! A roll does not sync the new segment's header or the directory either.
+//! Until both are synced the log counts as dirty (no write is marked
+//! prior-synced) and `synced` never passes the last write made before that
+//! roll (the *cap*). A round syncs, in this order, the pending files, the
+//! directory, then the active file (its header with it), and only then
+//! advances `synced`.
 
-use crate::fs::FileHandle;
-use std::path::PathBuf;
+use crate::fs::{FileHandle, FileSystem};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -33,6 +40,10 @@ pub(crate) struct Durability {
     done: Condvar,
     /// Signalled when an asynchronous submit wants a sync, or on stop.
     wanted: Condvar,
+    /// The file system and directory, for the directory fsync a roll leaves
+    /// to the next round.
+    fs: Arc<dyn FileSystem>,
+    dir: PathBuf,
 }
 
 struct State {
@@ -58,6 +69,16 @@ struct State {
     stop: bool,
     /// Number of `fdatasync` calls made by sync rounds (for statistics).
     rounds: u64,
+    /// For each roll whose directory entry (the rename of the prepared
+    /// file, or the new file) is not known synced, oldest first: the number
+    /// of the last write issued before it. `synced` never passes the front.
+    dir_rolls: std::collections::VecDeque<u64>,
+    /// When the active file's header (written by the roll that made it
+    /// active) is not synced yet: the number of the last write issued
+    /// before that roll. `synced` never passes it.
+    header_unsynced: Option<u64>,
+    /// Rolls so far (to tell whether one happened during a sync).
+    rolls: u64,
 }
 
 /// An older file holding unsynced writes.
@@ -82,6 +103,18 @@ impl std::fmt::Debug for Ticket {
 }
 
 impl State {
+    /// The highest `synced` may be: no write after a roll whose header or
+    /// directory entry is unsynced is durable.
+    fn cap(&self) -> u64 {
+        let dir = self.dir_rolls.front().copied().unwrap_or(u64::MAX);
+        dir.min(self.header_unsynced.unwrap_or(u64::MAX))
+    }
+
+    /// Whether every roll's header and directory entry are synced.
+    fn rolls_synced(&self) -> bool {
+        self.dir_rolls.is_empty() && self.header_unsynced.is_none()
+    }
+
     /// Makes `file` the active file; the one it replaces joins the pending
     /// files when it holds writes that may not be durable.
     fn move_to(&mut self, file: &Arc<dyn FileHandle>, path: &std::path::Path) {
@@ -127,7 +160,12 @@ impl Ticket {
 }
 
 impl Durability {
-    pub(crate) fn new(file: Arc<dyn FileHandle>, path: PathBuf) -> Arc<Durability> {
+    pub(crate) fn new(
+        file: Arc<dyn FileHandle>,
+        path: PathBuf,
+        fs: Arc<dyn FileSystem>,
+        dir: &Path,
+    ) -> Arc<Durability> {
         Arc::new(Durability {
             state: Mutex::new(State {
                 written: 0,
@@ -140,9 +178,14 @@ impl Durability {
                 async_pending: false,
                 stop: false,
                 rounds: 0,
+                dir_rolls: std::collections::VecDeque::new(),
+                header_unsynced: None,
+                rolls: 0,
             }),
             done: Condvar::new(),
             wanted: Condvar::new(),
+            fs,
+            dir: dir.to_path_buf(),
         })
     }
 
@@ -195,9 +238,11 @@ impl Durability {
     pub(crate) fn all_synced(&self, file: &Arc<dyn FileHandle>, path: &std::path::Path) {
         let mut s = self.state.lock();
         debug_assert!(s.pending.is_empty(), "all_synced with older files unsynced");
-        // Never claim what is not so: an older file still pending keeps
-        // `synced` where it is (its sync round advances it).
-        if s.pending.is_empty() {
+        debug_assert!(s.rolls_synced(), "all_synced with a roll unsynced");
+        // Never claim what is not so: an older file still pending, or a
+        // directory entry not yet synced, keeps `synced` where it is (the
+        // next sync round advances it).
+        if s.pending.is_empty() && s.rolls_synced() {
             s.synced = s.written;
         }
         s.move_to(file, path);
@@ -208,8 +253,35 @@ impl Durability {
     /// Called by the writer at a roll: `file` becomes the active file, and
     /// the one it replaces, if it holds writes that may not be durable,
     /// joins the pending files (synced by the next round or the sealer).
+    ///
+    /// The new file's header and its directory entry are not synced yet:
+    /// until a round has synced both, the log is dirty (no later write is
+    /// marked prior-synced) and no write after the roll counts as durable.
     pub(crate) fn rolled_to(&self, file: &Arc<dyn FileHandle>, path: &std::path::Path) {
-        self.state.lock().move_to(file, path);
+        let mut s = self.state.lock();
+        s.move_to(file, path);
+        let w = s.written;
+        s.dir_rolls.push_back(w);
+        s.header_unsynced = Some(w);
+        s.rolls += 1;
+    }
+
+    /// Syncs the directory when a roll left it unsynced (the sealer calls
+    /// this before it claims a file durable or writes a footer). A failure
+    /// poisons the log.
+    pub(crate) fn sync_dir_if_due(&self) -> Result<()> {
+        let due = self.state.lock().dir_rolls.len();
+        if due == 0 {
+            return Ok(());
+        }
+        self.fs
+            .sync_dir(&self.dir)
+            .map_err(|e| self.poison(Error::io("fsync directory", &self.dir, e)))?;
+        // It covers every rename made before it started.
+        let mut s = self.state.lock();
+        let n = due.min(s.dir_rolls.len());
+        s.dir_rolls.drain(..n);
+        Ok(())
     }
 
     /// Whether `file` is an older file holding writes that may not be
@@ -231,8 +303,11 @@ impl Durability {
         // Writes in files older than the oldest pending one are durable
         // (their file was synced, or held nothing unsynced when the log
         // moved on), and this file's are now.
-        if k == 0 && p.last > s.synced {
-            s.synced = p.last;
+        // Never past a roll whose directory entry or header is unsynced
+        // (this file's own name, say).
+        let to = p.last.min(s.cap());
+        if k == 0 && to > s.synced {
+            s.synced = to;
             drop(s);
             self.done.notify_all();
         }
@@ -247,10 +322,11 @@ impl Durability {
         }
     }
 
-    /// Whether writes are issued that are not yet durable.
+    /// Whether writes are issued that are not yet durable, or a roll's
+    /// header or directory entry is not.
     pub(crate) fn dirty(&self) -> bool {
         let s = self.state.lock();
-        s.written > s.synced
+        s.written > s.synced || !s.rolls_synced()
     }
 
     /// `(writes issued, writes durable, sync rounds run)` so far.
@@ -259,14 +335,21 @@ impl Durability {
         (s.written, s.synced, s.rounds)
     }
 
-    /// Makes every write issued so far durable.
+    /// Makes every write issued so far durable, and every roll's header
+    /// and directory entry.
     pub(crate) fn sync_all(&self) -> Result<()> {
         let target = self.state.lock().written;
-        self.wait(target)
+        self.wait_for(target, true)
     }
 
     /// Blocks until write `seq` is durable, running sync rounds as needed.
     pub(crate) fn wait(&self, seq: u64) -> Result<()> {
+        self.wait_for(seq, false)
+    }
+
+    /// [`Durability::wait`]; with `rolls`, also until no roll's header or
+    /// directory entry is unsynced.
+    fn wait_for(&self, seq: u64, rolls: bool) -> Result<()> {
         let mut s = self.state.lock();
         loop {
             if let Some(cause) = &s.poisoned {
@@ -274,7 +357,7 @@ impl Durability {
                     cause: cause.clone(),
                 });
             }
-            if s.synced >= seq {
+            if s.synced >= seq && (!rolls || s.rolls_synced()) {
                 return Ok(());
             }
             if s.syncing {
@@ -291,7 +374,9 @@ impl Durability {
                 .filter(|p| p.last <= target)
                 .map(|p| (Arc::clone(&p.file), p.path.clone()))
                 .collect();
-            if s.active_last > s.synced || files.is_empty() {
+            let with_active =
+                s.active_last > s.synced || files.is_empty() || s.header_unsynced.is_some();
+            if with_active {
                 let Some(active) = s.file.clone() else {
                     return Err(Error::InvalidArgument(
                         "internal: no active file to sync".into(),
@@ -299,11 +384,29 @@ impl Durability {
                 };
                 files.push(active);
             }
+            // The directory goes after the older files and before the
+            // active one (see `Log::roll` for why); the round claims
+            // nothing until all are synced.
+            let dir_due = s.dir_rolls.len();
+            let rolls_before = s.rolls;
+            let dir_at = match dir_due {
+                0 => None,
+                _ => Some(files.len() - usize::from(with_active)),
+            };
             s.syncing = true;
             s.rounds += 1;
             drop(s);
             let mut failed = None;
-            for (file, path) in &files {
+            for k in 0..=files.len() {
+                if dir_at == Some(k) {
+                    if let Err(e) = self.fs.sync_dir(&self.dir) {
+                        failed = Some(Error::io("fsync directory", &self.dir, e));
+                        break;
+                    }
+                }
+                let Some((file, path)) = files.get(k) else {
+                    break;
+                };
                 let started = std::time::Instant::now();
                 let res = file.sync_data();
                 crate::metrics::fsync(started.elapsed());
@@ -316,8 +419,17 @@ impl Durability {
             s.syncing = false;
             match failed {
                 None => {
-                    if target > s.synced {
-                        s.synced = target;
+                    // The directory fsync covered the renames made before
+                    // it; the active file's header is synced unless a roll
+                    // made another file active meanwhile.
+                    let n = dir_due.min(s.dir_rolls.len());
+                    s.dir_rolls.drain(..n);
+                    if s.rolls == rolls_before {
+                        s.header_unsynced = None;
+                    }
+                    let to = target.min(s.cap());
+                    if to > s.synced {
+                        s.synced = to;
                     }
                     // Every file this round synced (and any whose writes the
                     // round covers) holds nothing unsynced any more.
@@ -375,5 +487,47 @@ impl Durability {
         if handle.join().is_err() {
             log::error!("raftwal: the pipeline sync thread panicked");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::StdFileSystem;
+
+    #[test]
+    fn a_roll_keeps_the_log_dirty_until_a_round_syncs_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs: Arc<dyn FileSystem> = Arc::new(StdFileSystem);
+        let file = |name: &str| {
+            let p = dir.path().join(name);
+            (fs.create(&p).unwrap(), p)
+        };
+        let (f1, p1) = file("a");
+        let (f2, p2) = file("b");
+        let (f3, p3) = file("c");
+        let d = Durability::new(Arc::clone(&f1), p1.clone(), Arc::clone(&fs), dir.path());
+        d.issued(&f1, &p1);
+        d.issued(&f1, &p1);
+        d.rolled_to(&f2, &p2);
+        d.issued(&f2, &p2);
+        assert!(d.dirty());
+        // The sealer's sync of the old file makes its writes durable, but
+        // nothing after the roll (the new header and name are unsynced).
+        d.file_synced(&f1);
+        assert_eq!(d.counters().1, 2);
+        assert!(d.dirty());
+        d.sync_all().unwrap();
+        assert_eq!(d.counters().1, 3);
+        assert!(!d.dirty());
+        // A roll with no write after it still needs a round before the log
+        // is clean (a write marked prior-synced must find its header
+        // durable), and `sync_all` runs one.
+        d.rolled_to(&f3, &p3);
+        assert!(d.dirty());
+        let rounds = d.counters().2;
+        d.sync_all().unwrap();
+        assert_eq!(d.counters().2, rounds + 1);
+        assert!(!d.dirty());
     }
 }

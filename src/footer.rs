@@ -85,8 +85,14 @@ pub(crate) fn seal(inner: &Inner, sequence: u64) -> Result<()> {
         let res = file.sync_data();
         crate::metrics::fsync(started.elapsed());
         res.map_err(|e| inner.durability.poison(Error::io("fdatasync", &path, e)))?;
+        // The file's name may still wait for a directory fsync (a roll
+        // leaves it to the next round): a file is durable, and a footer
+        // follows, only once its name is.
+        inner.durability.sync_dir_if_due()?;
         inner.durability.file_synced(&file);
     }
+    // Not pending: a sync round synced its writes, and the directory with
+    // them (its name is older than any of them).
     let footer = proto::SegmentFooter {
         first_index,
         offsets: locs.iter().map(|l| l.offset).collect(),

@@ -36,7 +36,7 @@ use std::path::{Path, PathBuf};
 use prost::bytes::Bytes;
 use prost::Message;
 
-use crate::damage::{holds_frames, is_damage, is_lost_tail, is_torn_seal, is_torn_tail};
+use crate::damage::{is_damage, is_lost_tail, is_torn_creation, is_torn_seal, is_torn_tail};
 use crate::error::{Error, Result};
 use crate::frame::{self, FrameHeader, FrameType, HEADER_LEN};
 use crate::log::Entry;
@@ -360,11 +360,11 @@ impl State<'_> {
         let header = match segment::read_header(file, path, info.size) {
             Ok(h) => h,
             Err(Error::Corruption { offset, reason, .. }) => {
-                // Segments are synced before anything is written to them, so
-                // a bad header in the last file is a torn creation, unless
-                // valid frames follow it (then it is damage).
+                // A torn creation (as recovery has it) unless a write in
+                // this segment or a later one is prior-synced.
                 let max = self.scan.max_payload;
-                let torn = last_file && !holds_frames(file, path, info.size, info.sequence, max)?;
+                let torn =
+                    is_torn_creation(file, path, info.size, info.sequence, later, &open_file, max)?;
                 self.problem(k, offset, reason, torn);
                 return Ok(());
             }

@@ -182,7 +182,7 @@ impl Log {
             .ok_or_else(|| internal(&dir, "recovery left no active segment".into()))?;
         let inner = Arc::new(Inner {
             writer: Mutex::new(Writer::new(rec.next_sequence)),
-            durability: Durability::new(active.0, active.1),
+            durability: Durability::new(active.0, active.1, Arc::clone(&opts.file_system), &dir),
             pipeline: Mutex::new(None),
             preparer: Mutex::new(None),
             sealers: Mutex::new(Vec::new()),

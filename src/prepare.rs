@@ -37,7 +37,7 @@ impl Preparer {
     /// Starts preparing segments of `len` bytes in `dir` as `mode` says
     /// (`Preallocate::None` prepares like `Allocate`: the caller does not
     /// start a preparer then). Prepared files left by an earlier run are
-    /// adopted (one) or removed (the rest).
+    /// adopted (one, if it holds only zeros) or removed (the rest).
     pub(crate) fn start(
         fs: Arc<dyn FileSystem>,
         dir: &Path,
@@ -45,24 +45,35 @@ impl Preparer {
         mode: Preallocate,
     ) -> Preparer {
         let mut existing = segment::list_prepared(&*fs, dir).unwrap_or_default();
-        let ready = existing.pop();
+        let mut ready = existing.pop();
         for extra in existing {
             let _ = fs.remove(&extra);
         }
-        let next_name = ready
-            .as_ref()
-            .and_then(|p| {
-                p.file_stem()?
-                    .to_str()
-                    .and_then(|s| u64::from_str_radix(s, 16).ok())
-                    // Names with the top bit set are made on the spot by
-                    // the writer; ours never have it.
-                    .map(|n| n & !crate::recovery::ON_THE_SPOT)
-            })
-            .map_or(1, |n| n + 1);
+        let number = ready.as_ref().and_then(|p| {
+            p.file_stem()?
+                .to_str()
+                .and_then(|s| u64::from_str_radix(s, 16).ok())
+        });
+        // Names with the top bit set are made on the spot by the writer;
+        // ours never have it.
+        let mut next_name = number.map_or(1, |n| (n & !crate::recovery::ON_THE_SPOT) + 1);
+        let on_the_spot = number.is_some_and(|n| n & crate::recovery::ON_THE_SPOT != 0);
+        // The candidate is checked on the thread (see below); meanwhile a
+        // roll may prepare a file on the spot, under the name a previous
+        // run left this one with: give it one of ours first.
+        if let Some(path) = ready.take_if(|_| on_the_spot) {
+            let ours = dir.join(format!("{next_name:016x}.{}", segment::PREPARED_EXTENSION));
+            next_name += 1;
+            if fs.rename(&path, &ours).is_ok() {
+                ready = Some(ours);
+            } else {
+                let _ = fs.remove(&path);
+            }
+        }
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
-                ready,
+                // Offered once the thread has checked it (see `run`).
+                ready: None,
                 next_name,
                 stop: false,
             }),
@@ -73,7 +84,25 @@ impl Preparer {
         let dir = dir.to_path_buf();
         let thread = std::thread::Builder::new()
             .name("raftwal-prepare".into())
-            .spawn(move || s.run(&*fs, &dir, len, mode))
+            .spawn(move || {
+                // A prepared file left by an earlier run is adopted only if
+                // it holds nothing but zeros: a roll renames the file it
+                // takes without syncing the directory, so after a crash a
+                // file that was written to may still carry its prepared
+                // name. Checked here, off the opening thread.
+                if let Some(path) = ready {
+                    if segment::is_pristine(&*fs, &path) {
+                        s.state.lock().ready.get_or_insert(path);
+                    } else {
+                        log::warn!(
+                            "raftwal: removing prepared file {} that holds data",
+                            path.display()
+                        );
+                        let _ = fs.remove(&path);
+                    }
+                }
+                s.run(&*fs, &dir, len, mode)
+            })
             .ok();
         Preparer { shared, thread }
     }

@@ -109,6 +109,55 @@ pub fn create(
     first_index: u64,
     prepared: Option<PathBuf>,
 ) -> Result<Created> {
+    create_with(fs, dir, sequence, first_index, prepared, true)
+}
+
+/// Like [`create`], but the header is not synced: a roll leaves that, and
+/// the directory fsync, to the next sync round. A crash may then leave the
+/// segment with a torn header (recovery's "torn creation") or its frames in
+/// a prepared file that was never renamed (not adopted: see
+/// [`is_pristine`]).
+pub fn create_unsynced(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    sequence: u64,
+    first_index: u64,
+    prepared: Option<PathBuf>,
+) -> Result<Created> {
+    create_with(fs, dir, sequence, first_index, prepared, false)
+}
+
+/// Whether the prepared file `path` holds only zeros (it was never rolled
+/// into). A prepared file a roll took and renamed may keep its old name
+/// after a crash (the rename was not synced) with a header and frames in
+/// it: reusing it would put stale frames behind new data.
+pub fn is_pristine(fs: &dyn FileSystem, path: &Path) -> bool {
+    let Ok(file) = open(fs, path) else {
+        return false;
+    };
+    let Ok(len) = file.len() else {
+        return false;
+    };
+    let mut buf = vec![0u8; len.min(1 << 20) as usize];
+    let mut at = 0;
+    while at < len {
+        let n = (len - at).min(buf.len() as u64) as usize;
+        if file.read_exact_at(&mut buf[..n], at).is_err() || buf[..n].iter().any(|&b| b != 0) {
+            return false;
+        }
+        at += n as u64;
+    }
+    true
+}
+
+fn create_with(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    sequence: u64,
+    first_index: u64,
+    prepared: Option<PathBuf>,
+    sync: bool,
+) -> Result<Created> {
     let path = dir.join(file_name(sequence, first_index));
     let (file, preallocated, from) = match prepared {
         Some(prep) => {
@@ -136,8 +185,10 @@ pub fn create(
     };
     file.write_all_at(&buf, 0)
         .map_err(|e| undo(Error::io("write segment header", at, e)))?;
-    file.sync_data()
-        .map_err(|e| undo(Error::io("fdatasync", at, e)))?;
+    if sync {
+        file.sync_data()
+            .map_err(|e| undo(Error::io("fdatasync", at, e)))?;
+    }
     if let Some(prep) = &from {
         fs.rename(prep, &path)
             .map_err(|e| Error::io("rename prepared segment", prep, e))?;

@@ -360,10 +360,21 @@ impl Log {
     /// sync round or by its sealer, whichever comes first. Until then no
     /// write is marked prior-synced (`durability.dirty()` stays true), which
     /// is what lets recovery call a torn tail in it a crash's doing.
+    ///
+    /// Nor is the new segment's header, nor the directory entry the roll
+    /// makes (the prepared file's rename, or the new file): the header
+    /// counts as an unsynced write and the directory is due for an fsync,
+    /// both done by the next sync round (pending files, the directory, then
+    /// the active file; `synced` advances only after all three) or the
+    /// sealer. Under `Always` the first write's own sync covers the header.
+    /// A crash before then may leave a torn header in a segment holding
+    /// frames (recovery removes it as a torn creation when no write in it
+    /// or after it is prior-synced) or the frames in a prepared file that
+    /// kept its name (never adopted: it is not pristine).
     fn roll(&self, w: &mut Writer) -> Result<()> {
         let inner = &*self.inner;
         let next_first = inner.index.read().last_index + 1;
-        let seg = self.create_segment(w, next_first)?;
+        let seg = self.create_segment(w, next_first, false)?;
         inner.durability.rolled_to(&seg.file, &seg.path);
         crate::metrics::roll();
         let sealed = {
@@ -378,9 +389,10 @@ impl Log {
         Ok(())
     }
 
-    /// Creates segment `next_sequence` starting at `first_index`, durable
-    /// (file and directory synced), from a prepared file when one is ready.
-    fn create_segment(&self, w: &mut Writer, first_index: u64) -> Result<Segment> {
+    /// Creates segment `next_sequence` starting at `first_index`, from a
+    /// prepared file when one is ready; `durable`: its header and the
+    /// directory are synced (else the caller leaves that to `Durability`).
+    fn create_segment(&self, w: &mut Writer, first_index: u64, durable: bool) -> Result<Segment> {
         let inner = &*self.inner;
         let fs = &*inner.opts.file_system;
         let sequence = w.next_sequence;
@@ -401,22 +413,16 @@ impl Log {
         } else {
             None
         };
+        if !durable {
+            let c = segment::create_unsynced(fs, &inner.dir, sequence, first_index, prepared)?;
+            return Ok(new_segment(sequence, first_index, c));
+        }
         let c = segment::create(fs, &inner.dir, sequence, first_index, prepared)?;
         if let Err(e) = segment::sync_dir(fs, &inner.dir) {
             let _ = fs.remove(&c.path);
             return Err(inner.durability.poison(e));
         }
-        Ok(Segment {
-            sequence,
-            first_index,
-            path: c.path,
-            file: c.file,
-            len: c.header_len,
-            locs: Vec::new(),
-            preallocated: c.preallocated,
-            data_start: c.header_len,
-            meta: SegmentMeta::default(),
-        })
+        Ok(new_segment(sequence, first_index, c))
     }
 
     /// Creates a segment starting at `first_index` whose first write is
@@ -432,7 +438,7 @@ impl Log {
         state_copy: Option<&Bytes>,
     ) -> Result<(Segment, Layout, u64)> {
         let inner = &*self.inner;
-        let mut seg = self.create_segment(w, first_index)?;
+        let mut seg = self.create_segment(w, first_index, true)?;
         let salt = frame::salt(seg.sequence);
         // A new segment: only its header (synced) comes before the write,
         // and the callers made every earlier write durable first.
@@ -879,4 +885,19 @@ fn remove_files(
         }
     }
     segment::sync_dir(fs, dir)
+}
+
+/// The index's record of a segment just created.
+fn new_segment(sequence: u64, first_index: u64, c: segment::Created) -> Segment {
+    Segment {
+        sequence,
+        first_index,
+        path: c.path,
+        file: c.file,
+        len: c.header_len,
+        locs: Vec::new(),
+        preallocated: c.preallocated,
+        data_start: c.header_len,
+        meta: SegmentMeta::default(),
+    }
 }

@@ -121,6 +121,9 @@ struct Tally {
     unsynced_kept: AtomicU64,
     repaired_older: AtomicU64,
     removed: AtomicU64,
+    /// Opens that removed a segment whose header was torn (a roll does
+    /// not sync it) although frames followed it.
+    torn_creations: AtomicU64,
 }
 
 fn check(
@@ -140,6 +143,7 @@ fn check(
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "wal"))
         .collect();
+    let before = img.image();
     let log =
         Log::open(DIR, opts(&img, mode, preallocate)).map_err(|e| what(format!("reopen: {e}")))?;
     let rep = log.recovery_report();
@@ -149,6 +153,15 @@ fn check(
         .any(|(p, _, _)| Some(p) != wal.iter().max())
     {
         tally.repaired_older.fetch_add(1, Ordering::Relaxed);
+    }
+    // A bad header is reported at offset 0 of its segment; one with a
+    // valid frame right behind it was a torn creation with data.
+    if rep
+        .repairs
+        .iter()
+        .any(|(p, off, _)| *off == 0 && frames_after_header(before.get(p)))
+    {
+        tally.torn_creations.fetch_add(1, Ordering::Relaxed);
     }
     if !rep.segments_removed.is_empty() {
         tally.removed.fetch_add(1, Ordering::Relaxed);
@@ -193,6 +206,12 @@ fn check(
     }
     tally.points.fetch_add(1, Ordering::Relaxed);
     Ok(())
+}
+
+/// Whether a segment file's `bytes` hold anything but zeros after
+/// where its header would end (it held frames).
+fn frames_after_header(bytes: Option<&Vec<u8>>) -> bool {
+    bytes.is_some_and(|b| b.iter().skip(64).take(4096).any(|&x| x != 0))
 }
 
 #[test]
@@ -240,15 +259,19 @@ fn power_loss_at_every_operation_across_unsynced_rolls() {
     let failures = failures.into_inner().unwrap();
     let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
     eprintln!(
-        "crash_unsynced_roll: {} crash points over {} workloads; {} unsynced entries survived; {} opens repaired an older segment than the last, {} removed segments",
+        "crash_unsynced_roll: {} crash points over {} workloads; {} unsynced entries survived; {} opens repaired an older segment than the last, {} removed segments, {} removed a torn creation holding frames",
         get(&tally.points),
         cases.len(),
         get(&tally.unsynced_kept),
         get(&tally.repaired_older),
         get(&tally.removed),
+        get(&tally.torn_creations),
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     // The rule this test is about was exercised: torn tails in segments
     // that had a successor were repaired.
     assert!(get(&tally.repaired_older) > 0, "no torn older segment seen");
+    // And the roll's unsynced header: segments whose header a crash lost
+    // with frames behind it were removed as torn creations.
+    assert!(get(&tally.torn_creations) > 0, "no torn creation seen");
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use prost::Message;
 
-use crate::damage::{holds_frames, is_damage, is_torn_seal, is_torn_tail};
+use crate::damage::{is_damage, is_torn_creation, is_torn_seal, is_torn_tail};
 use crate::error::{Error, Result};
 use crate::footer::{self, Footer};
 use crate::frame::FrameType;
@@ -226,12 +226,20 @@ impl Recovery<'_> {
         let header = match segment::read_header(&*file, &path, file_len) {
             Ok(h) => h,
             Err(Error::Corruption { offset, reason, .. }) => {
-                // A segment whose header never became durable holds nothing
-                // that was acknowledged: segments are created and synced
-                // before anything is written to them. One that holds valid
-                // frames after its header is damaged, not interrupted.
+                // A roll does not sync the new segment's header: a crash
+                // may tear it with frames behind it. Nothing in or after it
+                // was acknowledged unless a write there is prior-synced
+                // (see `damage::is_torn_creation`); else it is damage.
                 let max_payload = self.opts.max_entry_size + ENTRY_OVERHEAD;
-                let tail = last_file && !holds_frames(&*file, &path, file_len, seq, max_payload)?;
+                let tail = is_torn_creation(
+                    &*file,
+                    &path,
+                    file_len,
+                    seq,
+                    later,
+                    &self.opener(),
+                    max_payload,
+                )?;
                 return self.bad_header(path, offset, reason, tail);
             }
             Err(e) => return Err(e),

@@ -1,0 +1,161 @@
+//! A torn creation: a roll writes the new segment's header and renames the
+//! prepared file without syncing either (the next sync round does), so a
+//! crash can lose the header and keep frames written behind it. When no
+//! write in that segment or a later one is marked `PRIOR_SYNCED`, nothing
+//! in them was acknowledged: recovery removes them (and `inspect` calls it
+//! a torn tail). When one is, the header was durable before that write was
+//! issued: damage, refused under the default mode.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{segment_files, unseal};
+use raftwal::inspect::{self, ProblemKind};
+use raftwal::{Entry, Error, Log, Options, Preallocate, RecoveryMode, SyncPolicy};
+
+fn opts(preallocate: Preallocate) -> Options {
+    Options::default()
+        .segment_size(4096)
+        .preallocate(preallocate)
+        .sync(SyncPolicy::Manual)
+}
+
+fn batch(first: u64, n: u64) -> Vec<Entry> {
+    (first..first + n)
+        .map(|i| Entry::new(i, 1, vec![i as u8; 200]))
+        .collect()
+}
+
+/// A log of three segments written under `Manual` (two writes in the last
+/// one); with `sync_in_third`, a `sync()` between the third segment's two
+/// writes (so the second one is marked `PRIOR_SYNCED`). Returns the
+/// directory, the segment paths, and each segment's first index.
+fn three_segments(
+    preallocate: Preallocate,
+    sync_in_third: bool,
+) -> (tempfile::TempDir, Vec<PathBuf>, Vec<u64>) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), opts(preallocate)).unwrap();
+    let mut next = 1;
+    while log.segments().len() < 3 {
+        log.append(&batch(next, 2)).unwrap();
+        next += 2;
+    }
+    if sync_in_third {
+        log.sync().unwrap();
+    }
+    log.append(&batch(next, 2)).unwrap();
+    let firsts: Vec<u64> = log.segments().iter().map(|s| s.1).collect();
+    drop(log);
+    let files = segment_files(dir.path());
+    assert_eq!(files.len(), 3);
+    // As if the crash came before the sealers finished.
+    unseal(&files[0]);
+    unseal(&files[1]);
+    (dir, files, firsts)
+}
+
+/// Zeroes the header frame's first bytes: what a crash that lost the
+/// header's write (and kept later ones) leaves.
+fn lose_header(path: &Path) {
+    let mut b = std::fs::read(path).unwrap();
+    b[..16].fill(0);
+    std::fs::write(path, b).unwrap();
+}
+
+#[test]
+fn a_torn_header_with_frames_and_nothing_synced_is_a_torn_creation() {
+    for preallocate in [Preallocate::None, Preallocate::ZeroFill] {
+        for torn in [1, 2] {
+            let (dir, files, firsts) = three_segments(preallocate, false);
+            lose_header(&files[torn]);
+            let scan = inspect::scan_dir(dir.path()).unwrap();
+            assert_eq!(
+                scan.problems[0].kind,
+                ProblemKind::TornTail,
+                "{:?}",
+                scan.problems
+            );
+            assert_eq!(scan.problems[0].path, files[torn]);
+            let log = Log::open(dir.path(), opts(preallocate)).unwrap();
+            // That segment and every later one are gone; the one before it
+            // goes on as the last.
+            assert_eq!(log.last_index(), firsts[torn] - 1, "{preallocate:?} {torn}");
+            assert_eq!(
+                log.recovery_report().segments_removed,
+                files[torn..].to_vec()
+            );
+            let next = log.last_index() + 1;
+            log.append(&batch(next, 3)).unwrap();
+            log.sync().unwrap();
+            drop(log);
+            let log = Log::open(dir.path(), opts(preallocate)).unwrap();
+            assert_eq!(log.last_index(), next + 2);
+            assert!(log.recovery_report().repairs.is_empty());
+            // Not under AbsoluteConsistency: a repair, never silent.
+            drop(log);
+            let (dir, files, _) = three_segments(preallocate, false);
+            lose_header(&files[torn]);
+            let strict = opts(preallocate).recovery_mode(RecoveryMode::AbsoluteConsistency);
+            let e = Log::open(dir.path(), strict).unwrap_err();
+            assert!(matches!(e, Error::Corruption { .. }), "{e}");
+        }
+    }
+}
+
+#[test]
+fn a_torn_header_before_a_synced_write_is_damage() {
+    for preallocate in [Preallocate::None, Preallocate::ZeroFill] {
+        // The synced write is in the torn segment itself, or after it.
+        for torn in [1, 2] {
+            let (dir, files, _) = three_segments(preallocate, true);
+            lose_header(&files[torn]);
+            let scan = inspect::scan_dir(dir.path()).unwrap();
+            assert_eq!(
+                scan.problems[0].kind,
+                ProblemKind::Corruption,
+                "{:?}",
+                scan.problems
+            );
+            let e = Log::open(dir.path(), opts(preallocate)).unwrap_err();
+            assert!(matches!(e, Error::Corruption { .. }), "{e}");
+        }
+    }
+}
+
+/// A roll renames the prepared file it takes without syncing the
+/// directory: after a crash the file may still carry its prepared name,
+/// with the header and frames written into it. Such a file is never
+/// adopted (its stale frames would sit behind new data); it is removed.
+#[test]
+fn a_prepared_file_holding_data_is_not_adopted() {
+    for name in ["0000000000000007.prep", "8000000000000009.prep"] {
+        let dir = tempfile::tempdir().unwrap();
+        let stale = dir.path().join(name);
+        let mut bytes = vec![0u8; 4096];
+        // Past where the log's data will end: an adopted file would keep
+        // them in the new segment.
+        bytes[3990..4090].fill(0xAB);
+        std::fs::write(&stale, &bytes).unwrap();
+        let log = Log::open(dir.path(), opts(Preallocate::ZeroFill)).unwrap();
+        let mut next = 1;
+        while log.segments().len() < 2 {
+            log.append(&batch(next, 2)).unwrap();
+            next += 2;
+        }
+        let segs: Vec<PathBuf> = log.segments().into_iter().map(|s| s.0).collect();
+        drop(log);
+        assert!(!stale.exists(), "{name} was kept");
+        for s in &segs {
+            let b = std::fs::read(s).unwrap();
+            assert!(
+                !b.windows(100).any(|w| w.iter().all(|&x| x == 0xAB)),
+                "{s:?}"
+            );
+        }
+        let log = Log::open(dir.path(), opts(Preallocate::ZeroFill)).unwrap();
+        assert_eq!(log.last_index(), next - 1);
+        assert!(log.recovery_report().repairs.is_empty());
+    }
+}
