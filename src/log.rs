@@ -194,11 +194,20 @@ impl Log {
             _lock: lock,
         });
         if inner.opts.preallocate != Preallocate::None {
+            // A reopened log whose active segment is half full already
+            // will not pass the half mark again: prepare at once.
+            let wanted = inner
+                .index
+                .read()
+                .segments
+                .back()
+                .is_some_and(|a| a.len >= crate::write::prepare_mark(inner.opts.segment_size));
             *inner.preparer.lock() = Some(Preparer::start(
                 Arc::clone(&inner.opts.file_system),
                 &inner.dir,
                 inner.opts.segment_size,
                 inner.opts.preallocate,
+                wanted,
             ));
         }
         let syncer = Syncer::start(&inner, sync);

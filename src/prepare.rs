@@ -1,6 +1,12 @@
 //! The segment preparer: a background thread that keeps one preallocated
 //! (or zero-filled, see [`Preallocate`]) segment file ready, so a roll only
 //! writes a header and renames a file.
+//!
+//! It prepares the next file only once the writer asks, when the active
+//! segment is half full ([`Preparer::want`]): a log that writes little never
+//! has a 64 MiB zero-fill and its `fdatasync` competing with its own synced
+//! appends, and one that fills segments quickly still gets half a segment's
+//! time to prepare the next.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,6 +35,9 @@ struct Shared {
 
 struct State {
     ready: Option<PathBuf>,
+    /// The writer asked for the next file (the active segment is half
+    /// full); cleared when it takes one.
+    wanted: bool,
     next_name: u64,
     stop: bool,
 }
@@ -37,12 +46,15 @@ impl Preparer {
     /// Starts preparing segments of `len` bytes in `dir` as `mode` says
     /// (`Preallocate::None` prepares like `Allocate`: the caller does not
     /// start a preparer then). Prepared files left by an earlier run are
-    /// adopted (one, if it holds only zeros) or removed (the rest).
+    /// adopted (one, if it holds only zeros) or removed (the rest). A new
+    /// file is prepared at once when `wanted`, otherwise on the first
+    /// [`Preparer::want`].
     pub(crate) fn start(
         fs: Arc<dyn FileSystem>,
         dir: &Path,
         len: u64,
         mode: Preallocate,
+        wanted: bool,
     ) -> Preparer {
         let mut existing = segment::list_prepared(&*fs, dir).unwrap_or_default();
         let mut ready = existing.pop();
@@ -74,6 +86,7 @@ impl Preparer {
             state: Mutex::new(State {
                 // Offered once the thread has checked it (see `run`).
                 ready: None,
+                wanted,
                 next_name,
                 stop: false,
             }),
@@ -107,13 +120,23 @@ impl Preparer {
         Preparer { shared, thread }
     }
 
-    /// Takes the prepared file, if one is ready, and asks for the next.
+    /// Takes the prepared file, if one is ready. The next is prepared
+    /// when the writer asks for it again.
     pub(crate) fn take(&self) -> Option<PathBuf> {
         let mut s = self.shared.state.lock();
-        let p = s.ready.take();
-        drop(s);
-        self.shared.cv.notify_all();
-        p
+        s.wanted = false;
+        s.ready.take()
+    }
+
+    /// Asks for the next file to be prepared (the writer calls this when
+    /// the active segment passes half its size).
+    pub(crate) fn want(&self) {
+        let mut s = self.shared.state.lock();
+        if !s.wanted {
+            s.wanted = true;
+            drop(s);
+            self.shared.cv.notify_all();
+        }
     }
 
     /// Stops the thread. A prepared file stays for the next open to adopt.
@@ -139,7 +162,7 @@ impl Shared {
     fn run(&self, fs: &dyn FileSystem, dir: &Path, len: u64, mode: Preallocate) {
         let mut s = self.state.lock();
         loop {
-            while s.ready.is_some() && !s.stop {
+            while (s.ready.is_some() || !s.wanted) && !s.stop {
                 self.cv.wait(&mut s);
             }
             if s.stop {

@@ -338,6 +338,13 @@ impl Log {
                 }
             }
         }
+        let mark = prepare_mark(inner.opts.segment_size);
+        if offset < mark && offset + written >= mark {
+            // Half full: time to prepare the next segment.
+            if let Some(p) = inner.preparer.lock().as_ref() {
+                p.want();
+            }
+        }
         crate::metrics::write(batch.entries.len(), buf.len());
         if cut.is_some() {
             crate::metrics::truncation();
@@ -687,6 +694,12 @@ impl Log {
     pub fn sync(&self) -> Result<()> {
         self.inner.durability.sync_all()
     }
+}
+
+/// The offset in the active segment past which the preparer is asked for
+/// the next one: half the segment size.
+pub(crate) fn prepare_mark(segment_size: u64) -> u64 {
+    segment_size / 2
 }
 
 fn active(ix: &Index) -> Result<&Segment> {

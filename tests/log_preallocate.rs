@@ -110,3 +110,71 @@ fn zero_fill_writes_a_new_logs_first_segment_at_open_and_never_on_a_roll() {
     assert_eq!(alloc_append, 300 + alloc_created as u64);
     assert_eq!(zero_append, 300 + zero_created as u64);
 }
+
+/// The `.prep` files in `dir`.
+fn prepared(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "prep"))
+        })
+        .count()
+}
+
+/// Waits (bounded) for a prepared file to appear in `dir`.
+fn wait_for_prepared(dir: &std::path::Path) -> usize {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while prepared(dir) == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    prepared(dir)
+}
+
+#[test]
+fn the_next_segment_is_prepared_once_the_active_one_is_half_full() {
+    // 64 KiB segments, entries of 1,000 bytes (a frame of a little more):
+    // 16 entries fill a quarter, 40 pass the half, about 64 fill one.
+    for mode in [Preallocate::Allocate, Preallocate::ZeroFill] {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = Options::default().segment_size(64 << 10).preallocate(mode);
+        let log = Log::open(dir.path(), opts.clone()).unwrap();
+        let write = |log: &Log| {
+            let next = log.last_index() + 1;
+            log.append(&[raftwal::Entry::new(next, 1, vec![7u8; 1000])])
+                .unwrap();
+        };
+        for _ in 0..16 {
+            write(&log);
+        }
+        // A quarter full: nothing asked for yet. A preparer that started
+        // at once would have a file ready well within this wait.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert_eq!(prepared(dir.path()), 0, "{mode:?}: prepared too early");
+        for _ in 16..40 {
+            write(&log);
+        }
+        assert_eq!(log.segments().len(), 1);
+        assert_eq!(wait_for_prepared(dir.path()), 1, "{mode:?}: not prepared");
+        // The roll takes it; the next one waits for the next half mark.
+        while log.segments().len() == 1 {
+            write(&log);
+        }
+        assert_eq!(prepared(dir.path()), 0, "{mode:?}: the roll took it");
+        for _ in 0..40 {
+            write(&log);
+        }
+        assert_eq!(wait_for_prepared(dir.path()), 1, "{mode:?}: not prepared");
+        drop(log);
+        // Without its prepared file, a log reopened past the half mark of
+        // its active segment (it will not pass it again) asks at once.
+        for e in std::fs::read_dir(dir.path()).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "prep") {
+                std::fs::remove_file(p).unwrap();
+            }
+        }
+        let _log = Log::open(dir.path(), opts).unwrap();
+        assert_eq!(wait_for_prepared(dir.path()), 1, "{mode:?}: reopened");
+    }
+}
