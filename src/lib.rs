@@ -37,6 +37,7 @@ pub mod segment;
 mod snapshot;
 mod sync;
 mod write;
+mod writeback;
 
 /// The protobuf messages of the on-disk format, generated from
 /// `proto/raftwal.proto` by `build.rs`.

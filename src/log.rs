@@ -59,6 +59,8 @@ pub(crate) struct Inner {
     sealers: Mutex<Vec<std::thread::JoinHandle<()>>>,
     /// Unlinks the segments a compaction superseded.
     pub remover: Remover,
+    /// Starts writeback of filled ranges under relaxed sync policies.
+    pub writeback: crate::writeback::Writeback,
     pub report: RecoveryReport,
 }
 
@@ -187,6 +189,7 @@ impl Log {
             preparer: Mutex::new(None),
             sealers: Mutex::new(Vec::new()),
             remover: Remover::new(Arc::clone(&opts.file_system), &dir),
+            writeback: crate::writeback::Writeback::new(),
             index: RwLock::new(rec.index),
             report: rec.report,
             dir,
@@ -318,6 +321,7 @@ impl Drop for Log {
         }
         self.inner.join_sealers();
         self.inner.remover.stop();
+        self.inner.writeback.stop();
         if let Err(e) = self.inner.sync_if_dirty() {
             log::error!(
                 "raftwal: final sync of {} failed: {e}",

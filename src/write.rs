@@ -322,9 +322,9 @@ impl Log {
         }
         let written = buf.len() as u64;
         let ticket = inner.durability.issued(&file, &path);
-        // Without a sync per write, dirty pages pile up until the segment
-        // rolls, and the roll's fdatasync would then write them all at once
-        // (tens of ms with 64 MiB segments). Start their writeback as each
+        // Without a sync per write, dirty pages pile up until the next sync
+        // (or the sealer's), which would then write them all at once (tens
+        // of ms with 64 MiB segments). Start their writeback as each
         // WRITEBACK_CHUNK fills instead.
         if inner.opts.sync != SyncPolicy::Always {
             let (from, to) = (
@@ -332,10 +332,12 @@ impl Log {
                 (offset + written) / WRITEBACK_CHUNK,
             );
             if to > from {
+                // On a thread of its own: the hint itself can block for
+                // milliseconds when the device queue is full.
                 let start = from * WRITEBACK_CHUNK;
-                if let Err(e) = file.start_writeback(start, to * WRITEBACK_CHUNK - start) {
-                    log::debug!("raftwal: writeback hint failed on {}: {e}", path.display());
-                }
+                inner
+                    .writeback
+                    .hint(&file, start, to * WRITEBACK_CHUNK - start);
             }
         }
         let mark = prepare_mark(inner.opts.segment_size);
