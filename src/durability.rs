@@ -70,9 +70,10 @@ struct State {
     /// Number of `fdatasync` calls made by sync rounds (for statistics).
     rounds: u64,
     /// For each roll whose directory entry (the rename of the prepared
-    /// file, or the new file) is not known synced, oldest first: the number
-    /// of the last write issued before it. `synced` never passes the front.
-    dir_rolls: std::collections::VecDeque<u64>,
+    /// file, or the new file) is not known synced, oldest first: the roll's
+    /// number (`rolls` after it) and the number of the last write issued
+    /// before it. `synced` never passes the front's write.
+    dir_rolls: std::collections::VecDeque<(u64, u64)>,
     /// When the active file's header (written by the roll that made it
     /// active) is not synced yet: the number of the last write issued
     /// before that roll. `synced` never passes it.
@@ -106,13 +107,23 @@ impl State {
     /// The highest `synced` may be: no write after a roll whose header or
     /// directory entry is unsynced is durable.
     fn cap(&self) -> u64 {
-        let dir = self.dir_rolls.front().copied().unwrap_or(u64::MAX);
+        let dir = self.dir_rolls.front().map_or(u64::MAX, |r| r.1);
         dir.min(self.header_unsynced.unwrap_or(u64::MAX))
     }
 
     /// Whether every roll's header and directory entry are synced.
     fn rolls_synced(&self) -> bool {
         self.dir_rolls.is_empty() && self.header_unsynced.is_none()
+    }
+
+    /// A directory fsync that started after roll number `upto` covers the
+    /// directory entries of that roll and every earlier one. (Counting by
+    /// roll number, not by queue length: another fsync may have drained
+    /// the queue meanwhile, and a later roll joined it.)
+    fn dir_synced_upto(&mut self, upto: u64) {
+        while self.dir_rolls.front().is_some_and(|r| r.0 <= upto) {
+            self.dir_rolls.pop_front();
+        }
     }
 
     /// Makes `file` the active file; the one it replaces joins the pending
@@ -261,26 +272,28 @@ impl Durability {
         let mut s = self.state.lock();
         s.move_to(file, path);
         let w = s.written;
-        s.dir_rolls.push_back(w);
-        s.header_unsynced = Some(w);
         s.rolls += 1;
+        let roll = s.rolls;
+        s.dir_rolls.push_back((roll, w));
+        s.header_unsynced = Some(w);
     }
 
     /// Syncs the directory when a roll left it unsynced (the sealer calls
     /// this before it claims a file durable or writes a footer). A failure
     /// poisons the log.
     pub(crate) fn sync_dir_if_due(&self) -> Result<()> {
-        let due = self.state.lock().dir_rolls.len();
-        if due == 0 {
-            return Ok(());
-        }
+        let upto = {
+            let s = self.state.lock();
+            if s.dir_rolls.is_empty() {
+                return Ok(());
+            }
+            s.rolls
+        };
         self.fs
             .sync_dir(&self.dir)
             .map_err(|e| self.poison(Error::io("fsync directory", &self.dir, e)))?;
         // It covers every rename made before it started.
-        let mut s = self.state.lock();
-        let n = due.min(s.dir_rolls.len());
-        s.dir_rolls.drain(..n);
+        self.state.lock().dir_synced_upto(upto);
         Ok(())
     }
 
@@ -387,12 +400,8 @@ impl Durability {
             // The directory goes after the older files and before the
             // active one (see `Log::roll` for why); the round claims
             // nothing until all are synced.
-            let dir_due = s.dir_rolls.len();
             let rolls_before = s.rolls;
-            let dir_at = match dir_due {
-                0 => None,
-                _ => Some(files.len() - usize::from(with_active)),
-            };
+            let dir_at = (!s.dir_rolls.is_empty()).then(|| files.len() - usize::from(with_active));
             s.syncing = true;
             s.rounds += 1;
             drop(s);
@@ -422,8 +431,9 @@ impl Durability {
                     // The directory fsync covered the renames made before
                     // it; the active file's header is synced unless a roll
                     // made another file active meanwhile.
-                    let n = dir_due.min(s.dir_rolls.len());
-                    s.dir_rolls.drain(..n);
+                    if dir_at.is_some() {
+                        s.dir_synced_upto(rolls_before);
+                    }
                     if s.rolls == rolls_before {
                         s.header_unsynced = None;
                     }
@@ -494,6 +504,92 @@ impl Durability {
 mod tests {
     use super::*;
     use crate::fs::StdFileSystem;
+
+    /// `StdFileSystem` whose directory fsync first runs a hook, once.
+    #[derive(Default)]
+    struct HookFs {
+        hook: parking_lot::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    }
+
+    impl std::fmt::Debug for HookFs {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("HookFs")
+        }
+    }
+
+    impl FileSystem for HookFs {
+        fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
+            StdFileSystem.create_dir_all(dir)
+        }
+        fn create_new(&self, path: &Path) -> std::io::Result<Arc<dyn FileHandle>> {
+            StdFileSystem.create_new(path)
+        }
+        fn create(&self, path: &Path) -> std::io::Result<Arc<dyn FileHandle>> {
+            StdFileSystem.create(path)
+        }
+        fn open(&self, path: &Path) -> std::io::Result<Arc<dyn FileHandle>> {
+            StdFileSystem.open(path)
+        }
+        fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+            StdFileSystem.rename(from, to)
+        }
+        fn remove(&self, path: &Path) -> std::io::Result<()> {
+            StdFileSystem.remove(path)
+        }
+        fn list(&self, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+            StdFileSystem.list(dir)
+        }
+        fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+            let hook = self.hook.lock().take();
+            if let Some(hook) = hook {
+                hook();
+            }
+            StdFileSystem.sync_dir(dir)
+        }
+        fn lock(&self, path: &Path) -> std::io::Result<Box<dyn std::any::Any + Send + Sync>> {
+            StdFileSystem.lock(path)
+        }
+    }
+
+    #[test]
+    fn a_directory_fsync_covers_only_the_rolls_made_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let hook_fs = Arc::new(HookFs::default());
+        let fs: Arc<dyn FileSystem> = hook_fs.clone();
+        let file = |name: &str| {
+            let p = dir.path().join(name);
+            (StdFileSystem.create(&p).unwrap(), p)
+        };
+        let (f1, p1) = file("a");
+        let (f2, p2) = file("b");
+        let (f3, p3) = file("c");
+        let d = Durability::new(Arc::clone(&f1), p1.clone(), fs, dir.path());
+        d.issued(&f1, &p1);
+        d.rolled_to(&f2, &p2);
+        d.issued(&f2, &p2);
+        // While the sealer's directory fsync for roll 1 runs, a sync round
+        // covers roll 1 and roll 2 happens: that fsync may have started
+        // before roll 2's rename, so roll 2's entry stays unsynced.
+        let d2 = Arc::clone(&d);
+        *hook_fs.hook.lock() = Some(Box::new(move || {
+            d2.sync_all().unwrap();
+            d2.rolled_to(&f3, &p3);
+            d2.issued(&f3, &p3);
+        }));
+        d.sync_dir_if_due().unwrap();
+        let s = d.state.lock();
+        assert_eq!(
+            s.dir_rolls.len(),
+            1,
+            "roll 2's directory entry is still due"
+        );
+        assert_eq!(s.synced, 2, "nothing after roll 2 is durable");
+        drop(s);
+        assert!(d.dirty());
+        d.sync_all().unwrap();
+        assert!(!d.dirty());
+        assert_eq!(d.counters().1, 3);
+    }
 
     #[test]
     fn a_roll_keeps_the_log_dirty_until_a_round_syncs_it() {
