@@ -32,16 +32,7 @@ pub(crate) fn is_torn_seal(file: &dyn FileHandle, offset: u64, file_len: u64) ->
     ) {
         return true;
     }
-    let mut buf = vec![0u8; (file_len.saturating_sub(offset)).min(64 << 10) as usize];
-    let mut at = offset;
-    while at < file_len {
-        let n = (file_len - at).min(buf.len() as u64) as usize;
-        if file.read_exact_at(&mut buf[..n], at).is_err() || buf[..n].iter().any(|&b| b != 0) {
-            return false;
-        }
-        at += n as u64;
-    }
-    true
+    segment::zeros_from(file, offset, file_len)
 }
 
 /// Whether the bad frame at `offset` is damage that no crash leaves: a

@@ -138,10 +138,16 @@ pub fn is_pristine(fs: &dyn FileSystem, path: &Path) -> bool {
     let Ok(len) = file.len() else {
         return false;
     };
-    let mut buf = vec![0u8; len.min(1 << 20) as usize];
-    let mut at = 0;
-    while at < len {
-        let n = (len - at).min(buf.len() as u64) as usize;
+    zeros_from(&*file, 0, len)
+}
+
+/// Whether every byte of `file` from `offset` to `end` reads as zero (a read
+/// error counts as no). Reads 1 MiB at a time at most.
+pub(crate) fn zeros_from(file: &dyn FileHandle, offset: u64, end: u64) -> bool {
+    let mut buf = vec![0u8; end.saturating_sub(offset).min(1 << 20) as usize];
+    let mut at = offset;
+    while at < end {
+        let n = (end - at).min(buf.len() as u64) as usize;
         if file.read_exact_at(&mut buf[..n], at).is_err() || buf[..n].iter().any(|&b| b != 0) {
             return false;
         }
