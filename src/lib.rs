@@ -36,6 +36,7 @@ mod remove;
 pub mod segment;
 mod snapshot;
 mod sync;
+mod worker;
 mod write;
 mod writeback;
 

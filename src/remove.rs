@@ -23,44 +23,29 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::thread::JoinHandle;
-
-use parking_lot::{Condvar, Mutex};
 
 use crate::fs::FileSystem;
 use crate::segment;
+use crate::worker::Worker;
 
 /// Removes superseded segment files in the background (see the module
 /// documentation).
 pub(crate) struct Remover {
     fs: Arc<dyn FileSystem>,
     dir: PathBuf,
-    shared: Arc<Shared>,
-    thread: Mutex<Option<JoinHandle<()>>>,
-}
-
-struct Shared {
-    state: Mutex<State>,
-    cv: Condvar,
-}
-
-#[derive(Default)]
-struct State {
-    queue: Vec<PathBuf>,
-    stop: bool,
+    worker: Worker<PathBuf>,
 }
 
 impl Remover {
     /// A remover for files of `dir`; its thread starts on first use.
     pub(crate) fn new(fs: Arc<dyn FileSystem>, dir: &Path) -> Remover {
+        let (wfs, wdir) = (Arc::clone(&fs), dir.to_path_buf());
         Remover {
             fs,
             dir: dir.to_path_buf(),
-            shared: Arc::new(Shared {
-                state: Mutex::new(State::default()),
-                cv: Condvar::new(),
+            worker: Worker::new("raftwal-remove", move |paths: Vec<PathBuf>| {
+                remove_now(&*wfs, &wdir, &paths)
             }),
-            thread: Mutex::new(None),
         }
     }
 
@@ -71,57 +56,14 @@ impl Remover {
         if paths.is_empty() {
             return;
         }
-        let mut thread = self.thread.lock();
-        let stopped = self.shared.state.lock().stop;
-        if thread.is_none() && !stopped {
-            let shared = Arc::clone(&self.shared);
-            let fs = Arc::clone(&self.fs);
-            let dir = self.dir.clone();
-            match std::thread::Builder::new()
-                .name("raftwal-remove".into())
-                .spawn(move || shared.run(&*fs, &dir))
-            {
-                Ok(h) => *thread = Some(h),
-                Err(e) => log::warn!("raftwal: could not start the segment remover: {e}"),
-            }
-        }
-        if thread.is_none() || stopped {
-            drop(thread);
+        if let Err(paths) = self.worker.push(paths, usize::MAX) {
             remove_now(&*self.fs, &self.dir, &paths);
-            return;
         }
-        drop(thread);
-        self.shared.state.lock().queue.extend(paths);
-        self.shared.cv.notify_all();
     }
 
     /// Removes everything queued, then stops and joins the thread.
     pub(crate) fn stop(&self) {
-        self.shared.state.lock().stop = true;
-        self.shared.cv.notify_all();
-        if let Some(t) = self.thread.lock().take() {
-            if t.join().is_err() {
-                log::error!("raftwal: the segment remover panicked");
-            }
-        }
-    }
-}
-
-impl Shared {
-    fn run(&self, fs: &dyn FileSystem, dir: &Path) {
-        let mut s = self.state.lock();
-        loop {
-            while s.queue.is_empty() && !s.stop {
-                self.cv.wait(&mut s);
-            }
-            if s.queue.is_empty() {
-                return;
-            }
-            let paths = std::mem::take(&mut s.queue);
-            drop(s);
-            remove_now(fs, dir, &paths);
-            s = self.state.lock();
-        }
+        self.worker.stop(true);
     }
 }
 

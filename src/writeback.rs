@@ -15,110 +15,48 @@
 //! failed hint is logged at debug level.
 
 use std::sync::Arc;
-use std::thread::JoinHandle;
-
-use parking_lot::{Condvar, Mutex};
 
 use crate::fs::FileHandle;
+use crate::worker::Worker;
 
 /// At most this many ranges wait for the thread; more are dropped (the
 /// disk is behind anyway, and the next sync writes them back).
 const MAX_QUEUED: usize = 64;
 
+/// A range of a file to write back.
+type Range = (Arc<dyn FileHandle>, u64, u64);
+
 /// Starts writeback of filled ranges in the background (see the module
 /// documentation).
 pub(crate) struct Writeback {
-    shared: Arc<Shared>,
-    thread: Mutex<Option<JoinHandle<()>>>,
-}
-
-struct Shared {
-    state: Mutex<State>,
-    cv: Condvar,
-}
-
-#[derive(Default)]
-struct State {
-    queue: Vec<(Arc<dyn FileHandle>, u64, u64)>,
-    stop: bool,
+    worker: Worker<Range>,
 }
 
 impl Writeback {
     /// A hinter whose thread starts on first use.
     pub(crate) fn new() -> Writeback {
         Writeback {
-            shared: Arc::new(Shared {
-                state: Mutex::new(State::default()),
-                cv: Condvar::new(),
+            worker: Worker::new("raftwal-writeback", |ranges: Vec<Range>| {
+                for (file, offset, len) in ranges {
+                    if let Err(e) = file.start_writeback(offset, len) {
+                        log::debug!("raftwal: writeback hint failed: {e}");
+                    }
+                }
             }),
-            thread: Mutex::new(None),
         }
     }
 
-    /// Queues `[offset, offset + len)` of `file` for writeback.
+    /// Queues `[offset, offset + len)` of `file` for writeback (dropped
+    /// when the queue is full or the thread cannot run: only a hint).
     pub(crate) fn hint(&self, file: &Arc<dyn FileHandle>, offset: u64, len: u64) {
-        let mut thread = self.thread.lock();
-        if thread.is_none() {
-            if self.shared.state.lock().stop {
-                return;
-            }
-            let shared = Arc::clone(&self.shared);
-            match std::thread::Builder::new()
-                .name("raftwal-writeback".into())
-                .spawn(move || shared.run())
-            {
-                Ok(h) => *thread = Some(h),
-                Err(e) => {
-                    log::debug!("raftwal: could not start the writeback thread: {e}");
-                    return;
-                }
-            }
-        }
-        drop(thread);
-        let mut s = self.shared.state.lock();
-        if s.stop || s.queue.len() >= MAX_QUEUED {
-            return;
-        }
-        s.queue.push((Arc::clone(file), offset, len));
-        drop(s);
-        self.shared.cv.notify_one();
+        let _ = self
+            .worker
+            .push(vec![(Arc::clone(file), offset, len)], MAX_QUEUED);
     }
 
     /// Stops and joins the thread; ranges still queued are dropped.
     pub(crate) fn stop(&self) {
-        {
-            let mut s = self.shared.state.lock();
-            s.stop = true;
-            s.queue.clear();
-        }
-        self.shared.cv.notify_all();
-        if let Some(t) = self.thread.lock().take() {
-            if t.join().is_err() {
-                log::error!("raftwal: the writeback thread panicked");
-            }
-        }
-    }
-}
-
-impl Shared {
-    fn run(&self) {
-        let mut s = self.state.lock();
-        loop {
-            while s.queue.is_empty() && !s.stop {
-                self.cv.wait(&mut s);
-            }
-            if s.stop {
-                return;
-            }
-            let ranges = std::mem::take(&mut s.queue);
-            drop(s);
-            for (file, offset, len) in ranges {
-                if let Err(e) = file.start_writeback(offset, len) {
-                    log::debug!("raftwal: writeback hint failed: {e}");
-                }
-            }
-            s = self.state.lock();
-        }
+        self.worker.stop(false);
     }
 }
 
@@ -173,10 +111,10 @@ mod tests {
         }
         assert_eq!(rec.hinted.load(Ordering::Relaxed), 8192);
         w.stop();
-        assert!(w.thread.lock().is_none(), "joined");
+        assert!(!w.worker.running(), "joined");
         // After stop a hint is dropped and no thread starts again.
         w.hint(&file, 8192, 4096);
-        assert!(w.thread.lock().is_none());
+        assert!(!w.worker.running());
         assert_eq!(rec.hinted.load(Ordering::Relaxed), 8192);
     }
 }
