@@ -63,7 +63,7 @@ pub(crate) fn is_damage(
 /// before writes land behind it; the header counts as an unsynced write, so
 /// no write after it is marked `PRIOR_SYNCED` until a sync made it durable.
 /// Hence it is torn when no valid write in this segment (from its first
-/// valid frame within reach of the header, see [`holds_frames`]) nor in any
+/// valid frame within reach of the header, see [`first_frame`]) nor in any
 /// later one (`later`) is so marked. Frames the header's loss hides beyond
 /// that reach are not looked for: such damage is taken for a tear.
 pub(crate) fn is_torn_creation(

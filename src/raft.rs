@@ -205,7 +205,7 @@ impl RaftLogStore {
     ///
     /// A missing or damaged current snapshot file is [`Error::Corruption`],
     /// except under
-    /// [`RecoveryMode::TolerateAnyCorruption`](crate::RecoveryMode::TolerateAnyCorruption),
+    /// [`RecoveryMode::TolerateAnyCorruption`],
     /// where it is logged and forgotten.
     pub fn open_with(dir: impl AsRef<Path>, opts: Options) -> Result<RaftLogStore> {
         let fs = std::sync::Arc::clone(&opts.file_system);
