@@ -72,18 +72,24 @@ fn lose_last_write(path: &Path) -> u64 {
     cut
 }
 
+/// `raftwal verify`'s scan of `dir` finds exactly one problem, a torn tail
+/// in `path` at `at`, and a log ending at `last_index`.
+fn assert_one_torn_tail(dir: &Path, path: &Path, at: u64, last_index: u64) {
+    let scan = inspect::scan_dir(dir).unwrap();
+    assert_eq!(scan.problems.len(), 1, "{:?}", scan.problems);
+    assert_eq!(scan.problems[0].kind, ProblemKind::TornTail);
+    assert_eq!(
+        (scan.problems[0].path.as_path(), scan.problems[0].offset),
+        (path, at)
+    );
+    assert_eq!(scan.last_index, last_index);
+}
+
 #[test]
 fn a_torn_older_segment_with_nothing_synced_after_is_a_torn_tail() {
     let (dir, first, second, first_end) = two_segments(false);
     let at = tear_last_entry(&first);
-    let scan = inspect::scan_dir(dir.path()).unwrap();
-    assert_eq!(scan.problems.len(), 1, "{:?}", scan.problems);
-    assert_eq!(scan.problems[0].kind, ProblemKind::TornTail);
-    assert_eq!(
-        (&scan.problems[0].path, scan.problems[0].offset),
-        (&first, at)
-    );
-    assert_eq!(scan.last_index, first_end - 1);
+    assert_one_torn_tail(dir.path(), &first, at, first_end - 1);
     let log = Log::open(dir.path(), opts()).unwrap();
     // The last entry (one write of two entries, torn) is gone, and so is
     // the second segment: nothing in it was acknowledged.
@@ -114,14 +120,7 @@ fn lost_writes_at_the_end_of_an_older_segment_are_a_torn_tail() {
     let (dir, first, second, first_end) = two_segments(false);
     let at = lose_last_write(&first);
     // The second segment starts two entries past where the first now ends.
-    let scan = inspect::scan_dir(dir.path()).unwrap();
-    assert_eq!(scan.problems.len(), 1, "{:?}", scan.problems);
-    assert_eq!(scan.problems[0].kind, ProblemKind::TornTail);
-    assert_eq!(
-        (&scan.problems[0].path, scan.problems[0].offset),
-        (&first, at)
-    );
-    assert_eq!(scan.last_index, first_end - 2);
+    assert_one_torn_tail(dir.path(), &first, at, first_end - 2);
     // Under AbsoluteConsistency it is refused, as any torn tail is.
     let strict = opts().recovery_mode(RecoveryMode::AbsoluteConsistency);
     assert!(Log::open(dir.path(), strict).is_err());
