@@ -66,8 +66,13 @@ pub enum Preallocate {
     /// thread is behind, a roll allocates on the spot instead (never a
     /// zero-fill on the writer's thread). A new log's first segment is
     /// zero-filled at open (≈ 60-150 ms for 64 MiB on the reference
-    /// machine). The default: see "What each option costs" in
-    /// `docs/PERFORMANCE.md`.
+    /// machine). The default: it wins synced writes (`SyncPolicy::Always`,
+    /// `persist`). Measured against `Allocate` on the reference machine, it
+    /// loses where the writer does not wait for each sync: `submit`
+    /// pipelines ran at ≈ 0.5× the rate, and a fast unsynced writer saw
+    /// 10-20 ms stalls (the background zero-fill's dirty pages) against
+    /// ≈ 1 ms. See "What each option costs" and "Where raftwal misses its
+    /// targets" in `docs/PERFORMANCE.md`.
     ZeroFill,
 }
 
