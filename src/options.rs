@@ -58,8 +58,9 @@ pub enum Preallocate {
     /// next `fdatasync` must commit.
     Allocate,
     /// As [`Allocate`](Preallocate::Allocate), then the background thread
-    /// writes zeros over the whole segment (1 MiB at a time) and syncs
-    /// them, leaving the pages cached: appends then overwrite blocks that
+    /// writes zeros over the whole segment (4 KiB at a time: larger writes
+    /// leave large page-cache folios that make every small append slower)
+    /// and syncs them, leaving the pages cached: appends then overwrite blocks that
     /// are already written and cached, as a pre-zeroed file is, the
     /// fastest durable path on the reference machine. It writes every
     /// segment's bytes twice (once as zeros, in the background). When the

@@ -230,11 +230,21 @@ pub fn prepare(fs: &dyn FileSystem, dir: &Path, n: u64, len: u64) -> Result<Path
     Ok(path)
 }
 
-/// The size of each write of zeros by [`prepare_zeroed`].
-const ZERO_CHUNK: usize = 1 << 20;
+/// The size of each write of zeros by [`prepare_zeroed`]: one page.
+///
+/// Since Linux 6.16 ext4 caches a file in large folios, as large as the
+/// write that created them, and the zeroed pages stay cached for the
+/// appends that follow. Every small append then walks all the buffer heads
+/// of the folio it lands in, and every `fdatasync` writes back a whole
+/// folio: measured on the development machine, a 290 B `pwrite` costs
+/// 2.4 µs into a file zero-filled 1 MiB at a time against 0.95 µs with
+/// 4 KiB writes, and W5 (pipelined submits) ran 2.4× faster. 16 KiB and
+/// 64 KiB writes fell in between. The price is more calls on the
+/// preparer's thread (≈ 55 ms against ≈ 10 ms per 64 MiB).
+const ZERO_CHUNK: usize = 4 << 10;
 
 /// Prepares a segment file of `len` bytes as [`prepare`] does, then writes
-/// zeros over all of it (1 MiB at a time) and syncs them:
+/// zeros over all of it ([`ZERO_CHUNK`] at a time) and syncs them:
 /// appends into it then overwrite written, cached blocks, so their
 /// `fdatasync` commits no extent conversion. The pages stay in the page
 /// cache (an append into an uncached page would read it first). Costs

@@ -25,8 +25,14 @@ use crate::report::Figures;
 
 /// The CRC salt of raw's frames (any fixed value).
 const SALT: u32 = 0x5241_5721;
-/// Bytes per read during recovery, and per write when zero-filling.
+/// Bytes per read during recovery.
 const CHUNK: usize = 1 << 20;
+/// Bytes per write when zero-filling: one page. Linux 6.16+ gives ext4
+/// files large folios, and a folio is as large as the write that created
+/// it; a small append into a 1 MiB folio then costs ≈ 2.5× one into a
+/// 4 KiB folio (every buffer head of the folio is walked), and a sync
+/// writes back more. The floor is the fastest file, so page-sized writes.
+const ZERO_CHUNK: usize = 4 << 10;
 
 /// One batch, encoded.
 #[derive(Debug, Default)]
@@ -79,10 +85,10 @@ pub fn create_file(path: &Path) -> File {
 
 /// Zero-fills `file` from `from` to `to` and fsyncs it (file size included).
 pub fn zero_fill(file: &File, from: u64, to: u64) {
-    let zeros = vec![0u8; CHUNK];
+    let zeros = vec![0u8; ZERO_CHUNK];
     let mut at = from;
     while at < to {
-        let n = ((to - at) as usize).min(CHUNK);
+        let n = ((to - at) as usize).min(ZERO_CHUNK);
         file.write_all_at(&zeros[..n], at).expect("zero-fill");
         at += n as u64;
     }
