@@ -27,6 +27,7 @@
 
 use crate::fs::{FileHandle, FileSystem};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -40,6 +41,18 @@ pub(crate) struct Durability {
     done: Condvar,
     /// Signalled when an asynchronous submit wants a sync, or on stop.
     wanted: Condvar,
+    /// `State::synced`, readable without the lock: tickets and waiters
+    /// check it first, so a writer issuing writes and a thread collecting
+    /// durable tickets do not contend for the state lock. Only ever stored
+    /// under the lock, after `State::synced`.
+    synced: AtomicU64,
+    /// Set (under the lock, with `State::poisoned`) when the log is
+    /// poisoned; never cleared.
+    poisoned: AtomicBool,
+    /// An asynchronous submit wants the background syncer to run a round.
+    /// Set without the lock; the one who sets it takes the lock to wake the
+    /// syncer, so the wake-up is never lost.
+    async_pending: AtomicBool,
     /// The file system and directory, for the directory fsync a roll leaves
     /// to the next round.
     fs: Arc<dyn FileSystem>,
@@ -63,8 +76,6 @@ struct State {
     /// Older files still holding writes that may not be durable, oldest
     /// first (they left the active place at a roll without a sync).
     pending: Vec<PendingFile>,
-    /// An asynchronous submit is waiting for the background syncer.
-    async_pending: bool,
     /// The background syncer should exit.
     stop: bool,
     /// Number of `fdatasync` calls made by sync rounds (for statistics).
@@ -160,7 +171,7 @@ impl Ticket {
 
     /// Whether the write is durable, without blocking.
     pub fn is_durable(&self) -> bool {
-        self.d.state.lock().synced >= self.seq
+        self.d.synced.load(Ordering::Acquire) >= self.seq
     }
 
     /// The write's sequence number: writes are numbered in the order they
@@ -186,7 +197,6 @@ impl Durability {
                 file: Some((file, path)),
                 active_last: 0,
                 pending: Vec::new(),
-                async_pending: false,
                 stop: false,
                 rounds: 0,
                 dir_rolls: std::collections::VecDeque::new(),
@@ -195,6 +205,9 @@ impl Durability {
             }),
             done: Condvar::new(),
             wanted: Condvar::new(),
+            synced: AtomicU64::new(0),
+            poisoned: AtomicBool::new(false),
+            async_pending: AtomicBool::new(false),
             fs,
             dir: dir.to_path_buf(),
         })
@@ -202,6 +215,9 @@ impl Durability {
 
     /// Errors with [`Error::Poisoned`] once a sync has failed.
     pub(crate) fn check(&self) -> Result<()> {
+        if !self.poisoned.load(Ordering::Acquire) {
+            return Ok(());
+        }
         match &self.state.lock().poisoned {
             Some(cause) => Err(Error::Poisoned {
                 cause: cause.clone(),
@@ -217,6 +233,7 @@ impl Durability {
         let mut s = self.state.lock();
         if s.poisoned.is_none() {
             s.poisoned = Some(e.to_string());
+            self.poisoned.store(true, Ordering::Release);
         }
         drop(s);
         self.done.notify_all();
@@ -255,6 +272,7 @@ impl Durability {
         // next sync round advances it).
         if s.pending.is_empty() && s.rolls_synced() {
             s.synced = s.written;
+            self.synced.store(s.synced, Ordering::Release);
         }
         s.move_to(file, path);
         drop(s);
@@ -321,6 +339,7 @@ impl Durability {
         let to = p.last.min(s.cap());
         if k == 0 && to > s.synced {
             s.synced = to;
+            self.synced.store(to, Ordering::Release);
             drop(s);
             self.done.notify_all();
         }
@@ -363,6 +382,12 @@ impl Durability {
     /// [`Durability::wait`]; with `rolls`, also until no roll's header or
     /// directory entry is unsynced.
     fn wait_for(&self, seq: u64, rolls: bool) -> Result<()> {
+        if !rolls
+            && !self.poisoned.load(Ordering::Acquire)
+            && self.synced.load(Ordering::Acquire) >= seq
+        {
+            return Ok(());
+        }
         let mut s = self.state.lock();
         loop {
             if let Some(cause) = &s.poisoned {
@@ -440,6 +465,7 @@ impl Durability {
                     let to = target.min(s.cap());
                     if to > s.synced {
                         s.synced = to;
+                        self.synced.store(to, Ordering::Release);
                     }
                     // Every file this round synced (and any whose writes the
                     // round covers) holds nothing unsynced any more.
@@ -450,6 +476,7 @@ impl Durability {
                     log::error!("raftwal: poisoning the log: {err}");
                     if s.poisoned.is_none() {
                         s.poisoned = Some(err.to_string());
+                        self.poisoned.store(true, Ordering::Release);
                     }
                 }
             }
@@ -459,10 +486,11 @@ impl Durability {
 
     /// Asks the background syncer to make everything issued durable.
     pub(crate) fn request_async(&self) {
-        let mut s = self.state.lock();
-        if !s.async_pending {
-            s.async_pending = true;
-            drop(s);
+        if !self.async_pending.swap(true, Ordering::AcqRel) {
+            // The syncer checks the flag under the lock before it waits:
+            // taking the lock here means it is either before that check
+            // (and sees the flag) or already waiting (and is woken).
+            let _s = self.state.lock();
             self.wanted.notify_one();
         }
     }
@@ -475,13 +503,12 @@ impl Durability {
             .spawn(move || loop {
                 let target = {
                     let mut s = d.state.lock();
-                    while !s.async_pending && !s.stop {
+                    while !s.stop && !d.async_pending.swap(false, Ordering::AcqRel) {
                         d.wanted.wait(&mut s);
                     }
                     if s.stop {
                         return;
                     }
-                    s.async_pending = false;
                     s.written
                 };
                 // Errors poison the log; submitters see them on `wait`.

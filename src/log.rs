@@ -53,6 +53,9 @@ pub(crate) struct Inner {
     pub durability: Arc<Durability>,
     /// The background syncer of `Log::submit`, started on first use.
     pipeline: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Whether `pipeline` holds a running thread (checked without its lock
+    /// on every submit).
+    pipeline_started: std::sync::atomic::AtomicBool,
     /// Keeps a preallocated segment ready (when `Options::preallocate`).
     pub preparer: Mutex<Option<Preparer>>,
     /// Threads writing the footers of sealed segments.
@@ -105,9 +108,14 @@ impl Inner {
 
     /// Starts the background syncer of `Log::submit` if it is not running.
     pub(crate) fn ensure_pipeline(&self) {
+        use std::sync::atomic::Ordering;
+        if self.pipeline_started.load(Ordering::Acquire) {
+            return;
+        }
         let mut p = self.pipeline.lock();
         if p.is_none() {
             *p = self.durability.start_syncer();
+            self.pipeline_started.store(p.is_some(), Ordering::Release);
         }
     }
 }
@@ -186,6 +194,7 @@ impl Log {
             writer: Mutex::new(Writer::new(rec.next_sequence)),
             durability: Durability::new(active.0, active.1, Arc::clone(&opts.file_system), &dir),
             pipeline: Mutex::new(None),
+            pipeline_started: std::sync::atomic::AtomicBool::new(false),
             preparer: Mutex::new(None),
             sealers: Mutex::new(Vec::new()),
             remover: Remover::new(Arc::clone(&opts.file_system), &dir),
