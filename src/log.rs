@@ -290,6 +290,12 @@ impl Log {
     /// backend.
     pub fn stats(&self) -> LogStats {
         let (writes, durable_writes, sync_rounds) = self.inner.durability.counters();
+        let (segments_zero_filled, segments_allocated) = self
+            .inner
+            .preparer
+            .lock()
+            .as_ref()
+            .map_or((0, 0), |p| p.counts());
         let ix = self.inner.index.read();
         LogStats {
             first_index: ix.first_index,
@@ -299,6 +305,8 @@ impl Log {
             writes,
             durable_writes,
             sync_rounds,
+            segments_zero_filled,
+            segments_allocated,
         }
     }
 
@@ -359,6 +367,13 @@ pub struct LogStats {
     /// `fdatasync` rounds run for writes (group commit shares one round
     /// among all writes issued before it started).
     pub sync_rounds: u64,
+    /// Segment files the background preparer zero-filled since the log
+    /// opened ([`Preallocate::ZeroFill`]).
+    pub segments_zero_filled: u64,
+    /// Segment files the background preparer only allocated since the log
+    /// opened: under `Preallocate::Allocate`, or under `ZeroFill` when the
+    /// writer filled segments faster than a zero-fill would finish.
+    pub segments_allocated: u64,
 }
 
 /// A streaming iterator over a range of a [`Log`]; see [`Log::iter`].

@@ -60,20 +60,24 @@ pub enum Preallocate {
     /// As [`Allocate`](Preallocate::Allocate), then the background thread
     /// writes zeros over the whole segment (4 KiB at a time: larger writes
     /// leave large page-cache folios that make every small append slower)
-    /// and syncs them, leaving the pages cached: appends then overwrite blocks that
-    /// are already written and cached, as a pre-zeroed file is, the
-    /// fastest durable path on the reference machine. It writes every
-    /// segment's bytes twice (once as zeros, in the background). When the
-    /// thread is behind, a roll allocates on the spot instead (never a
-    /// zero-fill on the writer's thread). A new log's first segment is
-    /// zero-filled at open (≈ 60-150 ms for 64 MiB on the reference
-    /// machine). The default: it wins synced writes (`SyncPolicy::Always`,
-    /// `persist`). Measured against `Allocate` on the reference machine, it
-    /// loses where the writer does not wait for each sync: `submit`
-    /// pipelines ran at ≈ 0.5× the rate, and a fast unsynced writer saw
-    /// 10-20 ms stalls (the background zero-fill's dirty pages) against
-    /// ≈ 1 ms. See "What each option costs" and "Where raftwal misses its
-    /// targets" in `docs/PERFORMANCE.md`.
+    /// and syncs them, leaving the pages cached: appends then overwrite
+    /// blocks that are already written and cached, as a pre-zeroed file
+    /// is, the fastest durable path on the reference machine. It writes
+    /// every segment's bytes twice (once as zeros, in the background).
+    ///
+    /// The thread only allocates the next segment when the writer would
+    /// outrun the zero-fill: when, at the rate it filled the first half of
+    /// the active segment, it will fill the rest sooner than the last
+    /// zero-fill took (before any, ≈ 100 ms per 64 MiB is assumed). Such a
+    /// writer gains nothing from zeroed blocks it reaches before they are
+    /// ready, and a zero-fill racing it stalled its appends for 10-35 ms
+    /// on the reference machine (≈ 1 ms without). When the thread is behind
+    /// anyway, a roll allocates on the spot (never a zero-fill on the
+    /// writer's thread). A new log's first segment is zero-filled at open
+    /// (≈ 60-150 ms for 64 MiB on the reference machine).
+    /// [`LogStats`](crate::LogStats) counts the segments prepared each
+    /// way. The default: see "What each option costs" in
+    /// `docs/PERFORMANCE.md` for what it wins over `Allocate`.
     ZeroFill,
 }
 

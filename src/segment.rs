@@ -244,7 +244,7 @@ pub fn prepare(fs: &dyn FileSystem, dir: &Path, n: u64, len: u64) -> Result<Path
 const ZERO_CHUNK: usize = 4 << 10;
 
 /// Prepares a segment file of `len` bytes as [`prepare`] does, then writes
-/// zeros over all of it ([`ZERO_CHUNK`] at a time) and syncs them:
+/// zeros over all of it (4 KiB at a time, see `ZERO_CHUNK`) and syncs them:
 /// appends into it then overwrite written, cached blocks, so their
 /// `fdatasync` commits no extent conversion. The pages stay in the page
 /// cache (an append into an uncached page would read it first). Costs

@@ -28,6 +28,10 @@ pub(crate) struct Writer {
     batch_cache: WriteBatch,
     /// Reused buffer for frames composed at write time.
     scratch: Vec<u8>,
+    /// When and at which offset the first write into the active segment
+    /// since it became active (or since the log opened) started: the
+    /// writer's fill rate, told to the preparer at the half mark.
+    fill_start: Option<(std::time::Instant, u64)>,
 }
 
 impl Writer {
@@ -37,6 +41,7 @@ impl Writer {
             unsynced_writes: 0,
             batch_cache: WriteBatch::new(),
             scratch: Vec::new(),
+            fill_start: None,
         }
     }
 }
@@ -292,6 +297,9 @@ impl Log {
                 marker,
             )
         };
+        let fill_start = *w
+            .fill_start
+            .get_or_insert_with(|| (std::time::Instant::now(), offset));
         let salt = frame::salt(sequence);
         // Everything before this write is on disk: a crash cannot tear it.
         let prior_synced = !inner.durability.dirty();
@@ -342,9 +350,14 @@ impl Log {
         }
         let mark = prepare_mark(inner.opts.segment_size);
         if offset < mark && offset + written >= mark {
-            // Half full: time to prepare the next segment.
+            // Half full: time to prepare the next segment. At the rate it
+            // filled this one so far, the writer needs `rest` more.
+            let (t0, from) = fill_start;
+            let filled = offset + written - from;
+            let left = inner.opts.segment_size.saturating_sub(offset + written);
+            let rest = (filled > 0).then(|| t0.elapsed().mul_f64(left as f64 / filled as f64));
             if let Some(p) = inner.preparer.lock().as_ref() {
-                p.want();
+                p.want(rest);
             }
         }
         crate::metrics::write(batch.entries.len(), buf.len());
@@ -406,6 +419,8 @@ impl Log {
         let fs = &*inner.opts.file_system;
         let sequence = w.next_sequence;
         w.next_sequence += 1;
+        // A new active segment: its fill rate starts afresh.
+        w.fill_start = None;
         let prepared = if inner.opts.preallocate != crate::Preallocate::None {
             let ready = inner.preparer.lock().as_ref().and_then(|p| p.take());
             // None ready (the preparer is behind, or out of space): allocate
