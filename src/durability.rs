@@ -53,6 +53,9 @@ pub(crate) struct Durability {
     /// Set without the lock; the one who sets it takes the lock to wake the
     /// syncer, so the wake-up is never lost.
     async_pending: AtomicBool,
+    /// `State::written`, readable without the lock by a thread gathering
+    /// writes before a round (see [`Durability::wait_blocking`]).
+    written: AtomicU64,
     /// The file system and directory, for the directory fsync a roll leaves
     /// to the next round.
     fs: Arc<dyn FileSystem>,
@@ -91,6 +94,8 @@ struct State {
     header_unsynced: Option<u64>,
     /// Rolls so far (to tell whether one happened during a sync).
     rolls: u64,
+    /// How many writes the last sync round made durable.
+    last_covered: u64,
 }
 
 /// An older file holding unsynced writes.
@@ -181,6 +186,11 @@ impl Ticket {
     }
 }
 
+/// How long a blocking writer about to start a sync round waits at most
+/// for others' writes to share it (see [`Durability::wait_blocking`]):
+/// about one synced small append on the reference machine.
+const GATHER_MAX: std::time::Duration = std::time::Duration::from_micros(100);
+
 impl Durability {
     pub(crate) fn new(
         file: Arc<dyn FileHandle>,
@@ -202,12 +212,14 @@ impl Durability {
                 dir_rolls: std::collections::VecDeque::new(),
                 header_unsynced: None,
                 rolls: 0,
+                last_covered: 0,
             }),
             done: Condvar::new(),
             wanted: Condvar::new(),
             synced: AtomicU64::new(0),
             poisoned: AtomicBool::new(false),
             async_pending: AtomicBool::new(false),
+            written: AtomicU64::new(0),
             fs,
             dir: dir.to_path_buf(),
         })
@@ -254,6 +266,7 @@ impl Durability {
         }
         s.written += 1;
         s.active_last = s.written;
+        self.written.store(s.written, Ordering::Release);
         Ticket {
             seq: s.written,
             d: Arc::clone(self),
@@ -371,17 +384,31 @@ impl Durability {
     /// and directory entry.
     pub(crate) fn sync_all(&self) -> Result<()> {
         let target = self.state.lock().written;
-        self.wait_for(target, true)
+        self.wait_for(target, true, false)
     }
 
     /// Blocks until write `seq` is durable, running sync rounds as needed.
     pub(crate) fn wait(&self, seq: u64) -> Result<()> {
-        self.wait_for(seq, false)
+        self.wait_for(seq, false, false)
+    }
+
+    /// [`Durability::wait`] for a writer blocked on its own write (under
+    /// `SyncPolicy::Always`). Before it starts a round it gathers: when the
+    /// last round covered more writes than are unsynced now, other blocking
+    /// writers are likely on their way back with their next writes (they
+    /// were woken by that round), so it gives them up to [`GATHER_MAX`] to
+    /// be issued and share its `fdatasync`. Without this, rounds under
+    /// several blocking writers alternate between the one writer that came
+    /// back first and the rest. A single writer never waits: each of its
+    /// rounds covers one write, and its own is issued.
+    pub(crate) fn wait_blocking(&self, seq: u64) -> Result<()> {
+        self.wait_for(seq, false, true)
     }
 
     /// [`Durability::wait`]; with `rolls`, also until no roll's header or
-    /// directory entry is unsynced.
-    fn wait_for(&self, seq: u64, rolls: bool) -> Result<()> {
+    /// directory entry is unsynced; with `gather`, as
+    /// [`Durability::wait_blocking`].
+    fn wait_for(&self, seq: u64, rolls: bool, gather: bool) -> Result<()> {
         if !rolls
             && !self.poisoned.load(Ordering::Acquire)
             && self.synced.load(Ordering::Acquire) >= seq
@@ -389,6 +416,7 @@ impl Durability {
             return Ok(());
         }
         let mut s = self.state.lock();
+        let mut gathered = !gather;
         loop {
             if let Some(cause) = &s.poisoned {
                 return Err(Error::Poisoned {
@@ -400,6 +428,19 @@ impl Durability {
             }
             if s.syncing {
                 self.done.wait(&mut s);
+                continue;
+            }
+            let expected = s.synced.saturating_add(s.last_covered);
+            if !gathered && s.written < expected {
+                gathered = true;
+                drop(s);
+                let started = std::time::Instant::now();
+                while self.written.load(Ordering::Acquire) < expected
+                    && started.elapsed() < GATHER_MAX
+                {
+                    std::thread::yield_now();
+                }
+                s = self.state.lock();
                 continue;
             }
             // Become the syncer for everything issued so far: the older
@@ -464,6 +505,7 @@ impl Durability {
                     }
                     let to = target.min(s.cap());
                     if to > s.synced {
+                        s.last_covered = to - s.synced;
                         s.synced = to;
                         self.synced.store(to, Ordering::Release);
                     }
@@ -652,5 +694,44 @@ mod tests {
         d.sync_all().unwrap();
         assert_eq!(d.counters().2, rounds + 1);
         assert!(!d.dirty());
+    }
+
+    #[test]
+    fn a_blocking_writer_gathers_the_writes_the_last_round_suggests_and_no_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs: Arc<dyn FileSystem> = Arc::new(StdFileSystem);
+        let p = dir.path().join("a");
+        let f = fs.create(&p).unwrap();
+        let d = Durability::new(Arc::clone(&f), p.clone(), Arc::clone(&fs), dir.path());
+        // A round that covered three writes (three writers, say).
+        for _ in 0..3 {
+            d.issued(&f, &p);
+        }
+        d.wait_blocking(3).unwrap();
+        assert_eq!(d.state.lock().last_covered, 3);
+        // A writer alone now: it gathers for a while, nobody comes, and its
+        // round covers its own write; the next one does not wait.
+        let t = d.issued(&f, &p);
+        d.wait_blocking(t.sequence()).unwrap();
+        assert_eq!(d.state.lock().last_covered, 1);
+        // With two writes issued while the last round covered one, the
+        // round covers both.
+        d.issued(&f, &p);
+        let t = d.issued(&f, &p);
+        d.wait_blocking(t.sequence()).unwrap();
+        assert!(t.is_durable());
+        assert_eq!(d.counters(), (6, 6, 3));
+        // A writer gathering (the last round covered two) while another
+        // thread writes: both end durable, whichever runs the round.
+        let t = d.issued(&f, &p);
+        let d2 = Arc::clone(&d);
+        let (f2, p2) = (Arc::clone(&f), p.clone());
+        let other = std::thread::spawn(move || {
+            let t = d2.issued(&f2, &p2);
+            d2.wait_blocking(t.sequence())
+        });
+        d.wait_blocking(t.sequence()).unwrap();
+        other.join().unwrap().unwrap();
+        assert_eq!(d.counters().1, 8);
     }
 }

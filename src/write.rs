@@ -144,7 +144,7 @@ impl Log {
     /// Waits for a write as the sync policy says.
     fn apply_policy(&self, ticket: &Ticket) -> Result<()> {
         match self.inner.opts.sync {
-            SyncPolicy::Always => ticket.wait(),
+            SyncPolicy::Always => self.inner.durability.wait_blocking(ticket.sequence()),
             SyncPolicy::EveryN(n) => {
                 let due = {
                     let mut w = self.inner.writer.lock();
