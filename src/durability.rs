@@ -81,6 +81,9 @@ struct State {
     pending: Vec<PendingFile>,
     /// The background syncer should exit.
     stop: bool,
+    /// The background syncer is running: a ticket's waiter lets it run the
+    /// rounds rather than running one itself.
+    pipeline: bool,
     /// Number of `fdatasync` calls made by sync rounds (for statistics).
     rounds: u64,
     /// For each roll whose directory entry (the rename of the prepared
@@ -186,6 +189,21 @@ impl Ticket {
     }
 }
 
+/// Who waits for a write, which decides how it may take part in rounds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// [`Ticket::wait`]: runs a round itself unless the background syncer
+    /// runs.
+    Ticket,
+    /// A writer blocked on its own write: gathers, then runs the round.
+    Blocking,
+    /// [`Durability::sync_all`]: also waits for every roll's header and
+    /// directory entry.
+    All,
+    /// The background syncer itself.
+    Pipeline,
+}
+
 /// How long a blocking writer about to start a sync round waits at most
 /// for others' writes to share it (see [`Durability::wait_blocking`]):
 /// about one synced small append on the reference machine.
@@ -208,6 +226,7 @@ impl Durability {
                 active_last: 0,
                 pending: Vec::new(),
                 stop: false,
+                pipeline: false,
                 rounds: 0,
                 dir_rolls: std::collections::VecDeque::new(),
                 header_unsynced: None,
@@ -384,12 +403,15 @@ impl Durability {
     /// and directory entry.
     pub(crate) fn sync_all(&self) -> Result<()> {
         let target = self.state.lock().written;
-        self.wait_for(target, true, false)
+        self.wait_for(target, Role::All)
     }
 
     /// Blocks until write `seq` is durable, running sync rounds as needed.
+    /// When the background syncer runs, it runs the round: a thread
+    /// collecting tickets of submitted writes then never syncs in its
+    /// place (the two would take turns, each waking the other).
     pub(crate) fn wait(&self, seq: u64) -> Result<()> {
-        self.wait_for(seq, false, false)
+        self.wait_for(seq, Role::Ticket)
     }
 
     /// [`Durability::wait`] for a writer blocked on its own write (under
@@ -402,13 +424,15 @@ impl Durability {
     /// back first and the rest. A single writer never waits: each of its
     /// rounds covers one write, and its own is issued.
     pub(crate) fn wait_blocking(&self, seq: u64) -> Result<()> {
-        self.wait_for(seq, false, true)
+        self.wait_for(seq, Role::Blocking)
     }
 
-    /// [`Durability::wait`]; with `rolls`, also until no roll's header or
-    /// directory entry is unsynced; with `gather`, as
-    /// [`Durability::wait_blocking`].
-    fn wait_for(&self, seq: u64, rolls: bool, gather: bool) -> Result<()> {
+    /// Blocks until write `seq` is durable (with [`Role::All`], also until
+    /// no roll's header or directory entry is unsynced), running sync
+    /// rounds as `role` allows.
+    fn wait_for(&self, seq: u64, role: Role) -> Result<()> {
+        let rolls = role == Role::All;
+        let gather = role == Role::Blocking;
         if !rolls
             && !self.poisoned.load(Ordering::Acquire)
             && self.synced.load(Ordering::Acquire) >= seq
@@ -427,6 +451,15 @@ impl Durability {
                 return Ok(());
             }
             if s.syncing {
+                self.done.wait(&mut s);
+                continue;
+            }
+            if role == Role::Ticket && s.pipeline {
+                // The lock is held: the syncer is either running (it will
+                // see the flag before it waits again) or waiting (and is
+                // woken); `stop_syncer` wakes us if it stops instead.
+                self.async_pending.store(true, Ordering::Release);
+                self.wanted.notify_one();
                 self.done.wait(&mut s);
                 continue;
             }
@@ -554,15 +587,23 @@ impl Durability {
                     s.written
                 };
                 // Errors poison the log; submitters see them on `wait`.
-                let _ = d.wait(target);
+                let _ = d.wait_for(target, Role::Pipeline);
             })
             .ok()
+            .inspect(|_| self.state.lock().pipeline = true)
     }
 
     /// Stops the background syncer.
     pub(crate) fn stop_syncer(&self, handle: JoinHandle<()>) {
-        self.state.lock().stop = true;
+        {
+            let mut s = self.state.lock();
+            s.stop = true;
+            s.pipeline = false;
+        }
         self.wanted.notify_all();
+        // Tickets' waiters left to the syncer run their rounds themselves
+        // from now on (a ticket may outlive the log).
+        self.done.notify_all();
         if handle.join().is_err() {
             log::error!("raftwal: the pipeline sync thread panicked");
         }
@@ -733,5 +774,28 @@ mod tests {
         d.wait_blocking(t.sequence()).unwrap();
         other.join().unwrap().unwrap();
         assert_eq!(d.counters().1, 8);
+    }
+
+    #[test]
+    fn a_ticket_leaves_rounds_to_the_pipeline_while_it_runs_and_not_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs: Arc<dyn FileSystem> = Arc::new(StdFileSystem);
+        let p = dir.path().join("a");
+        let f = fs.create(&p).unwrap();
+        let d = Durability::new(Arc::clone(&f), p.clone(), Arc::clone(&fs), dir.path());
+        let syncer = d.start_syncer().unwrap();
+        assert!(d.state.lock().pipeline);
+        for _ in 0..3 {
+            let t = d.issued(&f, &p);
+            t.wait().unwrap();
+            assert!(t.is_durable());
+        }
+        // A ticket taken while the pipeline ran, waited on after it stopped
+        // (the log dropped): its waiter runs the round itself.
+        let t = d.issued(&f, &p);
+        d.stop_syncer(syncer);
+        assert!(!d.state.lock().pipeline);
+        t.wait().unwrap();
+        assert_eq!(d.counters().1, 4);
     }
 }
