@@ -47,6 +47,21 @@ impl FileSystem for HookFs {
     }
 }
 
+/// A tracker over one new file `a` in a temporary directory.
+fn one_file() -> (
+    tempfile::TempDir,
+    Arc<dyn FileHandle>,
+    PathBuf,
+    Arc<Durability>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let fs: Arc<dyn FileSystem> = Arc::new(StdFileSystem);
+    let p = dir.path().join("a");
+    let f = fs.create(&p).unwrap();
+    let d = Durability::new(Arc::clone(&f), p.clone(), fs, dir.path());
+    (dir, f, p, d)
+}
+
 #[test]
 fn a_directory_fsync_covers_only_the_rolls_made_before_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -125,11 +140,7 @@ fn a_roll_keeps_the_log_dirty_until_a_round_syncs_it() {
 
 #[test]
 fn a_blocking_writer_gathers_the_writes_the_last_round_suggests_and_no_more() {
-    let dir = tempfile::tempdir().unwrap();
-    let fs: Arc<dyn FileSystem> = Arc::new(StdFileSystem);
-    let p = dir.path().join("a");
-    let f = fs.create(&p).unwrap();
-    let d = Durability::new(Arc::clone(&f), p.clone(), Arc::clone(&fs), dir.path());
+    let (_dir, f, p, d) = one_file();
     // A round that covered three writes (three writers, say).
     for _ in 0..3 {
         d.issued(&f, &p);
@@ -164,11 +175,7 @@ fn a_blocking_writer_gathers_the_writes_the_last_round_suggests_and_no_more() {
 
 #[test]
 fn a_ticket_leaves_rounds_to_the_pipeline_while_it_runs_and_not_after() {
-    let dir = tempfile::tempdir().unwrap();
-    let fs: Arc<dyn FileSystem> = Arc::new(StdFileSystem);
-    let p = dir.path().join("a");
-    let f = fs.create(&p).unwrap();
-    let d = Durability::new(Arc::clone(&f), p.clone(), Arc::clone(&fs), dir.path());
+    let (_dir, f, p, d) = one_file();
     let syncer = d.start_syncer().unwrap();
     assert!(d.state.lock().pipeline);
     for _ in 0..3 {
