@@ -190,8 +190,14 @@ impl Log {
             .back()
             .map(|s| (Arc::clone(&s.file), s.path.clone()))
             .ok_or_else(|| internal(&dir, "recovery left no active segment".into()))?;
+        let mut writer = Writer::new(rec.next_sequence);
+        // Recovery gave the active segment's tail back as unwritten space:
+        // under ZeroFill, move to a zero-filled segment as soon as the
+        // preparer has one rather than append into it until it fills.
+        writer.roll_when_prepared =
+            rec.tail_reallocated && opts.preallocate == Preallocate::ZeroFill;
         let inner = Arc::new(Inner {
-            writer: Mutex::new(Writer::new(rec.next_sequence)),
+            writer: Mutex::new(writer),
             durability: Durability::new(active.0, active.1, Arc::clone(&opts.file_system), &dir),
             pipeline: Mutex::new(None),
             pipeline_started: std::sync::atomic::AtomicBool::new(false),
@@ -208,12 +214,11 @@ impl Log {
         if inner.opts.preallocate != Preallocate::None {
             // A reopened log whose active segment is half full already
             // will not pass the half mark again: prepare at once.
-            let wanted = inner
-                .index
-                .read()
-                .segments
-                .back()
-                .is_some_and(|a| a.len >= crate::write::prepare_mark(inner.opts.segment_size));
+            let wanted =
+                inner.writer.lock().roll_when_prepared
+                    || inner.index.read().segments.back().is_some_and(|a| {
+                        a.len >= crate::write::prepare_mark(inner.opts.segment_size)
+                    });
             *inner.preparer.lock() = Some(Preparer::start(
                 Arc::clone(&inner.opts.file_system),
                 &inner.dir,

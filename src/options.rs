@@ -74,7 +74,10 @@ pub enum Preallocate {
     /// on the reference machine (≈ 1 ms without). When the thread is behind
     /// anyway, a roll allocates on the spot (never a zero-fill on the
     /// writer's thread). A new log's first segment is zero-filled at open
-    /// (≈ 60-150 ms for 64 MiB on the reference machine).
+    /// (≈ 60-150 ms for 64 MiB on the reference machine). A reopened log's
+    /// active segment has its tail given back as unwritten space by
+    /// recovery (see `docs/FORMAT.md`), so the preparer zero-fills a
+    /// segment at once and the first write after it is ready rolls to it.
     /// [`LogStats`](crate::LogStats) counts the segments prepared each
     /// way. The default: see "What each option costs" in
     /// `docs/PERFORMANCE.md` for what it wins over `Allocate`.

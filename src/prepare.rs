@@ -170,6 +170,11 @@ impl Preparer {
         s.ready.take()
     }
 
+    /// Whether a prepared file is ready to take.
+    pub(crate) fn is_ready(&self) -> bool {
+        self.shared.state.lock().ready.is_some()
+    }
+
     /// Asks for the next file to be prepared (the writer calls this when
     /// the active segment passes half its size), saying how soon it
     /// expects to fill the rest of the active one, if it knows.

@@ -32,6 +32,11 @@ pub(crate) struct Writer {
     /// since it became active (or since the log opened) started: the
     /// writer's fill rate, told to the preparer at the half mark.
     fill_start: Option<(std::time::Instant, u64)>,
+    /// Roll to the next segment as soon as a prepared one is ready: set
+    /// at open when recovery gave the active segment's tail back as
+    /// unwritten space under `Preallocate::ZeroFill` (synced appends into
+    /// it would pay for extent conversions until the next roll).
+    pub(crate) roll_when_prepared: bool,
 }
 
 impl Writer {
@@ -42,6 +47,7 @@ impl Writer {
             batch_cache: WriteBatch::new(),
             scratch: Vec::new(),
             fill_start: None,
+            roll_when_prepared: false,
         }
     }
 }
@@ -258,6 +264,8 @@ impl Log {
     ) -> Result<Ticket> {
         let inner = &*self.inner;
         let bytes = batch.buf.len() as u64;
+        // Only after a reopen (see `Writer::roll_when_prepared`).
+        let early = w.roll_when_prepared && self.prepared_ready();
         let roll = {
             let ix = inner.index.read();
             let a = active(&ix)?;
@@ -265,9 +273,10 @@ impl Log {
             // 4 GiB must start a new segment even if this one holds no
             // entries yet.
             let overflow = a.len + bytes + 1024 > MAX_SEGMENT_SIZE;
+            let full = a.len + bytes > inner.opts.segment_size;
             cut.is_none()
                 && !batch.entries.is_empty()
-                && (overflow || (!a.locs.is_empty() && a.len + bytes > inner.opts.segment_size))
+                && (overflow || (!a.locs.is_empty() && (full || early)))
         };
         if roll {
             self.roll(w)?;
@@ -375,6 +384,15 @@ impl Log {
         Ok(ticket)
     }
 
+    /// Whether the preparer has a file ready.
+    fn prepared_ready(&self) -> bool {
+        self.inner
+            .preparer
+            .lock()
+            .as_ref()
+            .is_some_and(|p| p.is_ready())
+    }
+
     /// Seals the active segment and starts a new one at `last_index + 1`.
     ///
     /// The old segment is not synced here: if it holds unsynced writes it
@@ -419,8 +437,10 @@ impl Log {
         let fs = &*inner.opts.file_system;
         let sequence = w.next_sequence;
         w.next_sequence += 1;
-        // A new active segment: its fill rate starts afresh.
+        // A new active segment: its fill rate starts afresh, and its tail is
+        // what the preparer made of it.
         w.fill_start = None;
+        w.roll_when_prepared = false;
         let prepared = if inner.opts.preallocate != crate::Preallocate::None {
             let ready = inner.preparer.lock().as_ref().and_then(|p| p.take());
             // None ready (the preparer is behind, or out of space): allocate

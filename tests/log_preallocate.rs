@@ -4,7 +4,9 @@
 //! below it are unused space, however they were made); a zero-filling log
 //! zero-fills a new log's first segment at open, but a roll that finds no
 //! prepared file allocates on the spot, writing no zeros on the writer's
-//! thread.
+//! thread; a log reopened under `ZeroFill` (whose active segment's tail
+//! recovery gave back as unwritten space) moves to a zero-filled segment
+//! as soon as one is ready.
 
 mod common;
 
@@ -176,5 +178,53 @@ fn the_next_segment_is_prepared_once_the_active_one_is_half_full() {
         }
         let _log = Log::open(dir.path(), opts).unwrap();
         assert_eq!(wait_for_prepared(dir.path()), 1, "{mode:?}: reopened");
+    }
+}
+
+#[test]
+fn a_reopened_zero_filling_log_moves_to_a_zero_filled_segment_once_one_is_ready() {
+    let write = |log: &Log, n: u64| {
+        for _ in 0..n {
+            let next = log.last_index() + 1;
+            log.append(&[raftwal::Entry::new(next, 1, vec![7u8; 100])])
+                .unwrap();
+        }
+    };
+    for mode in [Preallocate::Allocate, Preallocate::ZeroFill] {
+        let dir = tempfile::tempdir().unwrap();
+        // 1 MiB segments: 10 entries are far below the half mark.
+        let opts = Options::default().segment_size(1 << 20).preallocate(mode);
+        let log = Log::open(dir.path(), opts.clone()).unwrap();
+        write(&log, 10);
+        drop(log);
+        let log = Log::open(dir.path(), opts.clone()).unwrap();
+        if mode == Preallocate::ZeroFill {
+            // Asked for at once, below the half mark.
+            assert_eq!(wait_for_prepared(dir.path()), 1);
+            write(&log, 1);
+            let segs = log.segments();
+            assert_eq!(segs.len(), 2, "rolled to the prepared segment");
+            assert_eq!((segs[1].1, segs[1].2), (11, 1));
+            assert_eq!(log.stats().segments_zero_filled, 1);
+            // Once only: the next writes stay in it.
+            write(&log, 20);
+            assert_eq!(log.segments().len(), 2);
+        } else {
+            // Nothing to gain from an allocated file: no early roll, and no
+            // file asked for below the half mark.
+            write(&log, 21);
+            assert_eq!(log.segments().len(), 1);
+            assert_eq!(prepared(dir.path()), 0);
+        }
+        drop(log);
+        let log = Log::open(dir.path(), opts).unwrap();
+        assert_eq!((log.first_index(), log.last_index()), (1, 31));
+        for i in 1..=31 {
+            assert_eq!(
+                log.get_entry(i).unwrap().data.len(),
+                100,
+                "{mode:?} entry {i}"
+            );
+        }
     }
 }

@@ -47,6 +47,10 @@ pub(crate) struct Recovered {
     pub index: Index,
     pub next_sequence: u64,
     pub report: RecoveryReport,
+    /// The active segment came from disk and the space after its data was
+    /// given back as allocated (unwritten) space: a zero-fill it had is
+    /// gone (see `Recovery::cut_after_last`).
+    pub tail_reallocated: bool,
 }
 
 /// Recovers the log in `dir` (which exists and is locked by the caller).
@@ -60,6 +64,7 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
         remove: Vec::new(),
         dir_changed: false,
         read_by_footer: Vec::new(),
+        tail_reallocated: false,
         torn_seals: Vec::new(),
     };
     let next_sequence = files.iter().map(|f| f.0).max().unwrap_or(0) + 1;
@@ -105,7 +110,9 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
         r.ix.segments
             .back()
             .is_some_and(|s| r.read_by_footer.contains(&s.sequence));
+    let mut tail_reallocated = r.tail_reallocated;
     if r.ix.segments.is_empty() || sealed_last {
+        tail_reallocated = false;
         // A new log, or one whose only file held nothing valid, or one
         // whose last segment is sealed.
         let index = &mut r.ix;
@@ -145,6 +152,7 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
         index: r.ix,
         next_sequence,
         report: r.report,
+        tail_reallocated,
     })
 }
 
@@ -207,6 +215,8 @@ struct Recovery<'o> {
     /// Segments whose data ended at a torn footer (or zeros to the end of
     /// the file) and was kept as it is.
     torn_seals: Vec<u64>,
+    /// The last segment's tail was cut and allocated again.
+    tail_reallocated: bool,
 }
 
 impl Recovery<'_> {

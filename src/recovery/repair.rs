@@ -104,6 +104,7 @@ impl Recovery<'_> {
         }
         let offset = seg.len;
         cut_file(seg, offset)?;
+        self.tail_reallocated = seg.preallocated > offset;
         if torn_seal {
             let reason = "cut the bytes after the data (a torn footer, or writes lost in a crash): the segment goes on as the last one".to_string();
             log::warn!(
