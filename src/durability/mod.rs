@@ -52,6 +52,10 @@ pub(crate) struct Durability {
     /// Set without the lock; the one who sets it takes the lock to wake the
     /// syncer, so the wake-up is never lost.
     async_pending: AtomicBool,
+    /// `State::rolls_synced()`, readable without the lock by
+    /// [`Durability::dirty`] (on every write). Stored under the lock after
+    /// every change to the rolls' state.
+    rolls_synced: AtomicBool,
     /// `State::written`, readable without the lock by a thread gathering
     /// writes before a round (see [`Durability::wait_blocking`]).
     written: AtomicU64,
@@ -223,6 +227,7 @@ impl Durability {
             poisoned: AtomicBool::new(false),
             async_pending: AtomicBool::new(false),
             written: AtomicU64::new(0),
+            rolls_synced: AtomicBool::new(true),
             fs,
             dir: dir.to_path_buf(),
         })
@@ -310,6 +315,7 @@ impl Durability {
         let roll = s.rolls;
         s.dir_rolls.push_back((roll, w));
         s.header_unsynced = Some(w);
+        self.publish_rolls(&s);
     }
 
     /// Syncs the directory when a roll left it unsynced (the sealer calls
@@ -327,7 +333,9 @@ impl Durability {
             .sync_dir(&self.dir)
             .map_err(|e| self.poison(Error::io("fsync directory", &self.dir, e)))?;
         // It covers every rename made before it started.
-        self.state.lock().dir_synced_upto(upto);
+        let mut s = self.state.lock();
+        s.dir_synced_upto(upto);
+        self.publish_rolls(&s);
         Ok(())
     }
 
@@ -372,9 +380,21 @@ impl Durability {
 
     /// Whether writes are issued that are not yet durable, or a roll's
     /// header or directory entry is not.
+    ///
+    /// Without the lock: the writer asks on every write (to mark it
+    /// prior-synced or not), and a stale answer can only say dirty when
+    /// the log is clean, never the reverse (`synced` only grows, and the
+    /// writer itself issues the writes and makes the rolls).
     pub(crate) fn dirty(&self) -> bool {
-        let s = self.state.lock();
-        s.written > s.synced || !s.rolls_synced()
+        let written = self.written.load(Ordering::Acquire);
+        let synced = self.synced.load(Ordering::Acquire);
+        written > synced || !self.rolls_synced.load(Ordering::Acquire)
+    }
+
+    /// Mirrors `s.rolls_synced()` for [`Durability::dirty`]; call under the
+    /// lock after changing the rolls' state.
+    fn publish_rolls(&self, s: &State) {
+        self.rolls_synced.store(s.rolls_synced(), Ordering::Release);
     }
 
     /// `(writes issued, writes durable, sync rounds run)` so far.

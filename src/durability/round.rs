@@ -166,6 +166,7 @@ impl Durability {
                     if s.rolls == rolls_before {
                         s.header_unsynced = None;
                     }
+                    self.publish_rolls(&s);
                     let to = target.min(s.cap());
                     if to > s.synced {
                         s.last_covered = to - s.synced;
