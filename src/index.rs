@@ -66,6 +66,21 @@ pub struct Segment {
 }
 
 impl Segment {
+    /// The record of a segment just created (header written, no frames).
+    pub(crate) fn created(sequence: u64, first_index: u64, c: crate::segment::Created) -> Segment {
+        Segment {
+            sequence,
+            first_index,
+            path: c.path,
+            file: c.file,
+            len: c.header_len,
+            locs: Vec::new(),
+            preallocated: c.preallocated,
+            data_start: c.header_len,
+            meta: SegmentMeta::default(),
+        }
+    }
+
     /// One past the last index held.
     pub fn end_index(&self) -> u64 {
         self.first_index + self.locs.len() as u64

@@ -212,6 +212,18 @@ fn create_with(
 /// into it never change the file's size and `fdatasync` has no size to
 /// write) and synced. Returns its path.
 pub fn prepare(fs: &dyn FileSystem, dir: &Path, n: u64, len: u64) -> Result<PathBuf> {
+    make_prepared(fs, dir, n, len, |_, _| Ok(()))
+}
+
+/// Creates `dir/{n:016x}.prep`, allocates `len` bytes, lets `fill` write
+/// into it, then syncs it once; on any failure the file is removed.
+fn make_prepared(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    n: u64,
+    len: u64,
+    fill: impl FnOnce(&dyn FileHandle, &Path) -> Result<()>,
+) -> Result<PathBuf> {
     let path = dir.join(format!("{n:016x}.{PREPARED_EXTENSION}"));
     let file = fs
         .create(&path)
@@ -219,6 +231,7 @@ pub fn prepare(fs: &dyn FileSystem, dir: &Path, n: u64, len: u64) -> Result<Path
     let res = file
         .allocate(0, len)
         .map_err(|e| Error::io("fallocate", &path, e))
+        .and_then(|()| fill(&*file, &path))
         .and_then(|()| {
             file.sync_data()
                 .map_err(|e| Error::io("fdatasync", &path, e))
@@ -255,9 +268,10 @@ pub fn prepare_zeroed(fs: &dyn FileSystem, dir: &Path, n: u64, len: u64) -> Resu
 }
 
 /// [`prepare_zeroed`], giving up the zero-fill between chunks once `stop`
-/// says so (the log is being closed). The file is kept, allocated and
-/// partly zeroed: still a valid prepared segment, since unwritten space
-/// reads as zeros too.
+/// says so (the log is being closed). The file is kept, allocated, partly
+/// zeroed and synced: still a valid prepared segment, since unwritten
+/// space reads as zeros too. One `fdatasync` covers the allocation and the
+/// zeros.
 pub(crate) fn prepare_zeroed_until(
     fs: &dyn FileSystem,
     dir: &Path,
@@ -265,30 +279,20 @@ pub(crate) fn prepare_zeroed_until(
     len: u64,
     stop: &dyn Fn() -> bool,
 ) -> Result<PathBuf> {
-    let path = prepare(fs, dir, n, len)?;
-    let res = open(fs, &path).and_then(|file| {
+    make_prepared(fs, dir, n, len, |file, path| {
         // No larger than the segment: small segments get small buffers.
         let zeros = vec![0u8; (ZERO_CHUNK as u64).min(len) as usize];
         let mut at = 0;
-        while at < len {
-            if stop() {
-                return Ok(());
-            }
+        while at < len && !stop() {
             let k = (len - at).min(zeros.len() as u64);
             // `k <= zeros.len()`, so the slice is in range.
             let chunk = zeros.get(..k as usize).unwrap_or(&zeros);
             file.write_all_at(chunk, at)
-                .map_err(|e| Error::io("zero-fill prepared segment", &path, e))?;
+                .map_err(|e| Error::io("zero-fill prepared segment", path, e))?;
             at += k;
         }
-        file.sync_data()
-            .map_err(|e| Error::io("fdatasync", &path, e))
-    });
-    if let Err(e) = res {
-        let _ = fs.remove(&path);
-        return Err(e);
-    }
-    Ok(path)
+        Ok(())
+    })
 }
 
 /// Lists the prepared segment files of `dir`.

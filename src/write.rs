@@ -10,7 +10,7 @@ use crate::durability::Ticket;
 use crate::error::{Error, Result};
 use crate::frame::{self, FrameType};
 use crate::fs::FileSystem;
-use crate::index::{Index, Loc, Pos, Segment, SegmentMeta};
+use crate::index::{Index, Loc, Pos, Segment};
 use crate::log::{term_in, Entry, Log};
 use crate::options::{SyncPolicy, MAX_SEGMENT_SIZE};
 use crate::proto;
@@ -162,7 +162,7 @@ impl Log {
                     due
                 };
                 if due {
-                    ticket.wait()
+                    self.inner.durability.wait_blocking(ticket.sequence())
                 } else {
                     Ok(())
                 }
@@ -459,14 +459,14 @@ impl Log {
         };
         if !durable {
             let c = segment::create_unsynced(fs, &inner.dir, sequence, first_index, prepared)?;
-            return Ok(new_segment(sequence, first_index, c));
+            return Ok(Segment::created(sequence, first_index, c));
         }
         let c = segment::create(fs, &inner.dir, sequence, first_index, prepared)?;
         if let Err(e) = segment::sync_dir(fs, &inner.dir) {
             let _ = fs.remove(&c.path);
             return Err(inner.durability.poison(e));
         }
-        Ok(new_segment(sequence, first_index, c))
+        Ok(Segment::created(sequence, first_index, c))
     }
 
     /// Creates a segment starting at `first_index` whose first write is
@@ -718,7 +718,8 @@ impl Log {
             return Err(err);
         }
         // One sync round: older files still pending first, then this one.
-        inner.durability.issued(&file, &path).wait()?;
+        let ticket = inner.durability.issued(&file, &path);
+        inner.durability.wait_locked(ticket.sequence())?;
         let mut ix = inner.index.write();
         publish(&mut ix, &empty, sequence, offset, layout, state);
         if let Some(a) = ix.segments.back_mut() {
@@ -935,19 +936,4 @@ fn remove_files(
         }
     }
     segment::sync_dir(fs, dir)
-}
-
-/// The index's record of a segment just created.
-fn new_segment(sequence: u64, first_index: u64, c: segment::Created) -> Segment {
-    Segment {
-        sequence,
-        first_index,
-        path: c.path,
-        file: c.file,
-        len: c.header_len,
-        locs: Vec::new(),
-        preallocated: c.preallocated,
-        data_start: c.header_len,
-        meta: SegmentMeta::default(),
-    }
 }

@@ -16,6 +16,8 @@ pub(super) enum Role {
     Ticket,
     /// A writer blocked on its own write: gathers, then runs the round.
     Blocking,
+    /// A writer holding the writer lock: runs the round at once.
+    Locked,
     /// [`Durability::sync_all`]: also waits for every roll's header and
     /// directory entry.
     All,
@@ -45,7 +47,7 @@ impl Durability {
     }
 
     /// [`Durability::wait`] for a writer blocked on its own write (under
-    /// `SyncPolicy::Always`). Before it starts a round it gathers: when the
+    /// `SyncPolicy::Always`, or a due `EveryN`), writer lock released. Before it starts a round it gathers: when the
     /// last round covered more writes than are unsynced now, other blocking
     /// writers are likely on their way back with their next writes (they
     /// were woken by that round), so it gives them up to [`GATHER_MAX`] to
@@ -55,6 +57,13 @@ impl Durability {
     /// rounds covers one write, and its own is issued.
     pub(crate) fn wait_blocking(&self, seq: u64) -> Result<()> {
         self.wait_for(seq, Role::Blocking)
+    }
+
+    /// [`Durability::wait`] for a writer that still holds the writer lock
+    /// (a marker write): it runs the round at once, since no other write
+    /// can arrive, and never hands it to the pipeline syncer.
+    pub(crate) fn wait_locked(&self, seq: u64) -> Result<()> {
+        self.wait_for(seq, Role::Locked)
     }
 
     /// Blocks until write `seq` is durable (with [`Role::All`], also until

@@ -135,17 +135,9 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
             index.first_index = first;
             index.last_index = first - 1;
         }
-        index.segments.push_back(Segment {
-            sequence: next_sequence,
-            first_index: first,
-            path: c.path,
-            file: c.file,
-            len: c.header_len,
-            locs: Vec::new(),
-            preallocated: c.preallocated,
-            data_start: c.header_len,
-            meta: SegmentMeta::default(),
-        });
+        index
+            .segments
+            .push_back(Segment::created(next_sequence, first, c));
         next_sequence += 1;
     }
     Ok(Recovered {
