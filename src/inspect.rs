@@ -402,6 +402,17 @@ impl State<'_> {
         {
             logical = false;
         }
+        // As recovery: a valid footer means the segment was synced before
+        // it was written, so nothing in it is a torn tail.
+        let footer_verified = !last_file
+            && crate::footer::read(
+                file,
+                path,
+                info.size,
+                &header,
+                self.scan.max_payload.saturating_sub(ENTRY_OVERHEAD),
+            )
+            .is_some();
         let mut scanner = Scanner::new(file, path, info.size, &header, self.scan.max_payload);
         let mut reported = self.done;
         // Where the write being read started, until its last frame (marked
@@ -415,7 +426,12 @@ impl State<'_> {
                     }
                     if let Some(start) = write_start {
                         let reason = "a write cut short: its last frame is missing".to_string();
-                        let torn = is_torn_tail(true, later, &open_file, self.scan.max_payload)?;
+                        let torn = is_torn_tail(
+                            !footer_verified,
+                            later,
+                            &open_file,
+                            self.scan.max_payload,
+                        )?;
                         self.problem(k, start, reason, torn);
                         if logical {
                             self.keep(&seg);
@@ -494,8 +510,9 @@ impl State<'_> {
                 }
                 return Ok(());
             }
-            let shape_torn =
-                !followed && !is_damage(file, offset, info.size, self.scan.max_payload);
+            let shape_torn = !footer_verified
+                && !followed
+                && !is_damage(file, offset, info.size, self.scan.max_payload);
             let torn = is_torn_tail(shape_torn, later, &open_file, self.scan.max_payload)?;
             self.problem(k, offset, reason, torn);
             if logical {

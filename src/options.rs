@@ -27,10 +27,16 @@ pub enum SyncPolicy {
 /// What recovery does with a frame that fails validation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecoveryMode {
-    /// A torn tail in the last segment (a cut header, a cut payload, zeros,
-    /// a bad CRC on the last frame) is truncated away and logged; a bad frame
-    /// anywhere else is [`Error::Corruption`]. The default: this is what a
-    /// crash leaves behind, and nothing acknowledged is in a torn tail.
+    /// A torn tail (a cut header, a cut payload, zeros, a bad CRC on the
+    /// last frame) is truncated away and logged; a bad frame anywhere else
+    /// is [`Error::Corruption`]. A torn tail is normally in the last
+    /// segment; it may also be in an older segment that was never sealed,
+    /// when no later write is marked `PRIOR_SYNCED` (rolls do not sync the
+    /// segment they leave; the later segments are then removed), and a
+    /// segment's torn header with frames behind it is removed on the same
+    /// condition (see `docs/FORMAT.md`). A sealed segment never holds a
+    /// torn tail. The default: this is what a crash leaves behind, and
+    /// nothing acknowledged is in a torn tail.
     TolerateTailCorruption,
     /// Any bad frame, a torn tail included, is [`Error::Corruption`] and the
     /// log does not open. Nothing is changed on disk.

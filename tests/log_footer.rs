@@ -4,7 +4,9 @@
 
 use std::os::unix::fs::FileExt;
 
-use raftwal::{Entry, Log, Options};
+use raftwal::{Entry, Error, Log, Options, SyncPolicy};
+
+mod common;
 
 fn data(i: u64) -> Vec<u8> {
     format!("payload-{i}-")
@@ -120,4 +122,54 @@ fn a_torn_footer_is_ignored() {
     drop(f);
     let log = Log::open(dir.path(), opts()).unwrap();
     assert_eq!(observe(&log), expected);
+}
+
+/// A sealer syncs a segment before it writes the footer, so damage to a
+/// frame a valid footer names is corruption, never a torn tail, even when
+/// no later write is marked prior-synced (under a relaxed policy nothing
+/// else would tell the later segments were durable).
+#[test]
+fn damage_under_a_valid_footer_is_never_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = opts().sync(SyncPolicy::Manual);
+    let log = Log::open(dir.path(), o.clone()).unwrap();
+    log.set_state(&b"state-1"[..]).unwrap();
+    for i in 1..=300 {
+        log.append(&[Entry::new(i, 1, data(i))]).unwrap();
+    }
+    drop(log);
+    let files = segment_files(dir.path());
+    assert!(files.len() >= 3, "{files:?}");
+    assert!(common::is_sealed(&files[0]));
+    // Flip a payload byte of the state frame the first footer names: its
+    // CRC fails, as a torn write's would.
+    let state = common::frames(&files[0])
+        .into_iter()
+        .find(|f| f.ty == common::TY_STATE)
+        .unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .read(true)
+        .open(&files[0])
+        .unwrap();
+    let at = state.offset + common::FRAME_HEADER;
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, at).unwrap();
+    f.write_all_at(&[b[0] ^ 0xff], at).unwrap();
+    drop(f);
+    // `raftwal verify` agrees.
+    let scan = raftwal::inspect::scan_dir(dir.path()).unwrap();
+    assert_eq!(scan.problems.len(), 1, "{:?}", scan.problems);
+    assert_ne!(
+        scan.problems[0].kind,
+        raftwal::inspect::ProblemKind::TornTail
+    );
+    assert_eq!(scan.problems[0].path, files[0]);
+    match Log::open(dir.path(), o) {
+        Err(Error::Corruption { path, .. }) => assert_eq!(path, files[0]),
+        other => panic!(
+            "expected corruption in {}, got {other:?}",
+            files[0].display()
+        ),
+    }
 }

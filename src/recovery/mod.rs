@@ -278,9 +278,12 @@ impl Recovery<'_> {
             ),
             true => None,
         };
+        // A valid footer means the sealer synced the segment before it
+        // wrote it: no crash tore anything in it.
+        let footer_verified = sealed.is_some();
         // The marker and state frames a footer names are read at open;
         // when one does not verify, the segment is scanned in full so the
-        // damage is handled like any bad frame.
+        // damage is found and reported where it is.
         let sealed = sealed.filter(|f| {
             let named = [
                 (f.meta.opening, FrameType::Marker),
@@ -401,7 +404,8 @@ impl Recovery<'_> {
                     self.ix.segments.push_back(seg);
                     return Ok(Flow::Continue);
                 }
-                let shape_torn = !followed
+                let shape_torn = !footer_verified
+                    && !followed
                     && !verified
                     && !is_damage(&*seg.file, offset_checked, file_len, max_payload);
                 let tail = is_torn_tail(shape_torn, later, &self.opener(), max_payload)?;
