@@ -185,8 +185,10 @@ impl Recovery<'_> {
     }
 }
 
-/// Truncates `seg`'s file at `offset` (the end of the data kept), gives the
-/// cut space back as preallocated zeros, and syncs it.
+/// Truncates `seg`'s file at `offset` (the end of the data kept) and gives
+/// the cut space back as preallocated zeros. Not synced here: `recover`
+/// syncs every segment it did not read through a footer (this one among
+/// them) before it removes any file or opens the log.
 fn cut_file(seg: &mut Segment, offset: u64) -> Result<()> {
     let path = &seg.path;
     seg.file
@@ -199,9 +201,6 @@ fn cut_file(seg: &mut Segment, offset: u64) -> Result<()> {
             log::warn!("raftwal: could not re-preallocate {}: {e}", path.display());
         }
     }
-    seg.file
-        .sync_data()
-        .map_err(|e| Error::io("fdatasync", path, e))?;
     seg.len = offset;
     Ok(())
 }
