@@ -57,10 +57,10 @@ impl<T: Send + 'static> Worker<T> {
     /// worker is stopped, or the queue is full.
     pub(crate) fn push(&self, items: Vec<T>, limit: usize) -> std::result::Result<(), Vec<T>> {
         let mut thread = self.thread.lock();
-        if self.shared.state.lock().stop {
-            return Err(items);
-        }
         if thread.is_none() {
+            if self.shared.state.lock().stop {
+                return Err(items);
+            }
             let shared = Arc::clone(&self.shared);
             let handler = Arc::clone(&self.handler);
             match std::thread::Builder::new()
@@ -75,8 +75,10 @@ impl<T: Send + 'static> Worker<T> {
             }
         }
         drop(thread);
+        // One critical section: a `stop` that lands before it refuses the
+        // items, one after it finds them queued.
         let mut s = self.shared.state.lock();
-        if s.queue.len() >= limit {
+        if s.stop || s.queue.len() >= limit {
             return Err(items);
         }
         s.queue.extend(items);
