@@ -36,12 +36,13 @@ pub(crate) fn encoded_len(e: &Entry) -> usize {
     n
 }
 
-/// Appends `e`'s encoding to `buf`. Returns `false` (appending nothing)
-/// when `e` carries unknown fields, which only rust-protobuf can write.
-pub(crate) fn encode(e: &Entry, buf: &mut Vec<u8>) -> bool {
-    if e.unknown_fields.iter().next().is_some() {
-        return false;
-    }
+/// Appends `e`'s encoding to `buf`. `e` carries no unknown fields (the
+/// caller checks: only rust-protobuf can write those).
+pub(crate) fn encode(e: &Entry, buf: &mut Vec<u8>) {
+    debug_assert!(
+        e.unknown_fields.iter().next().is_none(),
+        "raft_codec::encode of an entry with unknown fields"
+    );
     let ty = e.entry_type as u64;
     if ty != 0 {
         encode_key(1, WireType::Varint, buf);
@@ -71,7 +72,6 @@ pub(crate) fn encode(e: &Entry, buf: &mut Vec<u8>) -> bool {
         encode_key(5, WireType::Varint, buf);
         encode_varint(1, buf);
     }
-    true
 }
 
 /// Decodes an entry, sharing `data`'s bytes for its data and context. When
@@ -169,7 +169,7 @@ mod tests {
     fn writes_what_rust_protobuf_writes() {
         for e in entries() {
             let mut buf = Vec::new();
-            assert!(encode(&e, &mut buf));
+            encode(&e, &mut buf);
             assert_eq!(buf, e.write_to_bytes().unwrap(), "{e:?}");
             assert_eq!(encoded_len(&e), e.compute_size() as usize);
         }
