@@ -103,7 +103,7 @@ fn zero_fill_writes_a_new_logs_first_segment_at_open_and_never_on_a_roll() {
     let (zero_open, zero_append, zero_created) =
         foreground_writes_at_open_and_append(Preallocate::ZeroFill, 300);
     // At open: the header, and with ZeroFill one write of zeros (the
-    // segment is smaller than the 1 MiB chunk).
+    // segment is one 4 KiB zero-fill chunk).
     assert_eq!(alloc_open, 1);
     assert_eq!(zero_open, 2);
     // On append: one write per append and one header per new segment,
@@ -122,6 +122,22 @@ fn prepared(dir: &std::path::Path) -> usize {
                 .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "prep"))
         })
         .count()
+}
+
+/// Waits (bounded) until `log`'s preparer has finished `n` files since
+/// the log opened, and returns how many it finished. A finished file is
+/// offered to the writer in the same step (a `.prep` file exists earlier,
+/// while it is still being allocated and zeroed).
+fn wait_for_ready(log: &Log, n: u64) -> u64 {
+    let done = || {
+        let s = log.stats();
+        s.segments_zero_filled + s.segments_allocated
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while done() < n && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    done()
 }
 
 /// Waits (bounded) for a prepared file to appear in `dir`.
@@ -157,7 +173,8 @@ fn the_next_segment_is_prepared_once_the_active_one_is_half_full() {
             write(&log);
         }
         assert_eq!(log.segments().len(), 1);
-        assert_eq!(wait_for_prepared(dir.path()), 1, "{mode:?}: not prepared");
+        assert_eq!(wait_for_ready(&log, 1), 1, "{mode:?}: not prepared");
+        assert_eq!(prepared(dir.path()), 1, "{mode:?}: not prepared");
         // The roll takes it; the next one waits for the next half mark.
         while log.segments().len() == 1 {
             write(&log);
@@ -200,7 +217,8 @@ fn a_reopened_zero_filling_log_moves_to_a_zero_filled_segment_once_one_is_ready(
         let log = Log::open(dir.path(), opts.clone()).unwrap();
         if mode == Preallocate::ZeroFill {
             // Asked for at once, below the half mark.
-            assert_eq!(wait_for_prepared(dir.path()), 1);
+            assert_eq!(wait_for_ready(&log, 1), 1);
+            assert_eq!(prepared(dir.path()), 1);
             write(&log, 1);
             let segs = log.segments();
             assert_eq!(segs.len(), 2, "rolled to the prepared segment");

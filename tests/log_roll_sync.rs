@@ -4,6 +4,7 @@
 //! and a sealer whose `fdatasync` fails poisons the log. Nor does it sync
 //! the new segment's header or the directory: the next round does.
 
+mod common;
 #[path = "common/fs_sim.rs"]
 mod fs_sim;
 
@@ -11,9 +12,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::batch;
 use fs_sim::{Fault, FaultFs, Faults, Op, Scope, SimFs};
 use raftwal::fs::FileSystem;
-use raftwal::{Entry, Error, Log, Options, Preallocate, SyncPolicy};
+use raftwal::{Error, Log, Options, Preallocate, SyncPolicy};
 
 const DIR: &str = "/sim/log";
 
@@ -24,12 +26,6 @@ fn opts(fs: Arc<dyn FileSystem>, sync: SyncPolicy) -> Options {
         .preallocate(Preallocate::None)
         .sync(sync)
         .file_system(fs)
-}
-
-fn batch(first: u64, n: u64) -> Vec<Entry> {
-    (first..first + n)
-        .map(|i| Entry::new(i, 1, vec![i as u8; 200]))
-        .collect()
 }
 
 /// Appends batches of 4 entries until the log has `segments` segments;

@@ -10,21 +10,15 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{segment_files, unseal};
+use common::{batch, segment_files, unseal};
 use raftwal::inspect::{self, ProblemKind};
-use raftwal::{Entry, Error, Log, Options, Preallocate, RecoveryMode, SyncPolicy};
+use raftwal::{Error, Log, Options, Preallocate, RecoveryMode, SyncPolicy};
 
 fn opts(preallocate: Preallocate) -> Options {
     Options::default()
         .segment_size(4096)
         .preallocate(preallocate)
         .sync(SyncPolicy::Manual)
-}
-
-fn batch(first: u64, n: u64) -> Vec<Entry> {
-    (first..first + n)
-        .map(|i| Entry::new(i, 1, vec![i as u8; 200]))
-        .collect()
 }
 
 /// A log of three segments written under `Manual` (two writes in the last

@@ -9,21 +9,15 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{entry_frames, segment_files, unseal, FRAME_HEADER};
+use common::{batch, entry_frames, segment_files, unseal, FRAME_HEADER};
 use raftwal::inspect::{self, ProblemKind};
-use raftwal::{Entry, Error, Log, Options, Preallocate, RecoveryMode, SyncPolicy};
+use raftwal::{Error, Log, Options, Preallocate, RecoveryMode, SyncPolicy};
 
 fn opts() -> Options {
     Options::default()
         .segment_size(4096)
         .preallocate(Preallocate::None)
         .sync(SyncPolicy::Manual)
-}
-
-fn batch(first: u64, n: u64) -> Vec<Entry> {
-    (first..first + n)
-        .map(|i| Entry::new(i, 1, vec![i as u8; 200]))
-        .collect()
 }
 
 /// A log of two segments written under `Manual`, the second holding

@@ -32,6 +32,14 @@ pub fn entries(lo: u64, hi: u64, term: u64) -> Vec<Entry> {
     (lo..hi).map(|i| entry(i, term)).collect()
 }
 
+/// Entries `first..first + n` of term 1, each holding 200 bytes of its
+/// index: one write of them is a few frames of a 4 KiB segment.
+pub fn batch(first: u64, n: u64) -> Vec<Entry> {
+    (first..first + n)
+        .map(|i| Entry::new(i, 1, vec![i as u8; 200]))
+        .collect()
+}
+
 /// The segment files of `dir`, oldest (lowest sequence) first.
 pub fn segment_files(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
