@@ -35,6 +35,7 @@ mod recovery;
 mod remove;
 pub mod segment;
 mod snapshot;
+mod stage;
 mod sync;
 mod worker;
 mod write;

@@ -106,6 +106,13 @@ impl Inner {
         }
     }
 
+    /// Whether the background syncer of `Log::submit` runs (then submitted
+    /// batches may be staged: its rounds write them out).
+    pub(crate) fn pipeline_running(&self) -> bool {
+        self.pipeline_started
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Starts the background syncer of `Log::submit` if it is not running.
     pub(crate) fn ensure_pipeline(&self) {
         use std::sync::atomic::Ordering;

@@ -338,8 +338,9 @@ impl RaftLogStore {
     }
 
     /// Like [`persist`](Self::persist), but returns as soon as the write is
-    /// issued (in the page cache, and visible to `entries` and `term`),
-    /// whatever the sync policy; the returned [`Ticket`] tells when it is
+    /// issued (visible to `entries` and `term`; staged in memory or in the
+    /// page cache, see [`Log::submit`]), whatever the sync policy; the
+    /// returned [`Ticket`] tells when it is
     /// durable. One `fdatasync` on a background thread covers every write
     /// issued before it started, so a Ready loop that does not wait keeps
     /// the disk busy with one sync after another while it goes on. This is

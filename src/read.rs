@@ -35,6 +35,7 @@ impl Log {
             )
         })?;
         let max = self.inner.opts.max_entry_size;
+        self.written_out(seg, loc.offset, loc.len)?;
         let (term, data) = read_one(seg, loc, index, max, "read entry")?;
         Ok(Entry { index, term, data })
     }
@@ -68,6 +69,7 @@ impl Log {
             let (seg, loc) = ix
                 .locate(lo)
                 .ok_or_else(|| internal(&self.inner.dir, format!("no segment holds {lo}")))?;
+            self.written_out(seg, loc.offset, loc.len)?;
             let (term, data) = read_one(seg, loc, lo, max_entry, "read entries")?;
             return Ok(vec![make(lo, term, data)?]);
         }
@@ -103,6 +105,7 @@ impl Log {
             }
             if stop > next {
                 // One pread for this segment's part of the range.
+                self.written_out(seg, min_off, max_end - min_off)?;
                 let mut buf = zeroed((max_end - min_off) as usize);
                 seg.file
                     .read_exact_at(&mut buf, min_off)
@@ -130,6 +133,21 @@ impl Log {
             }
         }
         Ok(out)
+    }
+
+    /// Makes sure bytes `offset..offset + len` of `seg` are in the file
+    /// before they are read: they may still be staged by `submit`.
+    fn written_out(
+        &self,
+        seg: &Segment,
+        offset: impl Into<u64>,
+        len: impl Into<u64>,
+    ) -> Result<()> {
+        let end = offset.into() + len.into();
+        match self.inner.durability.stage.is_written(seg.sequence, end) {
+            true => Ok(()),
+            false => self.inner.durability.flush_staged(),
+        }
     }
 }
 

@@ -16,6 +16,7 @@ use crate::options::{SyncPolicy, MAX_SEGMENT_SIZE};
 use crate::proto;
 use crate::recovery::ON_THE_SPOT;
 use crate::segment;
+use crate::stage::{STAGE_CAP, STAGE_WRITE_MAX};
 
 /// State owned by the (single) writer, behind `Inner::writer`. Poisoning
 /// and durability live in [`Durability`](crate::durability::Durability).
@@ -89,20 +90,34 @@ impl Log {
     /// The batch's frames are sealed in place for the segment they land in;
     /// the batch is otherwise unchanged and can be cleared and reused.
     pub fn write(&self, batch: &mut WriteBatch) -> Result<()> {
-        let Some(ticket) = self.issue(batch)? else {
+        let Some(ticket) = self.issue(batch, false)? else {
             return Ok(());
         };
         self.apply_policy(&ticket)
     }
 
     /// Writes a batch like [`Log::write`] but returns as soon as the write is
-    /// issued (in the page cache and visible to readers), whatever the sync
-    /// policy. A background thread makes it durable with one `fdatasync`
-    /// covering every write issued before that sync started; the returned
-    /// [`Ticket`] tells when ([`Ticket::wait`], [`Ticket::is_durable`]).
-    /// This is the path for raft-rs's asynchronous Ready handling.
+    /// issued (visible to readers), whatever the sync policy. A background
+    /// thread makes it durable with one `fdatasync` covering every write
+    /// issued before that sync started; the returned [`Ticket`] tells when
+    /// ([`Ticket::wait`], [`Ticket::is_durable`]). This is the path for
+    /// raft-rs's asynchronous Ready handling.
+    ///
+    /// A batch of up to 64 KiB without a cut is *staged* once that thread
+    /// runs: copied to a buffer in memory rather than written to the file
+    /// at once. The thread's next round writes every staged batch with one
+    /// `pwrite` before its `fdatasync`, so a writer that does not wait pays
+    /// a copy per batch rather than a system call. Readers see staged
+    /// batches as any other (a read of one writes the staged batches out
+    /// first), every other write writes them out before itself, and
+    /// dropping the `Log` makes them durable. What differs is a crash of
+    /// the process: a batch still staged is lost with it, as a batch still
+    /// in the page cache is lost with a crash of the machine; neither was
+    /// durable. A failure to write staged batches out poisons the log like
+    /// a failed `fdatasync` ([`Error::Poisoned`] from then on, for writes,
+    /// tickets and reads of those batches).
     pub fn submit(&self, batch: &mut WriteBatch) -> Result<Ticket> {
-        let ticket = match self.issue(batch)? {
+        let ticket = match self.issue(batch, true)? {
             Some(t) => t,
             None => self.inner.durability.ticket_for_last(),
         };
@@ -137,7 +152,7 @@ impl Log {
                 // Saturating: an index past u64::MAX - 1 is refused by push.
                 batch.push(first.saturating_add(k as u64), term, d.as_ref())?;
             }
-            let res = self.issue_locked(&mut w, &mut batch);
+            let res = self.issue_locked(&mut w, &mut batch, false);
             w.batch_cache = batch;
             (first, res?)
         };
@@ -172,15 +187,22 @@ impl Log {
     }
 
     /// Validates and issues a batch; `None` when there was nothing to write.
-    fn issue(&self, batch: &mut WriteBatch) -> Result<Option<Ticket>> {
+    /// Issues `batch`; `stage`: it may be staged rather than written at once
+    /// (see [`Stage`](crate::stage::Stage)), for `submit`.
+    fn issue(&self, batch: &mut WriteBatch, stage: bool) -> Result<Option<Ticket>> {
         if batch.is_empty() {
             return Ok(None);
         }
         let mut w = self.inner.writer.lock();
-        self.issue_locked(&mut w, batch)
+        self.issue_locked(&mut w, batch, stage)
     }
 
-    fn issue_locked(&self, w: &mut Writer, batch: &mut WriteBatch) -> Result<Option<Ticket>> {
+    fn issue_locked(
+        &self,
+        w: &mut Writer,
+        batch: &mut WriteBatch,
+        stage: bool,
+    ) -> Result<Option<Ticket>> {
         let max = self.inner.opts.max_entry_size;
         if batch.max_data_len() > max {
             return Err(Error::EntryTooLarge {
@@ -202,7 +224,7 @@ impl Log {
             return Ok(None); // a truncation at last_index + 1 cuts nothing
         }
         match target {
-            Target::Active => self.write_active(w, batch, cut).map(Some),
+            Target::Active => self.write_active(w, batch, cut, stage).map(Some),
             Target::NewSegment => self.write_new_segment(w, batch, cut.unwrap_or(0)).map(Some),
         }
     }
@@ -255,12 +277,15 @@ impl Log {
     }
 
     /// Appends the batch to the active segment, rolling to a new segment
-    /// first when it would overflow.
+    /// first when it would overflow. `stage`: a batch without a cut may be
+    /// staged for the background syncer's next round to write out, when
+    /// that syncer runs and the batch is small.
     fn write_active(
         &self,
         w: &mut Writer,
         batch: &mut WriteBatch,
         cut: Option<u64>,
+        stage: bool,
     ) -> Result<Ticket> {
         let inner = &*self.inner;
         let bytes = batch.buf.len() as u64;
@@ -325,25 +350,39 @@ impl Log {
         } else {
             &batch.buf
         };
-        if let Err(e) = file.write_all_at(buf, offset) {
-            let err = Error::io("write", &path, e);
-            // Roll back: the file must end where the index says it does.
-            if let Err(e2) = file.set_len(offset) {
-                return Err(inner.durability.poison(Error::io(
-                    "truncate after failed write",
-                    &path,
-                    e2,
-                )));
+        let staged =
+            stage && cut.is_none() && buf.len() <= STAGE_WRITE_MAX && inner.pipeline_running();
+        let st = &inner.durability.stage;
+        if staged {
+            if st.len() + buf.len() > STAGE_CAP {
+                // The disk is behind: write out what is staged here.
+                inner.durability.flush_staged()?;
             }
-            return Err(err);
+            st.push(&file, &path, sequence, offset, buf)?;
+        } else {
+            // Staged batches come first in the file.
+            inner.durability.flush_staged()?;
+            if let Err(e) = file.write_all_at(buf, offset) {
+                let err = Error::io("write", &path, e);
+                // Roll back: the file must end where the index says it does.
+                if let Err(e2) = file.set_len(offset) {
+                    return Err(inner.durability.poison(Error::io(
+                        "truncate after failed write",
+                        &path,
+                        e2,
+                    )));
+                }
+                return Err(err);
+            }
         }
         let written = buf.len() as u64;
         let ticket = inner.durability.issued(&file, &path);
         // Without a sync per write, dirty pages pile up until the next sync
         // (or the sealer's), which would then write them all at once (tens
         // of ms with 64 MiB segments). Start their writeback as each
-        // WRITEBACK_CHUNK fills instead.
-        if inner.opts.sync != SyncPolicy::Always {
+        // WRITEBACK_CHUNK fills instead. (Staged batches need no hint:
+        // the round that writes them out syncs them at once.)
+        if !staged && inner.opts.sync != SyncPolicy::Always {
             let (from, to) = (
                 offset / WRITEBACK_CHUNK,
                 (offset + written) / WRITEBACK_CHUNK,
@@ -413,6 +452,9 @@ impl Log {
     /// kept its name (never adopted: it is not pristine).
     fn roll(&self, w: &mut Writer) -> Result<()> {
         let inner = &*self.inner;
+        // The segment being left gets its staged batches before it is
+        // sealed (its sealer and its pending sync work on the file).
+        inner.durability.flush_staged()?;
         let next_first = inner.index.read().last_index + 1;
         let seg = self.create_segment(w, next_first, false)?;
         inner.durability.rolled_to(&seg.file, &seg.path);
@@ -696,6 +738,8 @@ impl Log {
             let a = active(&ix)?;
             (Arc::clone(&a.file), a.path.clone(), a.sequence, a.len)
         };
+        // Staged batches come first in the file.
+        inner.durability.flush_staged()?;
         let mut empty = WriteBatch::new();
         let prior_synced = !inner.durability.dirty();
         let layout = compose(

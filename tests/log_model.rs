@@ -1,5 +1,6 @@
-//! A model test: random sequences of appends, cuts, compactions, resets,
-//! state blobs, batches and reopens, checked against a plain `Vec` model
+//! A model test: random sequences of appends (written, or submitted
+//! without waiting, so staged while the background syncer runs), cuts,
+//! compactions, resets, state blobs, batches and reopens, checked against a plain `Vec` model
 //! after every step (first and last index, every entry and term, the term
 //! before the first index, the state blob). Small segments, so they roll.
 
@@ -13,6 +14,12 @@ use raftwal::{Entry, Error, Log, Options, Preallocate, SyncPolicy, WriteBatch};
 enum Op {
     /// `n` entries, the term raised by `bump`.
     Append {
+        n: u64,
+        bump: u64,
+    },
+    /// `n` entries through `Log::submit`, not waited for (staged once the
+    /// background syncer runs), the term raised by `bump`.
+    Submit {
         n: u64,
         bump: u64,
     },
@@ -54,6 +61,7 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => (1..12u64, 0..3u64).prop_map(|(n, bump)| Op::Append { n, bump }),
+        4 => (1..12u64, 0..3u64).prop_map(|(n, bump)| Op::Submit { n, bump }),
         2 => (0..25u64).prop_map(|back| Op::Truncate { back }),
         2 => (0..40u64).prop_map(|fwd| Op::Compact { fwd }),
         1 => (0..60u64, 0..3u64).prop_map(|(shift, bump)| Op::Reset { shift, bump }),
@@ -83,6 +91,16 @@ fn apply(slot: &mut Option<Log>, m: &mut Model, op: &Op, o: &Options, dir: &std:
             let es = entries(lo, lo + n, m.last_term() + bump);
             log.append(&es).unwrap();
             m.append(&es);
+        }
+        Op::Submit { n, bump } => {
+            let lo = m.last() + 1;
+            let term = m.last_term() + bump;
+            let mut b = WriteBatch::new();
+            for i in lo..lo + n {
+                b.push(i, term, &data(i, term)).unwrap();
+            }
+            log.submit(&mut b).unwrap();
+            m.append(&entries(lo, lo + n, term));
         }
         Op::Truncate { back } => {
             let at = cut_point(m, back);
@@ -217,6 +235,11 @@ fn every_operation_once() {
         Op::Append { n: 11, bump: 0 },
         Op::Append { n: 11, bump: 0 },
         Op::Truncate { back: 20 },
+        Op::Submit { n: 3, bump: 0 },
+        Op::Submit { n: 11, bump: 1 },
+        Op::Submit { n: 11, bump: 0 },
+        Op::Truncate { back: 5 },
+        Op::Submit { n: 4, bump: 0 },
         Op::Reopen,
         Op::Batch {
             back: 24,
@@ -233,6 +256,7 @@ fn every_operation_once() {
         Op::Reset { shift: 0, bump: 0 },
         Op::Reopen,
         Op::Append { n: 5, bump: 0 },
+        Op::Submit { n: 5, bump: 0 },
         Op::Reopen,
     ];
     run(&ops, opts());

@@ -33,6 +33,7 @@ use std::sync::Arc;
 use parking_lot::{Condvar, Mutex};
 
 use crate::error::{Error, Result};
+use crate::stage::Stage;
 
 pub(crate) struct Durability {
     state: Mutex<State>,
@@ -63,6 +64,9 @@ pub(crate) struct Durability {
     /// to the next round.
     fs: Arc<dyn FileSystem>,
     dir: PathBuf,
+    /// Batches submitted while the background syncer runs, not yet in
+    /// the file: every sync round writes them out before its `fdatasync`.
+    pub(crate) stage: Stage,
 }
 
 struct State {
@@ -230,6 +234,7 @@ impl Durability {
             rolls_synced: AtomicBool::new(true),
             fs,
             dir: dir.to_path_buf(),
+            stage: Stage::new(),
         })
     }
 
@@ -258,6 +263,18 @@ impl Durability {
         drop(s);
         self.done.notify_all();
         e
+    }
+
+    /// Writes out the staged batches (see [`Stage`]); waits for a write-out
+    /// under way. A failure poisons the log: the batches were issued, and
+    /// are now neither in the file nor ever going to be. Once the log is
+    /// poisoned, staged batches are never written out.
+    pub(crate) fn flush_staged(&self) -> Result<()> {
+        if self.stage.is_idle() {
+            return Ok(());
+        }
+        self.check()?;
+        self.stage.flush().map_err(|e| self.poison(e))
     }
 
     /// Called by the writer (holding the writer lock) after a write to

@@ -143,8 +143,13 @@ impl Durability {
             s.syncing = true;
             s.rounds += 1;
             drop(s);
-            let mut failed = None;
+            // Batches staged by submitters go to the file first: the
+            // round covers them (they were issued before `target`).
+            let mut failed = self.stage.flush().err();
             for k in 0..=files.len() {
+                if failed.is_some() {
+                    break;
+                }
                 if dir_at == Some(k) {
                     if let Err(e) = self.fs.sync_dir(&self.dir) {
                         failed = Some(Error::io("fsync directory", &self.dir, e));
