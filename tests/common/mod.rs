@@ -72,7 +72,12 @@ pub const TY_TRAILER: u8 = 6;
 /// (the segment header frame included), without trusting raftwal's scanner.
 /// Stops at zeroed space (the unused, preallocated end of a segment).
 pub fn frames(path: &Path) -> Vec<RawFrame> {
-    let bytes = std::fs::read(path).unwrap();
+    frames_in(&std::fs::read(path).unwrap(), path)
+}
+
+/// [`frames`] of the bytes of the segment file `path` (a file of an
+/// in-memory file system, say).
+pub fn frames_in(bytes: &[u8], path: &Path) -> Vec<RawFrame> {
     let mut out = Vec::new();
     let mut at = 0usize;
     while at + FRAME_HEADER as usize <= bytes.len() {
@@ -106,9 +111,25 @@ pub fn frames(path: &Path) -> Vec<RawFrame> {
 /// Where the data of a segment file ends: after its last frame, before any
 /// zeroed (preallocated) space.
 pub fn data_end(path: &Path) -> u64 {
-    frames(path)
+    data_end_in(&std::fs::read(path).unwrap(), path)
+}
+
+/// [`data_end`] of the bytes of the segment file `path`.
+pub fn data_end_in(bytes: &[u8], path: &Path) -> u64 {
+    frames_in(bytes, path)
         .last()
         .map_or(0, |f| f.offset + FRAME_HEADER + f.len)
+}
+
+/// Writes `torn` (the start of a frame a crash cut short, say) into the
+/// bytes of the active segment file `path` right after its data: over its
+/// preallocated zeros, or past its end when it has none.
+pub fn tear_after_data(bytes: &mut Vec<u8>, path: &Path, torn: &[u8]) {
+    let at = data_end_in(bytes, path) as usize;
+    if bytes.len() < at + torn.len() {
+        bytes.resize(at + torn.len(), 0);
+    }
+    bytes[at..at + torn.len()].copy_from_slice(torn);
 }
 
 /// Whether a segment file is sealed (ends with a footer and a trailer).
