@@ -314,7 +314,7 @@ impl Log {
                 )));
             }
         }
-        let (file, path, sequence, offset, marker) = {
+        let (file, path, sequence, offset, marker, reserved) = {
             let ix = inner.index.read();
             let a = active(&ix)?;
             let marker = cut.map(|t| proto::Marker {
@@ -329,6 +329,7 @@ impl Log {
                 a.sequence,
                 a.len,
                 marker,
+                a.preallocated,
             )
         };
         let fill_start = *w
@@ -363,16 +364,7 @@ impl Log {
             // Staged batches come first in the file.
             inner.durability.flush_staged()?;
             if let Err(e) = file.write_all_at(buf, offset) {
-                let err = Error::io("write", &path, e);
-                // Roll back: the file must end where the index says it does.
-                if let Err(e2) = file.set_len(offset) {
-                    return Err(inner.durability.poison(Error::io(
-                        "truncate after failed write",
-                        &path,
-                        e2,
-                    )));
-                }
-                return Err(err);
+                return Err(self.roll_back_write(&*file, &path, offset, reserved, e));
             }
         }
         let written = buf.len() as u64;
@@ -421,6 +413,41 @@ impl Log {
             a.len = offset + written;
         }
         Ok(ticket)
+    }
+
+    /// After a write at `offset` of the active segment failed with `e`:
+    /// cuts whatever part of it reached the file, so the file ends where
+    /// the index says it does. Space the segment had preallocated past
+    /// that point (up to `reserved`) is allocated again (truncating gives it back to the file
+    /// system, and later appends would have to grow the file: slower, and
+    /// `ENOSPC` on a full disk although the space was reserved); failing
+    /// that is not an error, as in recovery. Returns the error to report:
+    /// the write's, or the poisoning one when the cut fails.
+    fn roll_back_write(
+        &self,
+        file: &dyn crate::fs::FileHandle,
+        path: &std::path::Path,
+        offset: u64,
+        reserved: u64,
+        e: std::io::Error,
+    ) -> Error {
+        let err = Error::io("write", path, e);
+        if let Err(e2) = file.set_len(offset) {
+            return self.inner.durability.poison(Error::io(
+                "truncate after failed write",
+                path,
+                e2,
+            ));
+        }
+        if reserved > offset {
+            if let Err(e3) = file.allocate(offset, reserved - offset) {
+                log::warn!(
+                    "raftwal: could not preallocate {} again after a failed write: {e3}",
+                    path.display()
+                );
+            }
+        }
+        err
     }
 
     /// Whether the preparer has a file ready.
@@ -733,10 +760,11 @@ impl Log {
         state: Option<Bytes>,
     ) -> Result<()> {
         let inner = &*self.inner;
-        let (file, path, sequence, offset) = {
+        let (file, path, sequence, offset, reserved) = {
             let ix = inner.index.read();
             let a = active(&ix)?;
-            (Arc::clone(&a.file), a.path.clone(), a.sequence, a.len)
+            let f = Arc::clone(&a.file);
+            (f, a.path.clone(), a.sequence, a.len, a.preallocated)
         };
         // Staged batches come first in the file.
         inner.durability.flush_staged()?;
@@ -751,15 +779,7 @@ impl Log {
             prior_synced,
         );
         if let Err(e) = file.write_all_at(&w.scratch, offset) {
-            let err = Error::io("write", &path, e);
-            if let Err(e2) = file.set_len(offset) {
-                return Err(inner.durability.poison(Error::io(
-                    "truncate after failed write",
-                    &path,
-                    e2,
-                )));
-            }
-            return Err(err);
+            return Err(self.roll_back_write(&*file, &path, offset, reserved, e));
         }
         // One sync round: older files still pending first, then this one.
         let ticket = inner.durability.issued(&file, &path);

@@ -653,6 +653,48 @@ fn a_failed_rollback_poisons_the_log() {
     }
 }
 
+/// A failed append in a preallocated segment cuts what reached the file
+/// and keeps the segment's reserved space (the file keeps its size), so
+/// later appends need no new space; nothing is lost.
+#[test]
+fn a_failed_write_keeps_the_segment_preallocated() {
+    for mode in [Preallocate::Allocate, Preallocate::ZeroFill] {
+        let sim = SimFs::new();
+        let (ffs, faults) = FaultFs::new(sim.handle());
+        let log = Log::open(DIR, opts(ffs.handle(), mode)).unwrap();
+        log.append(&[entry(1)]).unwrap();
+        let seg = sim
+            .paths()
+            .into_iter()
+            .find(|p| p.extension().is_some_and(|e| e == "wal"))
+            .unwrap();
+        let size = sim.read(&seg).unwrap().len();
+        assert_eq!(size, 4096, "{mode:?}: a preallocated segment");
+        faults.fail_nth(
+            Op::Write,
+            1,
+            Fault::PartialEio { keep: 5 },
+            Scope::Foreground,
+        );
+        let e = log.append(&[entry(2)]).unwrap_err();
+        assert_clear(&e, &format!("{mode:?}: a failed write"));
+        faults.clear();
+        assert_eq!(
+            sim.read(&seg).unwrap().len(),
+            size,
+            "{mode:?}: still reserved"
+        );
+        log.append(&[entry(2), entry(3)]).unwrap();
+        drop(log);
+        let log = Log::open(DIR, opts(ffs.handle(), mode)).unwrap();
+        assert!(log.recovery_report().repairs.is_empty(), "{mode:?}");
+        assert_eq!(log.last_index(), 3, "{mode:?}");
+        for i in 1..=3 {
+            assert_eq!(log.get_entry(i).unwrap().data, entry(i).data, "{mode:?}");
+        }
+    }
+}
+
 /// Recovery that must repair (truncate a torn tail) and cannot: the open
 /// fails with an I/O error and the next open repairs.
 #[test]
