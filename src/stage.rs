@@ -59,6 +59,10 @@ struct Staged {
     /// The offset in the target file from which bytes are staged or being
     /// written out; `None` when everything staged is in the file.
     unwritten: Option<u64>,
+    /// Set by a failed write-out, never cleared: its bytes are lost, so
+    /// nothing staged is ever written out again (bytes after them would
+    /// land behind a hole) and every later flush and push fails with it.
+    failed: Option<String>,
 }
 
 impl Stage {
@@ -70,6 +74,7 @@ impl Stage {
                 bytes: Vec::new(),
                 spare: Vec::new(),
                 unwritten: None,
+                failed: None,
             }),
             flushing: Mutex::new(()),
             busy: AtomicBool::new(false),
@@ -99,6 +104,11 @@ impl Stage {
         bytes: &[u8],
     ) -> Result<()> {
         let mut s = self.staged.lock();
+        if let Some(cause) = &s.failed {
+            return Err(Error::Poisoned {
+                cause: cause.clone(),
+            });
+        }
         match (&s.target, s.unwritten) {
             (Some((_, _, seq)), Some(_))
                 if *seq != sequence || s.at + s.bytes.len() as u64 != offset =>
@@ -140,8 +150,10 @@ impl Stage {
     }
 
     /// Writes out everything staged before the call, with one `pwrite`, and
-    /// waits for a write-out already under way. On failure the bytes stay
-    /// unwritten (the caller poisons the log) and the error names the file.
+    /// waits for a write-out already under way. On failure the bytes taken
+    /// are lost: the error names the file, the caller poisons the log, and
+    /// every later flush (including one that waited for this one) and push
+    /// fails with [`Error::Poisoned`].
     pub(crate) fn flush(&self) -> Result<()> {
         if self.is_idle() {
             return Ok(());
@@ -149,6 +161,11 @@ impl Stage {
         let _turn = self.flushing.lock();
         let (file, path, at, bytes) = {
             let mut s = self.staged.lock();
+            if let Some(cause) = &s.failed {
+                return Err(Error::Poisoned {
+                    cause: cause.clone(),
+                });
+            }
             if s.bytes.is_empty() {
                 // Taken and written by the flush that held the turn before.
                 return Ok(());
@@ -166,7 +183,11 @@ impl Stage {
         };
         let res = file.write_all_at(&bytes, at);
         let mut s = self.staged.lock();
-        res.map_err(|e| Error::io("write staged batches", &path, e))?;
+        if let Err(e) = res {
+            let err = Error::io("write staged batches", &path, e);
+            s.failed = Some(err.to_string());
+            return Err(err);
+        }
         s.unwritten = (!s.bytes.is_empty()).then_some(s.at);
         if s.unwritten.is_none() {
             self.busy.store(false, Ordering::Release);
@@ -286,14 +307,26 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_write_out_leaves_the_bytes_unwritten() {
+    fn a_failed_write_out_fails_every_later_flush_and_push() {
         let f: Arc<dyn FileHandle> = Arc::new(Failing);
         let path = PathBuf::from("/nowhere/f");
         let stage = Stage::new();
         stage.push(&f, &path, 7, 0, b"abc").unwrap();
         let e = stage.flush().unwrap_err();
+        assert!(matches!(e, Error::Io { .. }), "{e:?}");
         assert!(e.to_string().contains("/nowhere/f"), "{e}");
-        assert!(!stage.is_written(7, 3));
+        assert!(
+            !stage.is_written(7, 3),
+            "the lost bytes are not in the file"
+        );
         assert!(!stage.is_idle());
+        // A flush that waited its turn behind the failed one must not find
+        // the buffer empty and report everything written.
+        assert!(matches!(stage.flush(), Err(Error::Poisoned { .. })));
+        assert!(matches!(
+            stage.push(&f, &path, 7, 3, b"de"),
+            Err(Error::Poisoned { .. })
+        ));
+        assert!(matches!(stage.flush(), Err(Error::Poisoned { .. })));
     }
 }

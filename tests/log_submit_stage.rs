@@ -1,6 +1,6 @@
 //! Staged submits: while the background syncer of `Log::submit` runs, a
 //! small submitted batch is staged in memory and written out by the next
-//! sync round. These tests hold that round's `fdatasync` at a gate, so that
+//! sync round. These tests hold that syncer's `fdatasync` at a gate, so that
 //! batches submitted meanwhile are certainly staged, and check that they
 //! are not in the file yet, that readers see them all the same (one
 //! `pwrite` writes them out), that other writes keep the file's order,
@@ -20,7 +20,7 @@ use raftwal::{Error, Log, Options, Preallocate, SyncPolicy, Ticket, WriteBatch};
 /// What the tests control and observe of the file system.
 #[derive(Debug, Default)]
 struct Panel {
-    /// `sync_data` of a segment blocks while closed.
+    /// `sync_data` on the pipeline syncer's thread blocks while closed.
     closed: Mutex<bool>,
     opened: Condvar,
     /// Threads blocked at the gate now.
@@ -30,6 +30,11 @@ struct Panel {
     writes: AtomicU64,
     /// Every `pwrite` fails from now on.
     fail_writes: AtomicBool,
+    /// The next `pwrite` to a segment waits (at most a minute) for
+    /// `release`, then fails; `in_write` tells it is waiting.
+    hold_and_fail: AtomicBool,
+    in_write: AtomicBool,
+    release: AtomicBool,
 }
 
 impl Panel {
@@ -67,7 +72,7 @@ struct GateFs {
 struct GateFile {
     inner: Arc<dyn FileHandle>,
     panel: Arc<Panel>,
-    /// A segment file (its writes are counted, its syncs gated).
+    /// A segment file (its writes are counted).
     segment: bool,
 }
 
@@ -124,6 +129,11 @@ impl FileHandle for GateFile {
         self.inner.read_exact_at(buf, offset)
     }
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        if self.segment && self.panel.hold_and_fail.swap(false, Ordering::SeqCst) {
+            self.panel.in_write.store(true, Ordering::SeqCst);
+            wait_until(&self.panel.release);
+            return Err(io::Error::other("injected write failure, after a wait"));
+        }
         if self.panel.fail_writes.load(Ordering::SeqCst) {
             return Err(io::Error::other("injected write failure"));
         }
@@ -142,7 +152,7 @@ impl FileHandle for GateFile {
         self.inner.allocate(offset, len)
     }
     fn sync_data(&self) -> io::Result<()> {
-        if self.segment {
+        if std::thread::current().name() == Some("raftwal-pipeline") {
             let closed = self.panel.closed.lock().unwrap();
             if *closed {
                 *self.panel.waiting.lock().unwrap() += 1;
@@ -158,6 +168,14 @@ impl FileHandle for GateFile {
             }
         }
         self.inner.sync_data()
+    }
+}
+
+/// Waits (at most a minute) until `flag` is set.
+fn wait_until(flag: &AtomicBool) {
+    let started = std::time::Instant::now();
+    while !flag.load(Ordering::SeqCst) && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 
@@ -337,4 +355,109 @@ fn a_failed_write_out_poisons_the_log() {
     assert_entries(&log, 1, 2);
     submit(&log, 2, 4).wait().unwrap();
     assert_entries(&log, 1, 4);
+}
+
+/// A reader's write-out fails while the syncer's next round waits its turn
+/// to write out the same bytes: that round must not find them gone and
+/// call them durable.
+#[test]
+fn a_round_never_covers_batches_whose_write_out_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let panel = Arc::new(Panel::default());
+    let log = Arc::new(log_with_a_held_round(dir.path(), &panel));
+    let _gate = OpenOnDrop(Arc::clone(&panel));
+    let staged = submit(&log, 2, 6);
+    panel.hold_and_fail.store(true, Ordering::SeqCst);
+    let reader = {
+        let log = Arc::clone(&log);
+        std::thread::spawn(move || log.get_entry(3))
+    };
+    wait_until(&panel.in_write);
+    // The held round ends; the syncer starts the next one (the submit
+    // asked for it), which waits behind the reader's write-out.
+    panel.open();
+    std::thread::sleep(Duration::from_millis(50));
+    panel.release.store(true, Ordering::SeqCst);
+    assert!(matches!(reader.join().unwrap(), Err(Error::Io { .. })));
+    // Dropping the log joins the syncer: its round is over.
+    drop(Arc::try_unwrap(log).expect("the reader is done"));
+    assert!(matches!(staged.wait(), Err(Error::Poisoned { .. })));
+    assert!(!staged.is_durable(), "a batch that never reached the file");
+    let log = Log::open(dir.path(), options(&panel)).unwrap();
+    assert_eq!(log.last_index(), 1);
+}
+
+/// Rolls, a compaction, a cut below the active segment and a reset, each
+/// with batches staged, in every preallocation mode: reopened, the log
+/// holds exactly what was written, with nothing to repair.
+#[test]
+fn staged_batches_across_rolls_compaction_cuts_and_resets() {
+    for mode in [
+        Preallocate::None,
+        Preallocate::Allocate,
+        Preallocate::ZeroFill,
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let panel = Arc::new(Panel::default());
+        let o = || options(&panel).segment_size(4096).preallocate(mode);
+        let log = Log::open(dir.path(), o()).unwrap();
+        panel.close();
+        let _ = submit(&log, 1, 2);
+        panel.wait_for_a_held_sync();
+        let gate = OpenOnDrop(Arc::clone(&panel));
+        // With the round held, everything below is staged, and the rolls
+        // (4 KiB segments) write it out.
+        let before = log.stats().segments;
+        let mut next = 2;
+        for _ in 0..100 {
+            let _ = submit(&log, next, next + 3);
+            next += 3;
+        }
+        assert!(log.stats().segments > before + 2, "{mode:?}: it rolled");
+        drop(gate);
+        log.compact(20).unwrap();
+        for _ in 0..3 {
+            let _ = submit(&log, next, next + 3);
+            next += 3;
+        }
+        let cut = 60;
+        let mut b = WriteBatch::new();
+        b.truncate_from(cut);
+        b.push(cut, 1, &data(cut)).unwrap();
+        log.write(&mut b).unwrap();
+        next = cut + 1;
+        assert_entries(&log, 20, next);
+        for _ in 0..10 {
+            let _ = submit(&log, next, next + 3);
+            next += 3;
+        }
+        let t = submit(&log, next, next + 3);
+        next += 3;
+        drop(log);
+        assert!(t.is_durable(), "{mode:?}");
+        let log = Log::open(dir.path(), o()).unwrap();
+        assert!(log.recovery_report().repairs.is_empty(), "{mode:?}");
+        assert_eq!(
+            (log.first_index(), log.last_index()),
+            (20, next - 1),
+            "{mode:?}"
+        );
+        assert_entries(&log, 20, next);
+        for _ in 0..5 {
+            let _ = submit(&log, next, next + 3);
+            next += 3;
+        }
+        log.reset(1000, 1).unwrap();
+        let _ = submit(&log, 1000, 1001);
+        let t = submit(&log, 1001, 1002);
+        drop(log);
+        assert!(t.is_durable(), "{mode:?}");
+        let log = Log::open(dir.path(), o()).unwrap();
+        assert_eq!(
+            (log.first_index(), log.last_index()),
+            (1000, 1001),
+            "{mode:?}"
+        );
+        assert_entries(&log, 1000, 1002);
+    }
 }

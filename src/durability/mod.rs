@@ -268,7 +268,9 @@ impl Durability {
     /// Writes out the staged batches (see [`Stage`]); waits for a write-out
     /// under way. A failure poisons the log: the batches were issued, and
     /// are now neither in the file nor ever going to be. Once the log is
-    /// poisoned, staged batches are never written out.
+    /// poisoned this writes nothing and fails with the poison (a sync
+    /// round already under way may still write them out, but claims
+    /// nothing durable).
     pub(crate) fn flush_staged(&self) -> Result<()> {
         if self.stage.is_idle() {
             return Ok(());

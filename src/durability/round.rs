@@ -170,6 +170,9 @@ impl Durability {
             s = self.state.lock();
             s.syncing = false;
             match failed {
+                // Poisoned meanwhile (a failed write-out of staged batches,
+                // a sealer's failed sync): claim nothing.
+                None if s.poisoned.is_some() => {}
                 None => {
                     // The directory fsync covered the renames made before
                     // it; the active file's header is synced unless a roll
