@@ -25,6 +25,11 @@ use crate::segment::ENTRY_OVERHEAD;
 impl Log {
     /// Reads entry `index`: one lookup in memory, one `pread` of exactly its
     /// frame, CRC verified.
+    ///
+    /// An entry still staged by [`Log::submit`] is written out first (with
+    /// every staged batch): if that write fails the read returns its
+    /// [`Error::Io`] and the log is poisoned; reads of staged entries then
+    /// return [`Error::Poisoned`].
     pub fn get_entry(&self, index: u64) -> Result<Entry> {
         let ix = self.inner.index.read();
         check_range(&ix, index)?;
@@ -45,7 +50,8 @@ impl Log {
     /// than it, but always returns at least one entry.
     ///
     /// Errors with [`Error::Compacted`] when `lo < first_index()` and
-    /// [`Error::Unavailable`] when `hi > last_index() + 1`.
+    /// [`Error::Unavailable`] when `hi > last_index() + 1`; staged entries
+    /// are written out first, as [`Log::get_entry`] says.
     pub fn entries(&self, lo: u64, hi: u64, max_bytes: Option<u64>) -> Result<Vec<Entry>> {
         self.read_with(lo, hi, max_bytes, |index, term, data| {
             Ok(Entry { index, term, data })

@@ -187,8 +187,8 @@ impl Log {
     }
 
     /// Validates and issues a batch; `None` when there was nothing to write.
-    /// Issues `batch`; `stage`: it may be staged rather than written at once
-    /// (see [`Stage`](crate::stage::Stage)), for `submit`.
+    /// `stage`: it may be staged rather than written at once (see
+    /// [`Stage`](crate::stage::Stage)), for `submit`.
     fn issue(&self, batch: &mut WriteBatch, stage: bool) -> Result<Option<Ticket>> {
         if batch.is_empty() {
             return Ok(None);
