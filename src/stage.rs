@@ -29,7 +29,8 @@ use crate::fs::FileHandle;
 /// file (a copy of it would cost about as much as its `pwrite`).
 pub(crate) const STAGE_WRITE_MAX: usize = 64 << 10;
 
-/// How many bytes may be staged before the writer writes them out itself:
+/// How many bytes may be staged before the writer writes them out itself
+/// (it checks after staging its batch, so up to one batch more):
 /// keeps memory bounded when the disk is slower than the writer. At the
 /// reference machine's ≈ 90 µs per round, a writer issuing 290 B batches
 /// at 2 M/s stages ≈ 50 KiB per round.
@@ -87,14 +88,15 @@ impl Stage {
     }
 
     /// Bytes staged and not yet taken by a flush.
-    pub(crate) fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.staged.lock().bytes.len()
     }
 
     /// Stages `bytes` to be written at `offset` of `file` (segment
     /// `sequence`). They must continue what is staged for that file; when
     /// nothing is, they may go to any file and offset. Called by the writer,
-    /// under the writer lock.
+    /// under the writer lock. Returns the bytes staged now.
     pub(crate) fn push(
         &self,
         file: &Arc<dyn FileHandle>,
@@ -102,7 +104,7 @@ impl Stage {
         sequence: u64,
         offset: u64,
         bytes: &[u8],
-    ) -> Result<()> {
+    ) -> Result<usize> {
         let mut s = self.staged.lock();
         if let Some(cause) = &s.failed {
             return Err(Error::Poisoned {
@@ -133,7 +135,7 @@ impl Stage {
             s.at = offset;
         }
         s.bytes.extend_from_slice(bytes);
-        Ok(())
+        Ok(s.bytes.len())
     }
 
     /// Whether the bytes of segment `sequence` below `end` are in the file

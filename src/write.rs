@@ -354,13 +354,10 @@ impl Log {
         let staged =
             stage && cut.is_none() && buf.len() <= STAGE_WRITE_MAX && inner.pipeline_running();
         let st = &inner.durability.stage;
-        if staged {
-            if st.len() + buf.len() > STAGE_CAP {
-                // The disk is behind: write out what is staged here.
-                inner.durability.flush_staged()?;
-            }
-            st.push(&file, &path, sequence, offset, buf)?;
-        } else {
+        if staged && st.push(&file, &path, sequence, offset, buf)? > STAGE_CAP {
+            // The disk is behind: write out what is staged here.
+            inner.durability.flush_staged()?;
+        } else if !staged {
             // Staged batches come first in the file.
             inner.durability.flush_staged()?;
             if let Err(e) = file.write_all_at(buf, offset) {

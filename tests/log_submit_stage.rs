@@ -461,3 +461,34 @@ fn staged_batches_across_rolls_compaction_cuts_and_resets() {
         assert_entries(&log, 1000, 1002);
     }
 }
+
+/// When the disk falls behind and more than 1 MiB is staged, the writer
+/// writes the staged batches out itself rather than staging without bound.
+#[test]
+fn the_writer_writes_out_what_piles_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let panel = Arc::new(Panel::default());
+    let log = log_with_a_held_round(dir.path(), &panel);
+    let _gate = OpenOnDrop(Arc::clone(&panel));
+    let before = panel.writes();
+    let mut next = 2;
+    let mut staged_bytes = 0;
+    // Past 1 MiB of frames (each entry's frame is larger than its data).
+    while staged_bytes < (1 << 20) + (64 << 10) {
+        let _ = submit(&log, next, next + 16);
+        staged_bytes += (next..next + 16).map(|i| data(i).len()).sum::<usize>();
+        next += 16;
+    }
+    let written = panel.writes() - before;
+    assert!(
+        written >= 1,
+        "the writer wrote the pile out, with no read and no sync"
+    );
+    assert!(written <= 2, "in few writes: {written}");
+    assert_entries(&log, 1, next);
+    panel.open();
+    log.sync().unwrap();
+    drop(log);
+    let log = Log::open(dir.path(), options(&panel)).unwrap();
+    assert_eq!(log.last_index(), next - 1);
+}
