@@ -111,13 +111,11 @@ impl Stage {
                 cause: cause.clone(),
             });
         }
+        let end = s.at + s.bytes.len() as u64;
         match (&s.target, s.unwritten) {
-            (Some((_, _, seq)), Some(_))
-                if *seq != sequence || s.at + s.bytes.len() as u64 != offset =>
-            {
+            (Some((_, _, seq)), Some(_)) if *seq != sequence || end != offset => {
                 return Err(Error::InvalidArgument(format!(
-                    "internal: a staged write to segment {sequence} at offset {offset} does not continue the staged bytes (segment {seq}, ending at {})",
-                    s.at + s.bytes.len() as u64
+                    "internal: a staged write to segment {sequence} at offset {offset} does not continue the staged bytes (segment {seq}, ending at {end})"
                 )));
             }
             (_, Some(_)) => {}
@@ -131,9 +129,8 @@ impl Stage {
                 self.busy.store(true, Ordering::Release);
             }
         }
-        if s.bytes.is_empty() {
-            s.at = offset;
-        }
+        // Continuing: `s.at + s.bytes.len() == offset` (checked above), so
+        // an empty buffer already starts at `offset`.
         s.bytes.extend_from_slice(bytes);
         Ok(s.bytes.len())
     }
