@@ -450,12 +450,7 @@ fn opening_a_clean_log_needs_no_space() {
     for mode in MODES {
         let sim = SimFs::new();
         let m = clean_store(&sim, mode);
-        let seg = sim
-            .paths()
-            .into_iter()
-            .filter(|p| p.extension().is_some_and(|e| e == "wal"))
-            .max()
-            .unwrap();
+        let seg = sim.segments().pop().unwrap();
         let mut bytes = sim.read(&seg).unwrap();
         let end = common::data_end_in(&bytes, &seg);
         common::tear_after_data(&mut bytes, &seg, &[2, 90, 0, 0, 0, 9, 9, 9, 9, 1, 2, 3]);

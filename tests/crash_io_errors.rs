@@ -663,11 +663,7 @@ fn a_failed_write_keeps_the_segment_preallocated() {
         let (ffs, faults) = FaultFs::new(sim.handle());
         let log = Log::open(DIR, opts(ffs.handle(), mode)).unwrap();
         log.append(&[entry(1)]).unwrap();
-        let seg = sim
-            .paths()
-            .into_iter()
-            .find(|p| p.extension().is_some_and(|e| e == "wal"))
-            .unwrap();
+        let seg = sim.segments().remove(0);
         let size = sim.read(&seg).unwrap().len();
         assert_eq!(size, 4096, "{mode:?}: a preallocated segment");
         faults.fail_nth(
@@ -706,11 +702,7 @@ fn a_failed_repair_fails_the_open() {
             log.append(&[entry(1), entry(2)]).unwrap();
         }
         // Tear the tail by hand: a partial frame after entry 2.
-        let seg = sim
-            .paths()
-            .into_iter()
-            .find(|p| p.extension().is_some_and(|e| e == "wal"))
-            .unwrap();
+        let seg = sim.segments().remove(0);
         let mut bytes = sim.read(&seg).unwrap();
         common::tear_after_data(&mut bytes, &seg, &[2, 50, 0, 0, 0, 1, 2]);
         sim.put(&seg, bytes);

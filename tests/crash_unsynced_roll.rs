@@ -138,11 +138,7 @@ fn check(
     fs.arm(Trigger::Op(k));
     let r = run(&fs, seed, mode, preallocate);
     let img = fs.cut_power(&mut Rng::new(seed * 1_000_003 + k));
-    let wal: Vec<_> = img
-        .paths()
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
-        .collect();
+    let wal = img.segments();
     let before = img.image();
     let log =
         Log::open(DIR, opts(&img, mode, preallocate)).map_err(|e| what(format!("reopen: {e}")))?;

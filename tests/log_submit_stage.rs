@@ -223,21 +223,22 @@ impl Drop for OpenOnDrop {
     }
 }
 
-/// Opens a log whose background syncer runs and holds its first round at
-/// the gate; entries `1..=1` are written (the submit that started it).
-fn log_with_a_held_round(dir: &Path, panel: &Arc<Panel>) -> Log {
-    let log = Log::open(dir, options(panel)).unwrap();
+/// Opens a log in a new directory whose background syncer runs and holds
+/// its first round at the gate; entry 1 is written (the submit that
+/// started it). Returns the directory, the gate's panel and the log.
+fn log_with_a_held_round() -> (tempfile::TempDir, Arc<Panel>, Log) {
+    let dir = tempfile::tempdir().unwrap();
+    let panel = Arc::new(Panel::default());
+    let log = Log::open(dir.path(), options(&panel)).unwrap();
     panel.close();
     let _ = submit(&log, 1, 2);
     panel.wait_for_a_held_sync();
-    log
+    (dir, panel, log)
 }
 
 #[test]
 fn staged_batches_are_read_back_before_any_sync() {
-    let dir = tempfile::tempdir().unwrap();
-    let panel = Arc::new(Panel::default());
-    let log = log_with_a_held_round(dir.path(), &panel);
+    let (dir, panel, log) = log_with_a_held_round();
     let _gate = OpenOnDrop(Arc::clone(&panel));
     let before = panel.writes();
     let mut tickets = Vec::new();
@@ -274,9 +275,7 @@ fn staged_batches_are_read_back_before_any_sync() {
 
 #[test]
 fn other_writes_write_staged_batches_out_first() {
-    let dir = tempfile::tempdir().unwrap();
-    let panel = Arc::new(Panel::default());
-    let log = log_with_a_held_round(dir.path(), &panel);
+    let (dir, panel, log) = log_with_a_held_round();
     let _gate = OpenOnDrop(Arc::clone(&panel));
     let before = panel.writes();
     let _ = submit(&log, 2, 6);
@@ -306,9 +305,7 @@ fn other_writes_write_staged_batches_out_first() {
 
 #[test]
 fn closing_the_log_keeps_staged_batches() {
-    let dir = tempfile::tempdir().unwrap();
-    let panel = Arc::new(Panel::default());
-    let log = log_with_a_held_round(dir.path(), &panel);
+    let (dir, panel, log) = log_with_a_held_round();
     let _gate = OpenOnDrop(Arc::clone(&panel));
     let _ = submit(&log, 2, 20);
     let t = submit(&log, 20, 25);
@@ -327,9 +324,7 @@ fn closing_the_log_keeps_staged_batches() {
 
 #[test]
 fn a_failed_write_out_poisons_the_log() {
-    let dir = tempfile::tempdir().unwrap();
-    let panel = Arc::new(Panel::default());
-    let log = log_with_a_held_round(dir.path(), &panel);
+    let (dir, panel, log) = log_with_a_held_round();
     let _gate = OpenOnDrop(Arc::clone(&panel));
     let staged = submit(&log, 2, 6);
     panel.fail_writes.store(true, Ordering::SeqCst);
@@ -362,9 +357,8 @@ fn a_failed_write_out_poisons_the_log() {
 /// call them durable.
 #[test]
 fn a_round_never_covers_batches_whose_write_out_failed() {
-    let dir = tempfile::tempdir().unwrap();
-    let panel = Arc::new(Panel::default());
-    let log = Arc::new(log_with_a_held_round(dir.path(), &panel));
+    let (dir, panel, log) = log_with_a_held_round();
+    let log = Arc::new(log);
     let _gate = OpenOnDrop(Arc::clone(&panel));
     let staged = submit(&log, 2, 6);
     panel.hold_and_fail.store(true, Ordering::SeqCst);
@@ -466,9 +460,7 @@ fn staged_batches_across_rolls_compaction_cuts_and_resets() {
 /// writes the staged batches out itself rather than staging without bound.
 #[test]
 fn the_writer_writes_out_what_piles_up() {
-    let dir = tempfile::tempdir().unwrap();
-    let panel = Arc::new(Panel::default());
-    let log = log_with_a_held_round(dir.path(), &panel);
+    let (dir, panel, log) = log_with_a_held_round();
     let _gate = OpenOnDrop(Arc::clone(&panel));
     let before = panel.writes();
     let mut next = 2;

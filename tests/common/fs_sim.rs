@@ -568,6 +568,17 @@ impl SimFs {
     pub fn paths(&self) -> Vec<PathBuf> {
         self.lock().live.keys().cloned().collect()
     }
+
+    /// The paths of the live segment files, sorted (oldest first).
+    pub fn segments(&self) -> Vec<PathBuf> {
+        self.paths()
+            .into_iter()
+            .filter(|p| {
+                p.extension()
+                    .is_some_and(|e| e == raftwal::segment::EXTENSION)
+            })
+            .collect()
+    }
 }
 
 /// An open file of a [`SimFs`]. Like a POSIX descriptor it keeps working
