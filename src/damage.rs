@@ -81,6 +81,7 @@ pub(crate) fn is_torn_creation(
             first_index: 0,
             len: first,
             preallocated: 0,
+            origin: segment::Origin::Legacy,
         };
         let mut scanner = Scanner::new(file, path, file_len, &header, max_payload);
         if scanner.synced_write_from(first)? {
@@ -104,6 +105,7 @@ fn first_frame(
         first_index: 0,
         len: HEADER_LEN as u64,
         preallocated: 0,
+        origin: segment::Origin::Legacy,
     };
     let mut scanner = Scanner::new(file, path, file_len, &header, max_payload);
     let last = file_len.min((2 * HEADER_LEN + 256) as u64);

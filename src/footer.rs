@@ -129,24 +129,41 @@ pub(crate) fn seal(inner: &Inner, sequence: u64) -> Result<()> {
 }
 
 /// Reads the footer of a sealed segment whose file is `file_len` long.
-/// `None` when there is no valid footer (the caller scans the segment).
+/// `Ok(None)` when there is no usable footer (the caller scans the
+/// segment): none, or one a crash may have torn. A trailer whose CRC
+/// verifies but that points outside the file is damage no crash leaves
+/// (the sealer writes footer and trailer together, then trims the file to
+/// end right after them): `Error::Corruption` at the trailer's offset.
 pub(crate) fn read(
     file: &dyn FileHandle,
     path: &Path,
     file_len: u64,
     header: &Header,
     max_entry: u64,
-) -> Option<Footer> {
+) -> Result<Option<Footer>> {
     match try_read(file, file_len, header, max_entry) {
-        Ok(f) => f,
-        Err(reason) => {
+        Ok(f) => Ok(f),
+        Err(Unusable::Damaged(reason)) => Err(Error::corruption(
+            path,
+            file_len.saturating_sub(TRAILER_LEN),
+            reason,
+        )),
+        Err(Unusable::Torn(reason)) => {
             log::info!(
                 "raftwal: scanning {} in full: its footer is unusable ({reason})",
                 path.display()
             );
-            None
+            Ok(None)
         }
     }
+}
+
+/// Why a footer cannot be used.
+enum Unusable {
+    /// Possibly a crash's doing (a torn footer): scan the segment.
+    Torn(String),
+    /// A verified trailer that cannot be right: damage.
+    Damaged(String),
 }
 
 fn try_read(
@@ -154,59 +171,66 @@ fn try_read(
     file_len: u64,
     header: &Header,
     max_entry: u64,
-) -> Result<Option<Footer>, String> {
+) -> std::result::Result<Option<Footer>, Unusable> {
+    use Unusable::{Damaged, Torn};
     if file_len < header.len + TRAILER_LEN {
         return Ok(None);
     }
     let salt = frame::salt(header.sequence);
     let mut t = [0u8; TRAILER_LEN as usize];
     file.read_exact_at(&mut t, file_len - TRAILER_LEN)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Torn(e.to_string()))?;
     let th = FrameHeader::parse(&head_of(&t));
     if th.ty != FrameType::Trailer as u8 {
         return Ok(None); // not sealed
     }
     let payload = &t[HEADER_LEN..];
     if th.len as usize != payload.len() || !th.verify(salt, payload) {
-        return Err("bad trailer".into());
+        return Err(Torn("bad trailer".into()));
     }
-    let tr = proto::SegmentTrailer::decode(payload).map_err(|e| e.to_string())?;
+    let tr = proto::SegmentTrailer::decode(payload).map_err(|e| Damaged(e.to_string()))?;
     let footer_len = u64::from(tr.footer_len);
-    if tr.footer_offset < header.len
-        || tr.footer_offset + footer_len + TRAILER_LEN != file_len
-        || footer_len < HEADER_LEN as u64
-    {
-        return Err("trailer points outside the file".into());
+    let ends = tr
+        .footer_offset
+        .checked_add(footer_len)
+        .and_then(|n| n.checked_add(TRAILER_LEN));
+    if tr.footer_offset < header.len || ends != Some(file_len) || footer_len < HEADER_LEN as u64 {
+        return Err(Damaged(format!(
+            "the trailer puts a footer of {footer_len} bytes at offset {}, outside the file of {file_len} bytes",
+            tr.footer_offset
+        )));
     }
+    // A footer frame the trailer points at, in the file: torn or damaged,
+    // the segment is scanned in full and the damage found there.
     let mut f = vec![0u8; footer_len as usize];
     file.read_exact_at(&mut f, tr.footer_offset)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Torn(e.to_string()))?;
     let fh = FrameHeader::parse(&head_of(&f));
     let fp = &f[HEADER_LEN..];
     if fh.ty != FrameType::Footer as u8 || fh.len as usize != fp.len() || !fh.verify(salt, fp) {
-        return Err("bad footer frame".into());
+        return Err(Torn("bad footer frame".into()));
     }
-    let p = proto::SegmentFooter::decode(fp).map_err(|e| e.to_string())?;
+    let p = proto::SegmentFooter::decode(fp).map_err(|e| Torn(e.to_string()))?;
     let data_end = p.data_end;
     if p.first_index != header.first_index
         || data_end != tr.footer_offset
         || p.offsets.len() != p.lengths.len()
     {
-        return Err("footer disagrees with its segment".into());
+        return Err(Torn("footer disagrees with its segment".into()));
     }
     let max_frame = max_entry + ENTRY_OVERHEAD + HEADER_LEN as u64;
     let mut locs = Vec::with_capacity(p.offsets.len());
     for (&offset, &len) in p.offsets.iter().zip(&p.lengths) {
         let (o, l) = (u64::from(offset), u64::from(len));
         if o < header.len || o + l > data_end || l <= HEADER_LEN as u64 || l > max_frame {
-            return Err(format!(
+            return Err(Torn(format!(
                 "entry frame at {o} of {l} bytes lies outside the data"
-            ));
+            )));
         }
         locs.push(Loc { offset, len });
     }
     if p.term_starts.len() != p.terms.len() {
-        return Err("term runs are malformed".into());
+        return Err(Torn("term runs are malformed".into()));
     }
     let terms: Vec<(u64, u64)> = p
         .term_starts
@@ -214,23 +238,35 @@ fn try_read(
         .copied()
         .zip(p.terms.iter().copied())
         .collect();
-    let end = header.first_index + locs.len() as u64;
+    // The last entry's index must be below u64::MAX, like every entry's.
+    let Some(end) = header
+        .first_index
+        .checked_add(locs.len() as u64)
+        .filter(|&e| e < u64::MAX || locs.is_empty())
+    else {
+        return Err(Torn(
+            "the footer lists entries past the largest index".into(),
+        ));
+    };
     let runs_ok = terms.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 < w[1].1)
         && terms.first().is_none_or(|r| r.0 == header.first_index)
         && terms.last().is_none_or(|r| r.0 < end)
         && (terms.is_empty() == locs.is_empty());
     if !runs_ok {
-        return Err("term runs do not cover the entries".into());
+        return Err(Torn("term runs do not cover the entries".into()));
     }
-    let frame_ok =
-        |a: Option<FrameAt>| a.is_none_or(|(o, l)| o >= header.len && o + u64::from(l) <= data_end);
+    let frame_ok = |a: Option<FrameAt>| {
+        a.is_none_or(|(o, l)| {
+            o >= header.len && o.checked_add(u64::from(l)).is_some_and(|e| e <= data_end)
+        })
+    };
     let meta = SegmentMeta {
         opening: at(p.opening_offset, p.opening_len),
         marker: at(p.marker_offset, p.marker_len),
         state: at(p.state_offset, p.state_len),
     };
     if !(frame_ok(meta.opening) && frame_ok(meta.marker) && frame_ok(meta.state)) {
-        return Err("a marker or state frame lies outside the data".into());
+        return Err(Torn("a marker or state frame lies outside the data".into()));
     }
     Ok(Some(Footer {
         locs,

@@ -36,7 +36,8 @@ use std::path::{Path, PathBuf};
 use prost::bytes::Bytes;
 use prost::Message;
 
-use crate::damage::{is_damage, is_lost_tail, is_torn_creation, is_torn_seal, is_torn_tail};
+use crate::chain::{self, SegmentFile};
+use crate::damage::{is_damage, is_lost_tail, is_torn_seal, is_torn_tail, synced_write_in};
 use crate::error::{Error, Result};
 use crate::frame::{self, FrameHeader, FrameType, HEADER_LEN};
 use crate::log::Entry;
@@ -113,6 +114,12 @@ pub struct SegmentInfo {
     /// Whether its footer or trailer was cut by a crash while it was being
     /// sealed: harmless (the footer is optional), so not a [`Problem`].
     pub torn_seal: bool,
+    /// Whether the file is no part of the log: a newer segment's header
+    /// names what it continues, and this file is not on that chain (it was
+    /// compacted away, cut off by a truncation, or is older than a reset,
+    /// and its unlink had not reached the disk). Recovery removes it; its
+    /// frames are not read.
+    pub superseded: bool,
 }
 
 /// Where one entry of the log is.
@@ -270,14 +277,18 @@ pub fn scan_dir_with(
     max_entry_size: u64,
     progress: &mut dyn FnMut(u64),
 ) -> Result<DirScan> {
-    let files = segment::list(&crate::fs::StdFileSystem, dir)?;
-    let count = files.len();
-    let paths: Vec<PathBuf> = files.iter().map(|f| f.2.clone()).collect();
-    let paths: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+    let listed = segment::list(&crate::fs::StdFileSystem, dir)?;
+    let max_payload = max_entry_size.saturating_add(ENTRY_OVERHEAD);
+    let files = listed
+        .into_iter()
+        .map(|(seq, first, path)| SegmentFile::read(&open_file, seq, first, path))
+        .collect::<Result<Vec<_>>>()?;
+    // The files that make up the log, as recovery decides them.
+    let plan = chain::plan(&files, &open_file, max_payload, false)?;
     let mut s = State {
         scan: DirScan {
             dir: dir.to_path_buf(),
-            segments: Vec::with_capacity(count),
+            segments: Vec::with_capacity(files.len()),
             first_index: 0,
             last_index: 0,
             prev_term: 0,
@@ -285,38 +296,50 @@ pub fn scan_dir_with(
             problems: Vec::new(),
             bytes: 0,
             entries: Vec::new(),
-            max_payload: max_entry_size.saturating_add(ENTRY_OVERHEAD),
+            max_payload,
         },
         kept: Vec::new(),
         logical: true,
+        data_ends: vec![0; files.len()],
+        marker_seen: false,
+        opening: segment::Origin::Legacy,
         done: 0,
         progress,
     };
-    for (k, (sequence, first_index, path)) in files.into_iter().enumerate() {
-        let file = File::open(&path).map_err(|e| Error::io("open segment", &path, e))?;
-        let size = file
-            .metadata()
-            .map_err(|e| Error::io("stat segment", &path, e))?
-            .len();
-        s.scan.bytes += size;
+    for (k, f) in files.iter().enumerate() {
+        s.scan.bytes += f.len;
         s.scan.segments.push(SegmentInfo {
-            path: path.clone(),
-            sequence,
-            first_index,
-            size,
+            path: f.path.clone(),
+            sequence: f.sequence,
+            first_index: f.name_first,
+            size: f.len,
             preallocated: 0,
-            data_len: size,
+            data_len: f.len,
             frames: 0,
             entry_frames: 0,
             live: None,
             sealed: false,
             torn_seal: false,
+            superseded: plan.superseded.contains(&k),
         });
-        s.segment(k, &file, &path, &paths[k + 1..])?;
-        s.done += size;
+    }
+    // Recovery reads the log's files in order and stops at the first
+    // problem; the scan goes on checking the log's later files frame by
+    // frame. Superseded files are not read.
+    for (k, f) in files.iter().enumerate() {
+        if plan.chain.contains(&k) {
+            s.segment(k, f, &plan.later(&files, k))?;
+        }
+        s.done += f.len;
         (s.progress)(s.done);
     }
-    s.finish();
+    // Unreadable headers (always after the log's files), reported where
+    // they are; a file dropped for coming after one is no problem of its
+    // own.
+    for d in plan.dropped.iter().rev().filter(|d| !d.follows) {
+        s.problem(d.pos, d.offset, d.reason.clone(), d.torn);
+    }
+    s.finish(plan.missing);
     Ok(s.scan)
 }
 
@@ -328,6 +351,14 @@ struct State<'p> {
     /// False after the first problem: later segments are only checked
     /// frame by frame, as recovery would not read them into the log.
     logical: bool,
+    /// Per file: where its last whole write ends (its data end, before any
+    /// footer), as a newer segment's header may name it.
+    data_ends: Vec<u64>,
+    /// Whether a marker was read into the log.
+    marker_seen: bool,
+    /// The origin of the segment being read (its opening marker must
+    /// match).
+    opening: segment::Origin,
     done: u64,
     progress: &'p mut dyn FnMut(u64),
 }
@@ -352,36 +383,21 @@ impl State<'_> {
     }
 
     /// Scans segment `k`. I/O errors are returned; damage is recorded.
-    fn segment(&mut self, k: usize, file: &File, path: &Path, later: &[&Path]) -> Result<()> {
+    fn segment(&mut self, k: usize, f: &SegmentFile, later: &[&Path]) -> Result<()> {
         let last_file = later.is_empty();
+        let (file, path) = (&*f.file, f.path.as_path());
         let Some(info) = self.scan.segments.get(k).cloned() else {
             return Ok(());
         };
-        let header = match segment::read_header(file, path, info.size) {
-            Ok(h) => h,
-            Err(Error::Corruption { offset, reason, .. }) => {
-                // A torn creation (as recovery has it) unless a write in
-                // this segment or a later one is prior-synced.
-                let max = self.scan.max_payload;
-                let torn =
-                    is_torn_creation(file, path, info.size, info.sequence, later, &open_file, max)?;
-                self.problem(k, offset, reason, torn);
-                return Ok(());
-            }
-            Err(e) => return Err(e),
+        // The plan puts only files with a usable header in the log.
+        let Some(&header) = f.header() else {
+            return Ok(());
         };
         if let Some(seg) = self.scan.segments.get_mut(k) {
             seg.frames = 1;
             seg.preallocated = header.preallocated;
         }
-        if header.sequence != info.sequence || header.first_index != info.first_index {
-            let reason = format!(
-                "header says sequence {} first index {}, the file name says {} and {}",
-                header.sequence, header.first_index, info.sequence, info.first_index
-            );
-            self.problem(k, 0, reason, false);
-            return Ok(());
-        }
+        self.opening = header.origin;
         let mut logical = self.logical;
         let fresh = logical && self.kept.is_empty() && self.scan.first_index == 0;
         if fresh {
@@ -392,27 +408,49 @@ impl State<'_> {
             k,
             first_index: header.first_index,
             count: 0,
-            needs_marker: !fresh && header.first_index != self.scan.last_index.wrapping_add(1),
+            // A segment made by a cut or a reset opens with its marker.
+            needs_marker: (!fresh && header.first_index != self.scan.last_index.wrapping_add(1))
+                || header.origin.opens_with_marker(),
             first_frame: true,
         };
         // Recovery removes this segment then; its frames are still checked.
+        if let Some(link) = header.origin.link().filter(|_| logical && !fresh) {
+            if self.broken_link(path, link, later)? {
+                logical = false;
+            }
+        }
         if logical
+            && header.origin == segment::Origin::Legacy
             && seg.needs_marker
             && self.lost_tail_before(file, path, &header, &info, later)?
         {
             logical = false;
         }
         // As recovery: a valid footer means the segment was synced before
-        // it was written, so nothing in it is a torn tail.
-        let footer_verified = !last_file
-            && crate::footer::read(
+        // it was written, so nothing in it is a torn tail. A trailer no
+        // crash leaves is damage.
+        let footer = match last_file {
+            true => Ok(None),
+            false => crate::footer::read(
                 file,
                 path,
                 info.size,
                 &header,
                 self.scan.max_payload.saturating_sub(ENTRY_OVERHEAD),
-            )
-            .is_some();
+            ),
+        };
+        let footer_verified = match footer {
+            Ok(f) => f.is_some(),
+            Err(Error::Corruption { offset, reason, .. }) => {
+                self.problem(k, offset, reason, false);
+                logical = false;
+                false
+            }
+            Err(e) => return Err(e),
+        };
+        // Where the last whole write ends: the data end a newer segment's
+        // header names.
+        let mut write_end = header.len;
         let mut scanner = Scanner::new(file, path, info.size, &header, self.scan.max_payload);
         let mut reported = self.done;
         // Where the write being read started, until its last frame (marked
@@ -423,6 +461,9 @@ impl State<'_> {
                 Scanned::End => {
                     if let Some(s) = self.scan.segments.get_mut(k) {
                         s.data_len = scanner.position();
+                    }
+                    if let Some(e) = self.data_ends.get_mut(k) {
+                        *e = write_end;
                     }
                     if let Some(start) = write_start {
                         let reason = "a write cut short: its last frame is missing".to_string();
@@ -454,6 +495,9 @@ impl State<'_> {
                 } => {
                     let len = (payload.len() + HEADER_LEN) as u64;
                     if !matches!(ty, FrameType::Footer | FrameType::Trailer) {
+                        if end_of_write {
+                            write_end = offset + len;
+                        }
                         write_start = if end_of_write {
                             None
                         } else {
@@ -505,6 +549,9 @@ impl State<'_> {
                     s.data_len = offset;
                     s.torn_seal = true;
                 }
+                if let Some(e) = self.data_ends.get_mut(k) {
+                    *e = write_end;
+                }
                 if logical {
                     self.keep(&seg);
                 }
@@ -528,6 +575,61 @@ impl State<'_> {
         Ok(())
     }
 
+    /// The segment at `path` names `link` as the segment it continues: as
+    /// recovery does, checks that the log read so far ends in that segment,
+    /// where it ended then. A shorter one lost its last writes in a crash
+    /// unless a write in this segment or later was prior-synced: a torn
+    /// tail at its data end (recovery cuts it there and removes this
+    /// segment and every later one). Anything else is damage. Returns
+    /// whether the log ends before this segment.
+    fn broken_link(&mut self, path: &Path, link: segment::Link, later: &[&Path]) -> Result<bool> {
+        let Some(&(prev, _)) = self.kept.last() else {
+            return Ok(false);
+        };
+        let Some(p) = self.scan.segments.get(prev) else {
+            return Ok(false);
+        };
+        let end = self.data_ends.get(prev).copied().unwrap_or(0);
+        if p.sequence != link.sequence {
+            let reason = format!(
+                "the segment continues segment {}, but the log read so far ends in segment {}",
+                link.sequence, p.sequence
+            );
+            let k = self.position_of(path);
+            self.problem(k, 0, reason, false);
+            return Ok(true);
+        }
+        if end == link.end {
+            return Ok(false);
+        }
+        let reason = format!(
+            "the next segment says this one's data ends at offset {}, but it ends at {end}",
+            link.end
+        );
+        if end > link.end || p.sealed {
+            self.problem(prev, end.min(link.end), reason, false);
+            return Ok(true);
+        }
+        let mut from_here: Vec<&Path> = vec![path];
+        from_here.extend_from_slice(later);
+        let torn = !synced_write_in(&open_file, &from_here, self.scan.max_payload)?;
+        let reason = match torn {
+            true => format!("{reason}: its last writes were lost in a crash"),
+            false => format!("{reason}, yet a later write shows they were durable"),
+        };
+        self.problem(prev, end, reason, torn);
+        Ok(true)
+    }
+
+    /// The position of `path` among the scanned files.
+    fn position_of(&self, path: &Path) -> usize {
+        self.scan
+            .segments
+            .iter()
+            .position(|s| s.path == path)
+            .unwrap_or(usize::MAX)
+    }
+
     /// Segment `info` does not continue the log: whether it shows that the
     /// tail of the segment kept before it was lost in a crash (see
     /// `damage::is_lost_tail`). Then that is reported as a torn tail at the
@@ -535,7 +637,7 @@ impl State<'_> {
     /// this segment and every later one.
     fn lost_tail_before(
         &mut self,
-        file: &File,
+        file: &dyn crate::fs::FileHandle,
         path: &Path,
         header: &segment::Header,
         info: &SegmentInfo,
@@ -602,6 +704,9 @@ impl State<'_> {
             FrameType::Entry => {
                 let m = proto::EntryMeta::decode(payload)
                     .map_err(|e| format!("entry does not decode: {e}"))?;
+                if m.index == u64::MAX {
+                    return Err("an entry at index u64::MAX".into());
+                }
                 let want = self.scan.last_index.wrapping_add(1);
                 if m.index != want || m.index != seg.first_index.wrapping_add(seg.count) {
                     return Err(format!("entry index {} where {want} was expected", m.index));
@@ -644,8 +749,23 @@ impl State<'_> {
     }
 
     fn marker(&mut self, seg: &mut Seg, m: &proto::Marker) -> std::result::Result<(), String> {
+        if m.first_index == 0 {
+            return Err("a marker puts the first index at 0".into());
+        }
+        let wrong_opening = match self.opening {
+            segment::Origin::Cut(_) => m.reset || m.truncate_from != seg.first_index,
+            segment::Origin::Reset => !m.reset,
+            _ => false,
+        };
+        if seg.first_frame && wrong_opening {
+            return Err(format!(
+                "the segment was made by {:?} but opens with another marker",
+                self.opening
+            ));
+        }
+        self.marker_seen = true;
         if m.reset {
-            if !seg.first_frame || m.first_index != seg.first_index || m.first_index == 0 {
+            if !seg.first_frame || m.first_index != seg.first_index {
                 return Err("a reset marker must open its segment".into());
             }
             seg.needs_marker = false;
@@ -707,7 +827,9 @@ impl State<'_> {
 
     /// Checks the first index against the oldest segment, drops the entries
     /// below the first index and fills in each segment's live range.
-    fn finish(&mut self) {
+    /// `missing`: the oldest segment of the log names a predecessor that is
+    /// not there, which only a compaction marker may explain.
+    fn finish(&mut self, missing: Option<u64>) {
         if self.scan.segments.is_empty() {
             self.scan.first_index = 1;
             self.scan.last_index = 0;
@@ -715,7 +837,19 @@ impl State<'_> {
         }
         if let Some(&(k, _)) = self.kept.first() {
             if let Some(front) = self.scan.segments.get(k) {
-                if self.scan.first_index < front.first_index {
+                let covered = self.marker_seen && self.scan.first_index >= front.first_index;
+                if let (Some(missing), false) = (missing, covered) {
+                    let reason = format!(
+                        "the segment continues segment {missing}, which is missing, and no compaction marker puts the first index past it ({}): entries are lost",
+                        self.scan.first_index
+                    );
+                    self.scan.problems.push(Problem {
+                        path: front.path.clone(),
+                        offset: 0,
+                        reason,
+                        kind: ProblemKind::MissingHistory,
+                    });
+                } else if self.scan.first_index < front.first_index {
                     let reason = format!(
                         "the newest marker puts the first index at {} but the oldest segment starts at {}",
                         self.scan.first_index, front.first_index

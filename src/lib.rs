@@ -16,6 +16,7 @@
 #![deny(missing_docs)]
 
 mod batch;
+mod chain;
 mod damage;
 mod durability;
 mod error;

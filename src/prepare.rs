@@ -106,8 +106,8 @@ impl Preparer {
         });
         // Names with the top bit set are made on the spot by the writer;
         // ours never have it.
-        let mut next_name = number.map_or(1, |n| (n & !crate::recovery::ON_THE_SPOT) + 1);
-        let on_the_spot = number.is_some_and(|n| n & crate::recovery::ON_THE_SPOT != 0);
+        let mut next_name = number.map_or(1, |n| (n & !segment::ON_THE_SPOT) + 1);
+        let on_the_spot = number.is_some_and(|n| n & segment::ON_THE_SPOT != 0);
         // The candidate is checked on the thread (see below); meanwhile a
         // roll may prepare a file on the spot, under the name a previous
         // run left this one with: give it one of ours first.

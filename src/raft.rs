@@ -267,6 +267,14 @@ impl RaftLogStore {
         }
         snapshot::remove(&*fs, &dir, &doomed)?;
         let (start, start_term) = cache.log_start;
+        if start == u64::MAX {
+            // `apply_snapshot` refuses such an index before writing anything.
+            return Err(Error::corruption(
+                log.dir(),
+                0,
+                "the stored state says the log starts after index u64::MAX",
+            ));
+        }
         if start > 0 && log.first_index() <= start {
             log::info!(
                 "raftwal: finishing an interrupted apply_snapshot: the log restarts at {}",
@@ -494,6 +502,12 @@ impl RaftLogStore {
         check(&guard)?;
         let meta = snapshot.get_metadata().clone();
         let (index, term) = (meta.index, meta.term);
+        if index == u64::MAX {
+            // The log would restart at index + 1.
+            return Err(Error::InvalidArgument(
+                "apply_snapshot: a snapshot at index u64::MAX leaves no index for the log to continue at".into(),
+            ));
+        }
         let fi = sh.log.first_index();
         if index < fi {
             return Err(Error::SnapshotOutOfDate {

@@ -6,10 +6,14 @@
 //! compaction is durable once its marker is synced; the segments wholly below
 //! the new first index are garbage from then on, and recovery removes any it
 //! finds (`Recovery::finish`). So `Log::compact` hands them to this thread and
-//! returns.
+//! returns. (A reset and a cut below the active segment unlink the
+//! segments they supersede on the caller's thread, with
+//! [`remove_superseded`]: their failures, too, are only logged.)
 //!
-//! Errors here never fail a call or poison the log:
-//! * a failed unlink leaves a superseded file, which the next open removes;
+//! Files are unlinked oldest first, the directory synced after each (see
+//! [`remove_now`]). Errors here never fail a call or poison the log:
+//! * a failed unlink leaves a superseded file (and the ones queued after
+//!   it), which the next open removes;
 //! * a failed directory fsync leaves unlinks that a power cut may undo, which
 //!   is the state a crash just before them would leave, and recovery removes
 //!   the files again. Nothing acknowledged depends on the unlinks, so
@@ -67,13 +71,50 @@ impl Remover {
     }
 }
 
-/// Unlinks `paths` and, when any was unlinked, syncs `dir`. Failures are
-/// logged, never returned (see the module documentation).
+/// Unlinks `paths` in order (oldest first), syncing `dir` after each, and
+/// stops at the first that cannot be unlinked (failures are logged, never
+/// returned; see the module documentation).
+///
+/// One directory fsync per file keeps the unlinks on disk in the order
+/// they were made, even on a file system that may persist the directory
+/// operations between two fsyncs in any order: a crash leaves the oldest
+/// superseded files gone and the newer ones there, never a gap with older
+/// ones behind it. Stopping at a failure keeps that shape too. Recovery
+/// copes with a gap anyway (a version-2 segment names its predecessor, so
+/// files before a missing one are known superseded when a compaction marker
+/// covers them), but a version-1 directory's segments name nothing, and
+/// there a gap looks like a missing segment. A file's fsync is cheap next
+/// to its unlink (ext4 frees the extents of a 64 MiB file there and then).
 fn remove_now(fs: &dyn FileSystem, dir: &Path, paths: &[PathBuf]) {
-    let mut removed = 0;
     for p in paths {
         match fs.remove(p) {
-            Ok(()) => removed += 1,
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                log::warn!(
+                    "raftwal: could not remove superseded segment {} (the next open removes it and the ones after it): {e}",
+                    p.display()
+                );
+                return;
+            }
+        }
+        if let Err(e) = segment::sync_dir(fs, dir) {
+            log::warn!("raftwal: after removing superseded segment {}: {e} (a crash may bring it back; the next open removes it)", p.display());
+        }
+    }
+}
+
+/// Unlinks files that a durable segment's link already supersedes (the
+/// segments before a reset, the segments a cut below the active segment
+/// cut off), on the caller's thread, then syncs `dir` once. Whichever of
+/// the unlinks reach the disk, and in whatever order, recovery leaves the
+/// files out (see `chain`), so a failure is logged, never returned: the
+/// next open removes what is left.
+pub(crate) fn remove_superseded(fs: &dyn FileSystem, dir: &Path, paths: &[PathBuf]) {
+    let mut any = false;
+    for p in paths {
+        match fs.remove(p) {
+            Ok(()) => any = true,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => log::warn!(
                 "raftwal: could not remove superseded segment {} (the next open removes it): {e}",
@@ -81,7 +122,7 @@ fn remove_now(fs: &dyn FileSystem, dir: &Path, paths: &[PathBuf]) {
             ),
         }
     }
-    if removed > 0 {
+    if any {
         if let Err(e) = segment::sync_dir(fs, dir) {
             log::warn!("raftwal: after removing superseded segments: {e} (a crash may bring them back; the next open removes them)");
         }

@@ -13,8 +13,11 @@ use crate::proto;
 
 /// The magic bytes in every segment header.
 pub const MAGIC: &[u8; 8] = b"RAFTWAL\0";
-/// The on-disk format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The on-disk format version this build writes. It reads this one and
+/// version 1 (whose headers carry no [`Origin`]).
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format version this build reads.
+pub const OLDEST_VERSION: u32 = 1;
 /// The file-name extension of segment files.
 pub const EXTENSION: &str = "wal";
 /// Bytes an entry frame adds around its data at most: the frame header plus
@@ -67,20 +70,132 @@ pub fn sync_dir(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
 /// segment files.
 pub const PREPARED_EXTENSION: &str = "prep";
 
+/// Where a segment's predecessor ended when the segment was created: its
+/// sequence number, and the offset just past its last write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Link {
+    /// The predecessor's sequence number.
+    pub sequence: u64,
+    /// The offset just past the predecessor's last write (its data end).
+    pub end: u64,
+}
+
+/// How a segment came to be, and which segment it continues: the chain of
+/// these links tells recovery which files make up the log and that none of
+/// their writes went missing (see `docs/FORMAT.md`, "Continuity").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A version-1 header, which names no predecessor: the segment
+    /// continues the one before it by sequence.
+    Legacy,
+    /// The log rolled to it from the active segment `prev`.
+    Roll(Link),
+    /// The first segment of a log: nothing before it is part of the log.
+    First,
+    /// A cut below the active segment: its first write is a truncation
+    /// marker at its first index, and it continues `prev`, the newest
+    /// segment holding entries below the cut (`None` when the cut removed
+    /// every entry). Files between the two are superseded.
+    Cut(Option<Link>),
+    /// A reset: its first write is a reset marker, and nothing before it is
+    /// part of the log.
+    Reset,
+}
+
+impl Origin {
+    /// The segment this one continues, if it names one.
+    pub fn link(self) -> Option<Link> {
+        match self {
+            Origin::Roll(l) | Origin::Cut(Some(l)) => Some(l),
+            _ => None,
+        }
+    }
+
+    /// Whether the segment's first write must open it with a marker (a
+    /// truncation or a reset), written and synced before the file got its
+    /// name.
+    pub fn opens_with_marker(self) -> bool {
+        matches!(self, Origin::Cut(_) | Origin::Reset)
+    }
+
+    fn to_proto(self) -> (proto::Origin, u64, u64) {
+        let link = self.link().map_or((0, 0), |l| (l.sequence, l.end));
+        let kind = match self {
+            Origin::Legacy => proto::Origin::Unspecified,
+            Origin::Roll(_) => proto::Origin::Roll,
+            Origin::First => proto::Origin::First,
+            Origin::Cut(_) => proto::Origin::Cut,
+            Origin::Reset => proto::Origin::Reset,
+        };
+        (kind, link.0, link.1)
+    }
+
+    /// The origin a version-2 header states, checked against the
+    /// segment's own sequence number and header length; `Err` names what
+    /// is impossible.
+    fn from_proto(p: &proto::SegmentHeader) -> std::result::Result<Origin, String> {
+        let link = (p.prev_sequence != 0).then_some(Link {
+            sequence: p.prev_sequence,
+            end: p.prev_end,
+        });
+        if let Some(l) = link {
+            if l.sequence >= p.sequence {
+                return Err(format!(
+                    "the header names segment {} as its predecessor, not older than itself",
+                    l.sequence
+                ));
+            }
+            // Every segment's data starts after its header.
+            if l.end < HEADER_LEN as u64 {
+                return Err(format!(
+                    "the header says its predecessor ended at offset {}, inside that one's header",
+                    l.end
+                ));
+            }
+        } else if p.prev_end != 0 {
+            return Err("the header gives a predecessor's end but no predecessor".into());
+        }
+        let kind = proto::Origin::try_from(p.origin)
+            .map_err(|_| format!("unknown segment origin {}", p.origin))?;
+        match (kind, link) {
+            (proto::Origin::Roll, Some(l)) => Ok(Origin::Roll(l)),
+            (proto::Origin::Cut, l) => Ok(Origin::Cut(l)),
+            (proto::Origin::First, None) => Ok(Origin::First),
+            (proto::Origin::Reset, None) => Ok(Origin::Reset),
+            (proto::Origin::Unspecified, _) => {
+                Err("a version-2 header must say how the segment came to be".into())
+            }
+            (kind, _) => Err(format!(
+                "a segment of origin {kind:?} cannot have that predecessor"
+            )),
+        }
+    }
+}
+
 /// Encodes the header frame of a segment (its CRC seed is 0: the header
-/// carries the sequence that salts every later frame).
+/// carries the sequence that salts every later frame). [`Origin::Legacy`]
+/// writes a version-1 header (for tests of the old format); anything else a
+/// version-2 header.
 pub fn encode_header(
     buf: &mut Vec<u8>,
     sequence: u64,
     first_index: u64,
     preallocated: u64,
+    origin: Origin,
 ) -> usize {
+    let (kind, prev_sequence, prev_end) = origin.to_proto();
     let header = proto::SegmentHeader {
         magic: MAGIC.to_vec().into(),
-        version: FORMAT_VERSION,
+        version: match origin {
+            Origin::Legacy => OLDEST_VERSION,
+            _ => FORMAT_VERSION,
+        },
         sequence,
         first_index,
         preallocated,
+        origin: kind as i32,
+        prev_sequence,
+        prev_end,
     };
     frame::encode_message(buf, FrameType::Header, 0, &header)
 }
@@ -98,6 +213,10 @@ pub struct Created {
     pub preallocated: u64,
 }
 
+/// Marks the names of prepared files made on the spot (by the writer or
+/// recovery, not by the background preparer), so the two never clash.
+pub(crate) const ON_THE_SPOT: u64 = 1 << 63;
+
 /// Creates segment `sequence` in `dir` holding only its header, and syncs
 /// the file. When `prepared` names a prepared file (see [`prepare`]), that
 /// file is used: its header is written and synced, then it is renamed into
@@ -108,8 +227,9 @@ pub fn create(
     sequence: u64,
     first_index: u64,
     prepared: Option<PathBuf>,
+    origin: Origin,
 ) -> Result<Created> {
-    create_with(fs, dir, sequence, first_index, prepared, true)
+    create_with(fs, dir, sequence, first_index, prepared, origin, None, true)
 }
 
 /// Like [`create`], but the header is not synced: a roll leaves that, and
@@ -123,8 +243,46 @@ pub fn create_unsynced(
     sequence: u64,
     first_index: u64,
     prepared: Option<PathBuf>,
+    origin: Origin,
 ) -> Result<Created> {
-    create_with(fs, dir, sequence, first_index, prepared, false)
+    create_with(
+        fs,
+        dir,
+        sequence,
+        first_index,
+        prepared,
+        origin,
+        None,
+        false,
+    )
+}
+
+/// Creates segment `sequence` holding its header and `first_write` (the
+/// marker write that opens a cut or a reset, already sealed for this
+/// segment), both synced *before* the file gets its name: under its
+/// segment name the file never exists without that write. The file is the
+/// prepared one when given, else a new file under a prepared file's name
+/// (which recovery removes, since it does not hold only zeros). The caller
+/// syncs the directory.
+pub fn create_opened(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    sequence: u64,
+    first_index: u64,
+    prepared: Option<PathBuf>,
+    origin: Origin,
+    first_write: &[u8],
+) -> Result<Created> {
+    create_with(
+        fs,
+        dir,
+        sequence,
+        first_index,
+        prepared,
+        origin,
+        Some(first_write),
+        true,
+    )
 }
 
 /// Whether the prepared file `path` holds only zeros (it was never rolled
@@ -156,16 +314,28 @@ pub(crate) fn zeros_from(file: &dyn FileHandle, offset: u64, end: u64) -> bool {
     true
 }
 
+#[allow(clippy::too_many_arguments)]
 fn create_with(
     fs: &dyn FileSystem,
     dir: &Path,
     sequence: u64,
     first_index: u64,
     prepared: Option<PathBuf>,
+    origin: Origin,
+    first_write: Option<&[u8]>,
     sync: bool,
 ) -> Result<Created> {
     let path = dir.join(file_name(sequence, first_index));
     let (file, preallocated, from) = match prepared {
+        // A first write goes in before the file has its name: under a
+        // prepared file's name, made here when none was prepared.
+        None if first_write.is_some() => {
+            let temp = prepared_name(dir, ON_THE_SPOT | sequence);
+            let file = fs
+                .create(&temp)
+                .map_err(|e| Error::io("create segment", &temp, e))?;
+            (file, 0, Some(temp))
+        }
         Some(prep) => {
             let file = open(fs, &prep)?;
             let len = file
@@ -180,12 +350,23 @@ fn create_with(
             (file, 0, None)
         }
     };
-    let mut buf = Vec::with_capacity(64);
-    let len = encode_header(&mut buf, sequence, first_index, preallocated);
+    let mut buf = Vec::with_capacity(64 + first_write.map_or(0, <[u8]>::len));
+    let len = encode_header(&mut buf, sequence, first_index, preallocated, origin);
+    if let Some(w) = first_write {
+        buf.extend_from_slice(w);
+    }
     let at = from.as_deref().unwrap_or(&path);
+    // A file made here goes on failure; a prepared file that was written
+    // to is no longer pristine, and the next open removes it.
     let undo = |e| {
-        if from.is_none() {
-            let _ = fs.remove(&path);
+        match &from {
+            None => {
+                let _ = fs.remove(&path);
+            }
+            Some(temp) if first_write.is_some() => {
+                let _ = fs.remove(temp);
+            }
+            Some(_) => {}
         }
         e
     };
@@ -197,7 +378,7 @@ fn create_with(
     }
     if let Some(prep) = &from {
         fs.rename(prep, &path)
-            .map_err(|e| Error::io("rename prepared segment", prep, e))?;
+            .map_err(|e| undo(Error::io("rename prepared segment", prep, e)))?;
     }
     Ok(Created {
         file,
@@ -205,6 +386,11 @@ fn create_with(
         header_len: len as u64,
         preallocated,
     })
+}
+
+/// The path of prepared file `n` in `dir`: `{n:016x}.prep`.
+pub(crate) fn prepared_name(dir: &Path, n: u64) -> PathBuf {
+    dir.join(format!("{n:016x}.{PREPARED_EXTENSION}"))
 }
 
 /// Prepares a segment file of `len` bytes for later use by [`create`]:
@@ -224,7 +410,7 @@ fn make_prepared(
     len: u64,
     fill: impl FnOnce(&dyn FileHandle, &Path) -> Result<()>,
 ) -> Result<PathBuf> {
-    let path = dir.join(format!("{n:016x}.{PREPARED_EXTENSION}"));
+    let path = prepared_name(dir, n);
     let file = fs
         .create(&path)
         .map_err(|e| Error::io("create prepared segment", &path, e))?;
@@ -324,6 +510,8 @@ pub struct Header {
     pub len: u64,
     /// The length the file was preallocated to (0 when it was not).
     pub preallocated: u64,
+    /// How the segment came to be ([`Origin::Legacy`] for version 1).
+    pub origin: Origin,
 }
 
 /// Reads and checks the header of a segment whose file is `file_len` long.
@@ -363,17 +551,27 @@ pub fn read_header(file: &dyn FileHandle, path: &Path, file_len: u64) -> Result<
     if p.magic.as_ref() != MAGIC {
         return Err(bad("bad magic: not a raftwal segment".into()));
     }
-    if p.version != FORMAT_VERSION {
+    if !(OLDEST_VERSION..=FORMAT_VERSION).contains(&p.version) {
         return Err(bad(format!(
-            "format version {} is not supported (this build reads version {FORMAT_VERSION})",
+            "format version {} is not supported (this build reads versions {OLDEST_VERSION} to {FORMAT_VERSION})",
             p.version
         )));
     }
+    // Index 0 is never an entry's: the first index of a log is at least 1.
+    if p.first_index == 0 {
+        return Err(bad("the header says the segment starts at index 0".into()));
+    }
+    let len = (HEADER_LEN + payload.len()) as u64;
+    let origin = match p.version {
+        OLDEST_VERSION => Origin::Legacy,
+        _ => Origin::from_proto(&p).map_err(bad)?,
+    };
     Ok(Header {
         sequence: p.sequence,
         first_index: p.first_index,
-        len: (HEADER_LEN + payload.len()) as u64,
+        len,
         preallocated: p.preallocated,
+        origin,
     })
 }
 
@@ -635,14 +833,14 @@ mod tests {
     #[test]
     fn header_is_written_and_checked() {
         let dir = tempfile::tempdir().unwrap();
-        let c = create(&FS, dir.path(), 5, 77, None).unwrap();
+        let c = create(&FS, dir.path(), 5, 77, None, Origin::First).unwrap();
         let (f, path, len) = (c.file, c.path, c.header_len);
         let flen = f.len().unwrap();
         assert_eq!(flen, len);
         let h = read_header(&*f, &path, flen).unwrap();
         assert_eq!((h.sequence, h.first_index, h.len), (5, 77, len));
         // A second create of the same name fails rather than clobbering.
-        assert!(create(&FS, dir.path(), 5, 77, None).is_err());
+        assert!(create(&FS, dir.path(), 5, 77, None, Origin::First).is_err());
         // Any flipped byte is caught.
         for i in 0..len {
             let mut bytes = std::fs::read(&path).unwrap();
@@ -659,7 +857,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let prep = prepare(&FS, dir.path(), 1, 8192).unwrap();
         assert_eq!(list_prepared(&FS, dir.path()).unwrap(), vec![prep.clone()]);
-        let c = create(&FS, dir.path(), 9, 3, Some(prep.clone())).unwrap();
+        let c = create(&FS, dir.path(), 9, 3, Some(prep.clone()), Origin::First).unwrap();
         assert!(!prep.exists());
         assert_eq!(c.preallocated, 8192);
         assert_eq!(c.file.len().unwrap(), 8192);
@@ -683,6 +881,7 @@ mod tests {
             first_index: 1,
             len: 0,
             preallocated: 0,
+            origin: Origin::First,
         };
         let mut s = Scanner::new(
             &f,

@@ -9,13 +9,11 @@ use crate::batch::WriteBatch;
 use crate::durability::Ticket;
 use crate::error::{Error, Result};
 use crate::frame::{self, FrameType};
-use crate::fs::FileSystem;
 use crate::index::{Index, Loc, Pos, Segment};
 use crate::log::{term_in, Entry, Log};
 use crate::options::{SyncPolicy, MAX_SEGMENT_SIZE};
 use crate::proto;
-use crate::recovery::ON_THE_SPOT;
-use crate::segment;
+use crate::segment::{self, Link, Origin, ON_THE_SPOT};
 use crate::stage::{STAGE_CAP, STAGE_WRITE_MAX};
 
 /// State owned by the (single) writer, behind `Inner::writer`. Poisoning
@@ -479,8 +477,29 @@ impl Log {
         // The segment being left gets its staged batches before it is
         // sealed (its sealer and its pending sync work on the file).
         inner.durability.flush_staged()?;
-        let next_first = inner.index.read().last_index + 1;
-        let seg = self.create_segment(w, next_first, false)?;
+        // The new segment names the one it continues and where that one's
+        // data ends: recovery checks the old segment still ends there, so
+        // a lost write at its end is never glued to the new segment.
+        let (next_first, link) = {
+            let ix = inner.index.read();
+            let a = active(&ix)?;
+            let link = Link {
+                sequence: a.sequence,
+                end: a.len,
+            };
+            (ix.last_index + 1, link)
+        };
+        let (sequence, prepared) = self.next_segment(w);
+        let fs = &*inner.opts.file_system;
+        let c = segment::create_unsynced(
+            fs,
+            &inner.dir,
+            sequence,
+            next_first,
+            prepared,
+            Origin::Roll(link),
+        )?;
+        let seg = Segment::created(sequence, next_first, c);
         inner.durability.rolled_to(&seg.file, &seg.path);
         crate::metrics::roll();
         let sealed = {
@@ -495,80 +514,79 @@ impl Log {
         Ok(())
     }
 
-    /// Creates segment `next_sequence` starting at `first_index`, from a
-    /// prepared file when one is ready; `durable`: its header and the
-    /// directory are synced (else the caller leaves that to `Durability`).
-    fn create_segment(&self, w: &mut Writer, first_index: u64, durable: bool) -> Result<Segment> {
+    /// The sequence number of the next segment, and the prepared file to
+    /// make it from when there is one (the preparer's, or one allocated on
+    /// the spot; none under `Preallocate::None`, or when allocating fails).
+    fn next_segment(&self, w: &mut Writer) -> (u64, Option<std::path::PathBuf>) {
         let inner = &*self.inner;
-        let fs = &*inner.opts.file_system;
         let sequence = w.next_sequence;
         w.next_sequence += 1;
         // A new active segment: its fill rate starts afresh, and its tail is
         // what the preparer made of it.
         w.fill_start = None;
         w.roll_when_prepared = false;
-        let prepared = if inner.opts.preallocate != crate::Preallocate::None {
-            let ready = inner.preparer.lock().as_ref().and_then(|p| p.take());
-            // None ready (the preparer is behind, or out of space): allocate
-            // on the spot, or fall back to a growing file.
-            ready.or_else(|| {
-                segment::prepare(
-                    fs,
-                    &inner.dir,
-                    ON_THE_SPOT | sequence,
-                    inner.opts.segment_size,
-                )
-                .ok()
-            })
-        } else {
-            None
-        };
-        if !durable {
-            let c = segment::create_unsynced(fs, &inner.dir, sequence, first_index, prepared)?;
-            return Ok(Segment::created(sequence, first_index, c));
+        if inner.opts.preallocate == crate::Preallocate::None {
+            return (sequence, None);
         }
-        let c = segment::create(fs, &inner.dir, sequence, first_index, prepared)?;
-        if let Err(e) = segment::sync_dir(fs, &inner.dir) {
-            let _ = fs.remove(&c.path);
-            return Err(inner.durability.poison(e));
-        }
-        Ok(Segment::created(sequence, first_index, c))
+        let ready = inner.preparer.lock().as_ref().and_then(|p| p.take());
+        // None ready (the preparer is behind, or out of space): allocate
+        // on the spot, or fall back to a growing file.
+        let prepared = ready.or_else(|| {
+            segment::prepare(
+                &*inner.opts.file_system,
+                &inner.dir,
+                ON_THE_SPOT | sequence,
+                inner.opts.segment_size,
+            )
+            .ok()
+        });
+        (sequence, prepared)
     }
 
-    /// Creates a segment starting at `first_index` whose first write is
-    /// `marker`, then `state_copy`, then the batch, and makes it durable.
-    /// Returns the segment, the write's layout and its offset. On failure
-    /// the new file is removed: without its marker recovery would ignore it.
+    /// Creates a segment of `origin` starting at `first_index` whose first
+    /// write is `marker`, then `state_copy`, then the batch: the file gets
+    /// its name only once that write is on disk (see
+    /// [`segment::create_opened`]), and the directory is synced. Returns
+    /// the segment, the write's layout and its offset. The callers made
+    /// every earlier write durable first, so the write is marked
+    /// prior-synced.
     fn open_segment_with(
         &self,
         w: &mut Writer,
         first_index: u64,
+        origin: Origin,
         batch: &mut WriteBatch,
         marker: &proto::Marker,
         state_copy: Option<&Bytes>,
     ) -> Result<(Segment, Layout, u64)> {
         let inner = &*self.inner;
-        let mut seg = self.create_segment(w, first_index, true)?;
-        let salt = frame::salt(seg.sequence);
-        // A new segment: only its header (synced) comes before the write,
-        // and the callers made every earlier write durable first.
+        let fs = &*inner.opts.file_system;
+        let (sequence, prepared) = self.next_segment(w);
+        let salt = frame::salt(sequence);
         let layout = compose(&mut w.scratch, batch, Some(marker), state_copy, salt, true);
-        let offset = seg.len;
-        let res = seg
-            .file
-            .write_all_at(&w.scratch, offset)
-            .map_err(|e| Error::io("write", &seg.path, e))
-            .and_then(|()| {
-                seg.file.sync_data().map_err(|e| {
-                    inner
-                        .durability
-                        .poison(Error::io("fdatasync", &seg.path, e))
-                })
-            });
-        if let Err(e) = res {
-            let _ = inner.opts.file_system.remove(&seg.path);
-            return Err(e);
+        let c = segment::create_opened(
+            fs,
+            &inner.dir,
+            sequence,
+            first_index,
+            prepared,
+            origin,
+            &w.scratch,
+        )
+        .map_err(|e| match e {
+            // The file is gone again, but after a failed fdatasync nothing
+            // is known of the disk: the log is poisoned, as always.
+            e @ Error::Io {
+                op: "fdatasync", ..
+            } => inner.durability.poison(e),
+            e => e,
+        })?;
+        if let Err(e) = segment::sync_dir(fs, &inner.dir) {
+            let _ = fs.remove(&c.path);
+            return Err(inner.durability.poison(e));
         }
+        let offset = c.header_len;
+        let mut seg = Segment::created(sequence, first_index, c);
         seg.len = offset + w.scratch.len() as u64;
         Ok((seg, layout, offset))
     }
@@ -584,7 +602,7 @@ impl Log {
         cut: u64,
     ) -> Result<Ticket> {
         let inner = &*self.inner;
-        let (marker, state) = {
+        let (marker, state, prev) = {
             let ix = inner.index.read();
             let m = proto::Marker {
                 first_index: ix.first_index,
@@ -592,13 +610,24 @@ impl Log {
                 reset: false,
                 truncate_from: cut,
             };
-            (m, ix.state.as_ref().map(|s| s.0.clone()))
+            // The new segment continues the newest one holding entries
+            // below the cut; the ones after it are superseded.
+            let prev = ix
+                .segments
+                .iter()
+                .rev()
+                .find(|s| s.first_index < cut)
+                .map(|s| Link {
+                    sequence: s.sequence,
+                    end: s.len,
+                });
+            (m, ix.state.as_ref().map(|s| s.0.clone()), prev)
         };
         let copy = if batch.state.is_some() { None } else { state };
         // The new segment's first write is marked prior-synced: make it so.
         inner.durability.sync_all()?;
         let (seg, layout, offset) =
-            self.open_segment_with(w, cut, batch, &marker, copy.as_ref())?;
+            self.open_segment_with(w, cut, Origin::Cut(prev), batch, &marker, copy.as_ref())?;
         let ticket = inner.durability.issued(&seg.file, &seg.path);
         inner.durability.all_synced(&seg.file, &seg.path);
         crate::metrics::write(batch.entries.len(), w.scratch.len());
@@ -614,9 +643,10 @@ impl Log {
         };
         // The cut segment keeps its stale frames (and its footer stays
         // valid): the new segment's opening marker cuts them on every open
-        // until the segment is compacted away.
-        remove_files(&*inner.opts.file_system, &inner.dir, removed)
-            .map_err(|e| inner.durability.poison(e))?;
+        // until the segment is compacted away. The segments after it are
+        // superseded by the new one's link, whichever of their unlinks
+        // reach the disk: a failed unlink fails nothing.
+        crate::remove::remove_superseded(&*inner.opts.file_system, &inner.dir, &removed);
         Ok(ticket)
     }
 
@@ -728,8 +758,14 @@ impl Log {
         let mut empty = WriteBatch::new();
         // The new segment's first write is marked prior-synced: make it so.
         inner.durability.sync_all()?;
-        let (seg, layout, offset) =
-            self.open_segment_with(&mut w, next_index, &mut empty, &marker, state.as_ref())?;
+        let (seg, layout, offset) = self.open_segment_with(
+            &mut w,
+            next_index,
+            Origin::Reset,
+            &mut empty,
+            &marker,
+            state.as_ref(),
+        )?;
         inner.durability.all_synced(&seg.file, &seg.path);
         crate::metrics::reset();
         let removed = {
@@ -744,8 +780,10 @@ impl Log {
             publish(&mut ix, &empty, sequence, offset, layout, state);
             removed
         };
-        remove_files(&*inner.opts.file_system, &inner.dir, removed)
-            .map_err(|e| inner.durability.poison(e))
+        // Every older segment is superseded by the reset segment, whichever
+        // of their unlinks reach the disk: a failed unlink fails nothing.
+        crate::remove::remove_superseded(&*inner.opts.file_system, &inner.dir, &removed);
+        Ok(())
     }
 
     /// Appends a marker (and a state copy) to the active segment and syncs,
@@ -978,23 +1016,4 @@ fn cut_index(ix: &mut Index, cut: u64, new_segment: bool) -> Vec<std::path::Path
     ix.truncate_terms(cut);
     ix.last_index = cut - 1;
     removed
-}
-
-/// Deletes `paths` and syncs the directory.
-fn remove_files(
-    fs: &dyn FileSystem,
-    dir: &std::path::Path,
-    paths: Vec<std::path::PathBuf>,
-) -> Result<()> {
-    if paths.is_empty() {
-        return Ok(());
-    }
-    for p in &paths {
-        match fs.remove(p) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io("remove segment", p, e)),
-        }
-    }
-    segment::sync_dir(fs, dir)
 }

@@ -1,18 +1,21 @@
-//! The on-disk format, pinned by committed fixtures in `tests/fixtures/`:
+//! The on-disk format, pinned by committed fixtures in `tests/fixtures/`,
+//! one set per format version (`-v1`: written by version-1 builds, before
+//! segment headers named the segment they continue; `-v2`: this build):
 //!
-//! - `log-v1/`: a `Log` directory (sealed segments with footers, a cut
+//! - `log-vN/`: a `Log` directory (sealed segments with footers, a cut
 //!   inside the active segment, a cut below it, a compaction, state blobs);
-//! - `raft-v1/`: a `RaftLogStore` directory (entries, hard and conf states,
+//! - `raft-vN/`: a `RaftLogStore` directory (entries, hard and conf states,
 //!   a snapshot file, a compaction);
-//! - `log-damaged-v1/`: `log-v1` with one flipped byte in an entry of a
+//! - `log-damaged-vN/`: `log-vN` with one flipped byte in an entry of a
 //!   sealed segment and a torn frame at the end of the last segment.
 //!
 //! The tests open a copy of each (an open may write) and check every entry,
 //! term and state byte for byte, check that the damaged one gives the
 //! outcome `docs/FORMAT.md` documents, and replay the operations that made
-//! the fixtures to check that this build writes byte-identical files. A
-//! failure here means the format changed: bump the format version, keep a
-//! reader for version 1, and regenerate with
+//! the fixtures to check that this build writes byte-identical files (the
+//! newest version's). A failure there means the format changed: bump the
+//! format version, keep a reader for the older ones and their fixtures, and
+//! generate the new version's with
 //! `cargo test --test format_fixture -- --ignored generate_fixtures`.
 
 #[path = "common/fs_sim.rs"]
@@ -29,6 +32,13 @@ use raftwal::fs::FileSystem;
 use raftwal::{Entry, Error, Log, Options, Preallocate, RaftLogStore, RecoveryMode, WriteBatch};
 
 const SIM_DIR: &str = "/fixture";
+
+/// Every format version with fixtures, oldest first; this build writes the
+/// last.
+const VERSIONS: [&str; 2] = ["v1", "v2"];
+
+/// The version this build writes.
+const NEWEST: &str = "v2";
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -93,7 +103,7 @@ impl LogModel {
     }
 }
 
-/// The operations behind `log-v1`, on `fs` in `dir`. The log is closed
+/// The operations behind `log-vN`, on `fs` in `dir`. The log is closed
 /// between phases, so background sealing never races a later cut and the
 /// bytes are the same on every run.
 fn write_log_fixture(fs: &Arc<dyn FileSystem>, dir: &Path) -> LogModel {
@@ -175,7 +185,7 @@ fn hs(term: u64, vote: u64, commit: u64) -> HardState {
 
 const SNAPSHOT_DATA: &[u8] = b"the state machine at index 30";
 
-/// The operations behind `raft-v1`.
+/// The operations behind `raft-vN`.
 fn write_raft_fixture(fs: &Arc<dyn FileSystem>, dir: &Path) {
     let open = || {
         RaftLogStore::open_with(dir, opts(Arc::clone(fs), RecoveryMode::AbsoluteConsistency))
@@ -270,7 +280,7 @@ fn std_fs() -> Arc<dyn FileSystem> {
     Arc::new(raftwal::fs::StdFileSystem)
 }
 
-/// Where the damage of `log-damaged-v1` is: the entry and offset of the
+/// Where the damage of `log-damaged-vN` is: the entry and offset of the
 /// flipped byte's frame in the first segment, and the offset of the torn
 /// frame in the last one.
 struct DamagePlan {
@@ -342,22 +352,33 @@ fn generate_fixtures() {
             std::fs::write(dir.join(n), b).unwrap();
         }
     };
+    // Only the version this build writes: older fixtures stay as the
+    // builds of their day wrote them.
     let fs = SimFs::new();
     write_log_fixture(&fs.handle(), Path::new(SIM_DIR));
     let log = files_of(&fs, Path::new(SIM_DIR));
-    write_dir("log-v1", &log);
+    write_dir(&format!("log-{NEWEST}"), &log);
     let mut damaged = log.clone();
     damage(&mut damaged);
-    write_dir("log-damaged-v1", &damaged);
+    write_dir(&format!("log-damaged-{NEWEST}"), &damaged);
     let fs = SimFs::new();
     write_raft_fixture(&fs.handle(), Path::new(SIM_DIR));
-    write_dir("raft-v1", &files_of(&fs, Path::new(SIM_DIR)));
+    write_dir(
+        &format!("raft-{NEWEST}"),
+        &files_of(&fs, Path::new(SIM_DIR)),
+    );
 }
 
 #[test]
-fn the_valid_log_fixture_reads_back_byte_for_byte() {
+fn the_valid_log_fixtures_read_back_byte_for_byte() {
+    for version in VERSIONS {
+        valid_log_fixture_reads_back(&format!("log-{version}"));
+    }
+}
+
+fn valid_log_fixture_reads_back(name: &str) {
     let want = write_log_fixture(&SimFs::new().handle(), Path::new(SIM_DIR));
-    let dir = copy_of("log-v1");
+    let dir = copy_of(name);
     let log = Log::open(
         dir.path(),
         opts(std_fs(), RecoveryMode::AbsoluteConsistency),
@@ -369,7 +390,7 @@ fn the_valid_log_fixture_reads_back_byte_for_byte() {
         "{r:?}"
     );
     assert_eq!((want.first, want.last()), (20, 106), "the fixture's shape");
-    want.check(&log, "log-v1");
+    want.check(&log, name);
     drop(log);
     // Appending to it works, and it still reads back.
     let log = Log::open(
@@ -386,33 +407,43 @@ fn the_valid_log_fixture_reads_back_byte_for_byte() {
         opts(std_fs(), RecoveryMode::AbsoluteConsistency),
     )
     .unwrap();
-    m.check(&log, "log-v1 after appends");
+    m.check(&log, &format!("{name} after appends"));
 }
 
 #[test]
-fn the_valid_raft_fixture_reads_back() {
-    let dir = copy_of("raft-v1");
-    let store = RaftLogStore::open_with(
-        dir.path(),
-        opts(std_fs(), RecoveryMode::AbsoluteConsistency),
-    )
-    .unwrap();
-    check_raft(&store, "raft-v1");
+fn the_valid_raft_fixtures_read_back() {
+    for version in VERSIONS {
+        let name = format!("raft-{version}");
+        let dir = copy_of(&name);
+        let store = RaftLogStore::open_with(
+            dir.path(),
+            opts(std_fs(), RecoveryMode::AbsoluteConsistency),
+        )
+        .unwrap();
+        check_raft(&store, &name);
+    }
 }
 
 #[test]
-fn the_damaged_fixture_gives_the_documented_outcome() {
-    let mut files = committed("log-v1");
+fn the_damaged_fixtures_give_the_documented_outcome() {
+    for version in VERSIONS {
+        damaged_fixture_gives_the_documented_outcome(version);
+    }
+}
+
+fn damaged_fixture_gives_the_documented_outcome(version: &str) {
+    let damaged = format!("log-damaged-{version}");
+    let mut files = committed(&format!("log-{version}"));
     let plan = damage(&mut files);
     assert_eq!(
         files,
-        committed("log-damaged-v1"),
-        "log-damaged-v1 is log-v1 with the documented damage"
+        committed(&damaged),
+        "{damaged} is log-{version} with the documented damage"
     );
     let want = write_log_fixture(&SimFs::new().handle(), Path::new(SIM_DIR));
     // AbsoluteConsistency: the torn tail is an error naming the file and
     // the offset, and nothing is changed.
-    let dir = copy_of("log-damaged-v1");
+    let dir = copy_of(&damaged);
     match Log::open(
         dir.path(),
         opts(std_fs(), RecoveryMode::AbsoluteConsistency),
@@ -434,7 +465,7 @@ fn the_damaged_fixture_gives_the_documented_outcome() {
         RecoveryMode::TolerateTailCorruption,
         RecoveryMode::TolerateAnyCorruption,
     ] {
-        let dir = copy_of("log-damaged-v1");
+        let dir = copy_of(&damaged);
         let log = Log::open(dir.path(), opts(std_fs(), mode)).unwrap();
         let r = log.recovery_report();
         assert_eq!(r.repairs.len(), 1, "{mode:?}: {r:?}");
@@ -476,17 +507,18 @@ fn the_damaged_fixture_gives_the_documented_outcome() {
 fn this_build_writes_the_fixtures_byte_for_byte() {
     for (name, write) in [
         (
-            "log-v1",
+            "log",
             &(|fs: &Arc<dyn FileSystem>, d: &Path| {
                 write_log_fixture(fs, d);
             }) as &dyn Fn(&Arc<dyn FileSystem>, &Path),
         ),
-        ("raft-v1", &write_raft_fixture),
+        ("raft", &write_raft_fixture),
     ] {
+        let name = format!("{name}-{NEWEST}");
         let fs = SimFs::new();
         write(&fs.handle(), Path::new(SIM_DIR));
         let now = files_of(&fs, Path::new(SIM_DIR));
-        let then = committed(name);
+        let then = committed(&name);
         assert_eq!(
             now.keys().collect::<Vec<_>>(),
             then.keys().collect::<Vec<_>>(),

@@ -124,10 +124,14 @@ fn crash_before_old_segments_are_removed() {
     assert_eq!(segment_files(dir.path()).len(), 1);
 }
 
-/// A crash after the reset's segment was created but before its marker was
-/// written: the reset never happened.
+/// A crash after the reset's segment was created but before it got its
+/// name: the reset never happened. The segment is written (header and
+/// reset marker) and synced under a prepared file's name and only then
+/// renamed, so a crash before the rename reached the disk leaves that file,
+/// with or without its marker, and no new segment: the open ignores and
+/// removes it.
 #[test]
-fn crash_before_the_reset_marker() {
+fn crash_before_the_reset_segment_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let (log, m) = setup(dir.path());
     drop(log);
@@ -139,16 +143,45 @@ fn crash_before_the_reset_marker() {
     log.reset(5000, 9).unwrap();
     drop(log);
     let new = segment_files(dir.path()).pop().unwrap();
+    let bytes = std::fs::read(&new).unwrap();
     let header = frames(&new)[0];
-    // Everything after the header is gone (as zeros, when preallocated).
+    let end = (FRAME_HEADER + header.len) as usize;
+    for keep_marker in [true, false] {
+        // The file under its prepared name, the marker's write there or not.
+        let mut b = bytes.clone();
+        if !keep_marker {
+            b[end..].iter_mut().for_each(|x| *x = 0);
+        }
+        std::fs::remove_file(&new).ok();
+        let prep = dir.path().join("8000000000000009.prep");
+        std::fs::write(&prep, b).unwrap();
+        for (p, b) in &saved {
+            std::fs::write(p, b).unwrap();
+        }
+        let log = Log::open(dir.path(), opts()).unwrap();
+        m.check(&log);
+        drop(log);
+        assert!(!new.exists());
+        assert!(!prep.exists(), "the prepared file holding data is removed");
+    }
+}
+
+/// A reset's segment under its name without its reset marker is not a
+/// crash's doing (it is named only once the marker is on disk): damage.
+#[test]
+fn a_named_reset_segment_without_its_marker_is_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = setup(dir.path());
+    log.reset(5000, 9).unwrap();
+    drop(log);
+    let new = segment_files(dir.path()).pop().unwrap();
+    let header = frames(&new)[0];
     let mut b = std::fs::read(&new).unwrap();
     let end = (FRAME_HEADER + header.len) as usize;
     b[end..].iter_mut().for_each(|x| *x = 0);
     std::fs::write(&new, b).unwrap();
-    for (p, b) in &saved {
-        std::fs::write(p, b).unwrap();
+    match Log::open(dir.path(), opts()) {
+        Err(raftwal::Error::Corruption { path, .. }) => assert_eq!(path, new),
+        other => panic!("expected corruption, got {other:?}"),
     }
-    let log = Log::open(dir.path(), opts()).unwrap();
-    m.check(&log);
-    assert!(!new.exists());
 }

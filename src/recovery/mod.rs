@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use prost::Message;
 
-use crate::damage::{is_damage, is_torn_creation, is_torn_seal, is_torn_tail};
+use crate::chain::{self, SegmentFile};
+use crate::damage::{is_damage, is_torn_seal, is_torn_tail};
 use crate::error::{Error, Result};
 use crate::footer::{self, Footer};
 use crate::frame::FrameType;
@@ -14,7 +15,7 @@ use crate::frame::HEADER_LEN;
 use crate::index::{Index, Loc, Pos, Segment, SegmentMeta};
 use crate::options::{Options, Preallocate, RecoveryMode};
 use crate::proto;
-use crate::segment::{self, Scanned, Scanner, ENTRY_OVERHEAD};
+use crate::segment::{self, Link, Origin, Scanned, Scanner, ENTRY_OVERHEAD, ON_THE_SPOT};
 
 mod repair;
 
@@ -38,10 +39,6 @@ pub struct RecoveryReport {
     pub segments_removed: Vec<PathBuf>,
 }
 
-/// Marks the names of prepared files made on the spot (not by the
-/// background preparer), so the two never clash.
-pub(crate) const ON_THE_SPOT: u64 = 1 << 63;
-
 /// The result of recovery.
 pub(crate) struct Recovered {
     pub index: Index,
@@ -56,31 +53,41 @@ pub(crate) struct Recovered {
 /// Recovers the log in `dir` (which exists and is locked by the caller).
 pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
     let fs = &*opts.file_system;
-    let files = segment::list(fs, dir)?;
-    let mut r = Recovery {
-        opts,
-        ix: Index::default(),
-        report: RecoveryReport::default(),
-        remove: Vec::new(),
-        dir_changed: false,
-        read_by_footer: Vec::new(),
-        tail_reallocated: false,
-        torn_seals: Vec::new(),
+    let listed = segment::list(fs, dir)?;
+    let next_sequence = match listed.iter().map(|f| f.0).max() {
+        None => 1,
+        Some(max) => max.checked_add(1).ok_or_else(|| {
+            Error::corruption(
+                dir,
+                0,
+                "a segment file name holds the largest sequence number",
+            )
+        })?,
     };
-    let next_sequence = files.iter().map(|f| f.0).max().unwrap_or(0) + 1;
-    let paths: Vec<&Path> = files.iter().map(|f| f.2.as_path()).collect();
-    for (k, (seq, first, path)) in files.iter().enumerate() {
-        if r.scan_segment(*seq, *first, path.clone(), &paths[k + 1..])? == Flow::Stop {
-            // Everything after a kept prefix is dropped (by position: a
-            // damaged directory may hold two files of one sequence).
-            r.remove.extend(files[k + 1..].iter().map(|f| f.2.clone()));
-            break;
-        }
+    let open = |p: &Path| segment::open(fs, p);
+    let files = listed
+        .into_iter()
+        .map(|(seq, first, path)| SegmentFile::read(&open, seq, first, path))
+        .collect::<Result<Vec<_>>>()?;
+    let max_payload = opts.max_entry_size + ENTRY_OVERHEAD;
+    let plan = chain::plan(&files, &open, max_payload, false)?;
+    let mut r = Recovery::replay(opts, &files, &plan)?;
+    if !r.finish(plan.missing)? {
+        // A gap no compaction explains, tolerated: keep the longest prefix
+        // instead, replaying across the gap (which stops there).
+        let bridged = chain::plan(&files, &open, max_payload, true)?;
+        r = Recovery::replay(opts, &files, &bridged)?;
+        r.finish(bridged.missing)?;
     }
     // The segment that goes on as the active one is cut at the end of its
     // data: new writes must never land in front of stale frames (writes a
     // crash kept after one it zeroed, a torn footer).
     r.cut_after_last()?;
+    // Nothing was changed so far: a refused open leaves the files as they
+    // were.
+    for cut in std::mem::take(&mut r.cuts) {
+        cut.apply()?;
+    }
     // A previous process may have left writes that never became durable
     // (it died before its fsync, or the fsync failed) and files whose names
     // are not (it died before syncing the directory). The log reads them
@@ -98,9 +105,10 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
         }
     }
     segment::sync_dir(fs, dir)?;
-    r.finish()?;
-    r.keep_state()?;
-    r.remove_superseded(dir)?;
+    // Torn files go before anything is written: newest first, each unlink
+    // synced, so a crash in between leaves a log the next open cuts the
+    // same way (a gap would look like a compaction).
+    r.remove_torn(dir)?;
     let mut next_sequence = next_sequence;
     // A sealed segment is never written again. When every segment after
     // one was removed (damage, or an interrupted creation), the log goes on
@@ -109,36 +117,31 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
     let sealed_last =
         r.ix.segments
             .back()
-            .is_some_and(|s| r.read_by_footer.contains(&s.sequence));
+            .is_some_and(|s| r.is_sealed(s.sequence));
     let mut tail_reallocated = r.tail_reallocated;
     if r.ix.segments.is_empty() || sealed_last {
         tail_reallocated = false;
-        // A new log, or one whose only file held nothing valid, or one
-        // whose last segment is sealed.
-        let index = &mut r.ix;
-        let first = index.last_index.max(index.first_index.saturating_sub(1)) + 1;
-        let prepared = match opts.preallocate {
-            Preallocate::Allocate => {
-                segment::prepare(fs, dir, ON_THE_SPOT | next_sequence, opts.segment_size).ok()
-            }
-            // A new log's first segment is zero-filled here, at open: the
-            // preparer only starts after recovery.
-            Preallocate::ZeroFill => {
-                segment::prepare_zeroed(fs, dir, ON_THE_SPOT | next_sequence, opts.segment_size)
-                    .ok()
-            }
-            Preallocate::None => None,
-        };
-        let c = segment::create(fs, dir, next_sequence, first, prepared)?;
-        segment::sync_dir(fs, dir)?;
-        if index.first_index == 0 {
-            index.first_index = first;
-            index.last_index = first - 1;
-        }
-        index
-            .segments
-            .push_back(Segment::created(next_sequence, first, c));
+        r.open_new_segment(dir, next_sequence)?;
         next_sequence += 1;
+    }
+    r.keep_state()?;
+    r.remove_superseded(dir);
+    if opts.preallocate == Preallocate::None {
+        // No preparer runs to adopt or remove prepared files: those left
+        // here (a cut's or a reset's segment whose rename a crash undid, or
+        // files from a run in another mode) go now.
+        for path in segment::list_prepared(fs, dir).unwrap_or_default() {
+            match fs.remove(&path) {
+                Ok(()) => log::info!(
+                    "raftwal: removed left-over prepared file {}",
+                    path.display()
+                ),
+                Err(e) => log::warn!(
+                    "raftwal: could not remove left-over prepared file {}: {e}",
+                    path.display()
+                ),
+            }
+        }
     }
     Ok(Recovered {
         index: r.ix,
@@ -200,10 +203,24 @@ struct Recovery<'o> {
     opts: &'o Options,
     ix: Index,
     report: RecoveryReport,
-    remove: Vec<PathBuf>,
-    dir_changed: bool,
+    /// Files holding nothing acknowledged (a torn tail's later segments, a
+    /// torn creation), removed newest first, each unlink synced.
+    torn: Vec<PathBuf>,
+    /// Segments of the log wholly below its first index, oldest first:
+    /// removed in that order, each unlink synced, stopping at a failure.
+    below: Vec<PathBuf>,
+    /// Files off the log (see `chain`): removed in any order.
+    superseded: Vec<PathBuf>,
+    /// Cuts of segment files, made once the replay is over.
+    cuts: Vec<repair::Cut>,
     /// Segments read through their footer (not scanned).
     read_by_footer: Vec<u64>,
+    /// Segments scanned in full that end with a footer: never written
+    /// again.
+    sealed: Vec<u64>,
+    /// The origin of the segment being read (its opening marker must
+    /// match).
+    opening: Origin,
     /// Segments whose data ended at a torn footer (or zeros to the end of
     /// the file) and was kept as it is.
     torn_seals: Vec<u64>,
@@ -211,56 +228,78 @@ struct Recovery<'o> {
     tail_reallocated: bool,
 }
 
-impl Recovery<'_> {
-    fn scan_segment(
-        &mut self,
-        seq: u64,
-        name_first: u64,
-        path: PathBuf,
-        later: &[&Path],
-    ) -> Result<Flow> {
-        let last_file = later.is_empty();
-        let file = segment::open(&*self.opts.file_system, &path)?;
-        let file_len = file
-            .len()
-            .map_err(|e| Error::io("stat segment", &path, e))?;
-        self.report.segments_scanned += 1;
-        let header = match segment::read_header(&*file, &path, file_len) {
-            Ok(h) => h,
-            Err(Error::Corruption { offset, reason, .. }) => {
-                // A roll does not sync the new segment's header: a crash
-                // may tear it with frames behind it. Nothing in or after it
-                // was acknowledged unless a write there is prior-synced
-                // (see `damage::is_torn_creation`); else it is damage.
-                let max_payload = self.opts.max_entry_size + ENTRY_OVERHEAD;
-                let tail = is_torn_creation(
-                    &*file,
-                    &path,
-                    file_len,
-                    seq,
-                    later,
-                    &self.opener(),
-                    max_payload,
-                )?;
-                return self.bad_header(path, offset, reason, tail);
-            }
-            Err(e) => return Err(e),
+impl<'o> Recovery<'o> {
+    /// Reads the segments `plan` puts in the log into an index, deciding
+    /// what to cut and remove without changing a file.
+    fn replay(
+        opts: &'o Options,
+        files: &[SegmentFile],
+        plan: &chain::Plan,
+    ) -> Result<Recovery<'o>> {
+        let mut r = Recovery {
+            opts,
+            ix: Index::default(),
+            report: RecoveryReport::default(),
+            torn: Vec::new(),
+            below: Vec::new(),
+            superseded: Vec::new(),
+            cuts: Vec::new(),
+            read_by_footer: Vec::new(),
+            sealed: Vec::new(),
+            opening: Origin::Legacy,
+            tail_reallocated: false,
+            torn_seals: Vec::new(),
         };
-        if header.sequence != seq || header.first_index != name_first {
-            let reason = format!(
-                "header says sequence {} first index {}, the file name says {seq} and {name_first}",
-                header.sequence, header.first_index
-            );
-            if self.opts.recovery_mode == RecoveryMode::TolerateAnyCorruption {
-                return self.bad_header(path, 0, reason, false);
+        r.drop_planned(files, plan)?;
+        for (n, &k) in plan.chain.iter().enumerate() {
+            let Some(f) = files.get(k) else { continue };
+            if r.scan_segment(f, &plan.later(files, k))? == Flow::Stop {
+                // Every later segment of the log goes with what was cut:
+                // none of it was acknowledged (see docs/FORMAT.md).
+                let after = plan.chain.get(n + 1..).unwrap_or_default();
+                r.torn.extend(
+                    after
+                        .iter()
+                        .filter_map(|&j| files.get(j))
+                        .map(|f| f.path.clone()),
+                );
+                break;
             }
-            return Err(Error::corruption(&path, 0, reason));
         }
+        r.superseded.extend(
+            plan.superseded
+                .iter()
+                .filter_map(|&k| files.get(k))
+                .map(|f| f.path.clone()),
+        );
+        Ok(r)
+    }
+
+    /// Whether segment `sequence` is sealed (read through its footer, or
+    /// scanned and found to end with one): never written again.
+    fn is_sealed(&self, sequence: u64) -> bool {
+        self.read_by_footer.contains(&sequence) || self.sealed.contains(&sequence)
+    }
+
+    /// Reads segment `f` of the log (its header is valid) into the index:
+    /// through its footer when it has a valid one and is not the last,
+    /// else by scanning every frame. `later` are the files after it.
+    fn scan_segment(&mut self, f: &SegmentFile, later: &[&Path]) -> Result<Flow> {
+        let last_file = later.is_empty();
+        let Some(&header) = f.header() else {
+            return Err(Error::corruption(
+                &f.path,
+                0,
+                "internal: a segment without a valid header in the log",
+            ));
+        };
+        let (seq, path, file_len) = (f.sequence, f.path.clone(), f.len);
+        self.report.segments_scanned += 1;
         let mut seg = Segment {
             sequence: seq,
             first_index: header.first_index,
             path: path.clone(),
-            file,
+            file: Arc::clone(&f.file),
             len: header.len,
             locs: Vec::new(),
             preallocated: header.preallocated,
@@ -269,13 +308,24 @@ impl Recovery<'_> {
         };
         let fresh = self.ix.segments.is_empty() && self.ix.first_index == 0;
         let sealed = match last_file {
-            false => footer::read(
+            false => match footer::read(
                 &*seg.file,
                 &path,
                 file_len,
                 &header,
                 self.opts.max_entry_size,
-            ),
+            ) {
+                Ok(f) => f,
+                // A trailer no crash leaves: damage, or (tolerated) an
+                // index that is not used.
+                Err(e @ Error::Corruption { .. })
+                    if self.opts.recovery_mode == RecoveryMode::TolerateAnyCorruption =>
+                {
+                    log::warn!("raftwal: scanning {} in full: {e}", path.display());
+                    None
+                }
+                Err(e) => return Err(e),
+            },
             true => None,
         };
         // A valid footer means the sealer synced the segment before it
@@ -306,9 +356,21 @@ impl Recovery<'_> {
             self.ix.last_index = header.first_index - 1;
         }
         // A segment that does not continue the log must open with a reset
-        // or truncation marker; checked at its first frame.
-        let mut needs_marker = !fresh && header.first_index != self.ix.last_index + 1;
-        if needs_marker && self.lost_tail_before(&seg, &header, file_len, later)? {
+        // or truncation marker; checked at its first frame. A segment made
+        // by a cut or a reset opens with its marker whatever it continues.
+        let mut needs_marker = (!fresh && header.first_index != self.ix.last_index + 1)
+            || header.origin.opens_with_marker();
+        self.opening = header.origin;
+        if let Some(link) = header.origin.link().filter(|_| !fresh) {
+            // The segment it continues must still end where it ended then.
+            if self.broken_link(&seg, link, later)? {
+                return Ok(Flow::Stop);
+            }
+        }
+        if header.origin == Origin::Legacy
+            && needs_marker
+            && self.lost_tail_before(&seg, &header, file_len, later)?
+        {
             return Ok(Flow::Stop);
         }
         if let Some(f) = sealed {
@@ -326,6 +388,10 @@ impl Recovery<'_> {
         // frame (marked END_OF_WRITE) is read, so a crash keeps a whole
         // write or none of it.
         let mut pending: Vec<PendingFrame> = Vec::new();
+        // Where the last whole write ends (the segment's data end), and
+        // whether a footer came after it (the segment is sealed).
+        let mut write_end = header.len;
+        let mut footer_after = false;
         loop {
             let problem = match scanner.next_frame()? {
                 Scanned::End if pending.is_empty() => break,
@@ -350,7 +416,10 @@ impl Recovery<'_> {
                     match decode(ty, payload) {
                         // A sealed segment scanned in full: its index block
                         // is a write of its own and adds nothing.
-                        Ok(None) if pending.is_empty() => None,
+                        Ok(None) if pending.is_empty() => {
+                            footer_after = true;
+                            None
+                        }
                         Ok(None) => Some((
                             offset,
                             "a write cut short before a footer".to_string(),
@@ -369,7 +438,13 @@ impl Recovery<'_> {
                             });
                             first_frame = false;
                             if end_of_write {
-                                self.apply_write(&mut seg, &mut pending, &mut needs_marker)
+                                let problem =
+                                    self.apply_write(&mut seg, &mut pending, &mut needs_marker);
+                                if problem.is_none() {
+                                    write_end = offset + u64::from(frame_len);
+                                    footer_after = false;
+                                }
+                                problem
                             } else {
                                 None
                             }
@@ -399,7 +474,9 @@ impl Recovery<'_> {
                         path.display()
                     );
                     self.report.bytes_scanned += offset;
-                    seg.len = offset;
+                    // The data ends before the footer, if part of it came
+                    // through.
+                    seg.len = write_end;
                     self.torn_seals.push(seq);
                     self.ix.segments.push_back(seg);
                     return Ok(Flow::Continue);
@@ -408,29 +485,47 @@ impl Recovery<'_> {
                     && !followed
                     && !verified
                     && !is_damage(&*seg.file, offset_checked, file_len, max_payload);
-                let tail = is_torn_tail(shape_torn, later, &self.opener(), max_payload)?;
+                // A cut's or a reset's segment got its name only once its
+                // opening write was on disk: no crash tears that write.
+                let atomic_opening = needs_marker && header.origin.opens_with_marker();
+                let tail = !atomic_opening
+                    && is_torn_tail(shape_torn, later, &self.opener(), max_payload)?;
                 let flow = self.bad_frame(&mut seg, cut, offset_checked, file_len, reason, tail)?;
                 self.report.bytes_scanned += cut;
                 if needs_marker {
                     // Not even the opening marker survived: nothing in this
                     // file was acknowledged.
-                    self.remove.push(seg.path);
+                    self.torn.push(seg.path);
                     return Ok(Flow::Stop);
                 }
                 self.ix.segments.push_back(seg);
                 return Ok(flow);
             }
         }
-        let end = scanner.position();
-        self.report.bytes_scanned += end;
+        self.report.bytes_scanned += scanner.position();
         if needs_marker {
-            // Only a header: a reset or truncation interrupted before its
-            // marker was written, so it never returned.
-            self.remove.push(seg.path);
-            self.dir_changed = true;
+            if header.origin != Origin::Legacy {
+                // A cut's or a reset's segment always holds its opening
+                // write, and a rolled-to one continues the log.
+                let reason =
+                    "the segment does not continue the log and holds no opening marker".to_string();
+                if self.opts.recovery_mode != RecoveryMode::TolerateAnyCorruption {
+                    return Err(Error::corruption(&path, header.len, reason));
+                }
+                log::warn!("raftwal: removing {}: {reason}", path.display());
+                self.report.repairs.push((path, header.len, reason));
+                self.torn.push(seg.path);
+                return Ok(Flow::Stop);
+            }
+            // Version 1: only a header, a reset or truncation interrupted
+            // before its marker was written, so it never returned.
+            self.torn.push(seg.path);
             return Ok(Flow::Continue);
         }
-        seg.len = end;
+        seg.len = write_end;
+        if footer_after {
+            self.sealed.push(seq);
+        }
         self.ix.segments.push_back(seg);
         Ok(Flow::Continue)
     }
@@ -477,6 +572,10 @@ impl Recovery<'_> {
         }
         match &p.decoded {
             Decoded::Entry(m) => {
+                if m.index == u64::MAX {
+                    // The log's last index + 1 must exist.
+                    return Err("an entry at index u64::MAX".into());
+                }
                 let want = self.ix.last_index + 1;
                 if m.index != want || m.index != seg.end_index() {
                     return Err(format!("entry index {} where {want} was expected", m.index));
@@ -611,14 +710,30 @@ impl Recovery<'_> {
         first_frame: bool,
         needs_marker: &mut bool,
     ) -> std::result::Result<(), String> {
+        if m.first_index == 0 {
+            return Err("a marker puts the first index at 0".into());
+        }
+        // A version-2 segment made by a cut or a reset opens with exactly
+        // that marker.
+        let wrong_opening = match self.opening {
+            Origin::Cut(_) => m.reset || m.truncate_from != seg.first_index,
+            Origin::Reset => !m.reset,
+            _ => false,
+        };
+        if first_frame && wrong_opening {
+            return Err(format!(
+                "the segment was made by {:?} but opens with another marker",
+                self.opening
+            ));
+        }
         if m.reset {
-            if !first_frame || m.first_index != seg.first_index || m.first_index == 0 {
+            if !first_frame || m.first_index != seg.first_index {
                 return Err("a reset marker must open its segment".into());
             }
             *needs_marker = false;
             // Everything before this segment is superseded.
             for old in self.ix.segments.drain(..) {
-                self.remove.push(old.path);
+                self.superseded.push(old.path);
             }
             self.ix.terms.clear();
             self.ix.last_index = m.first_index - 1;
@@ -662,7 +777,7 @@ impl Recovery<'_> {
         while let Some(last) = self.ix.segments.back_mut() {
             if last.first_index >= cut {
                 if let Some(s) = self.ix.segments.pop_back() {
-                    self.remove.push(s.path);
+                    self.superseded.push(s.path);
                 }
                 continue;
             }
@@ -678,9 +793,30 @@ impl Recovery<'_> {
         self.ix.last_index = cut - 1;
     }
 
-    /// Drops superseded segments and those wholly below the first index
-    /// from the index (their files are removed by `remove_superseded`).
-    fn finish(&mut self) -> Result<()> {
+    /// Checks that the log starts where its oldest segment says, and drops
+    /// the segments wholly below the first index from the index (their
+    /// files are removed by `remove_superseded`). `missing`: the oldest
+    /// segment names a predecessor that is not there, which only a
+    /// compaction explains: its marker must put the first index at or past
+    /// the oldest segment.
+    ///
+    /// Returns false, under `TolerateAnyCorruption` only, when a missing
+    /// predecessor is not explained (the caller keeps a prefix instead).
+    fn finish(&mut self, missing: Option<u64>) -> Result<bool> {
+        if let (Some(front), Some(missing)) = (self.ix.segments.front(), missing) {
+            let covered = self.ix.marker.is_some() && self.ix.first_index >= front.first_index;
+            if !covered {
+                let reason = format!(
+                    "the segment continues segment {missing}, which is missing, and no compaction marker puts the first index past it ({}): entries are lost",
+                    self.ix.first_index
+                );
+                if self.opts.recovery_mode != RecoveryMode::TolerateAnyCorruption {
+                    return Err(Error::corruption(&front.path, 0, reason));
+                }
+                log::warn!("raftwal: {}: {reason}", front.path.display());
+                return Ok(false);
+            }
+        }
         if let Some(front) = self.ix.segments.front() {
             if self.ix.first_index < front.first_index {
                 let reason = format!(
@@ -711,23 +847,24 @@ impl Recovery<'_> {
                 break;
             }
             if let Some(s) = self.ix.segments.pop_front() {
-                self.remove.push(s.path);
+                self.below.push(s.path);
             }
         }
         if let Some(first) = self.ix.segments.front() {
             let start = first.first_index.max(self.ix.first_index);
             self.ix.trim_terms_below(start);
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Writes a copy of the state blob into the last segment when the
     /// segment holding it is about to be removed. A reset or a cut below
     /// the active segment writes its marker and a copy of the state in one
     /// write, which recovery keeps only whole; this copy guards the state
-    /// should a segment holding it still be about to go (a log written
-    /// before writes carried end-of-write marks, or damage salvaged under
-    /// `TolerateAnyCorruption`).
+    /// should a segment holding it still be about to go (a version-1 log
+    /// whose cut segments were read before the cut's marker, or damage
+    /// salvaged under `TolerateAnyCorruption`). The last segment is never
+    /// a sealed one here (`recover` opens a new one first).
     fn keep_state(&mut self) -> Result<()> {
         let Some((data, pos)) = &self.ix.state else {
             return Ok(());
@@ -749,15 +886,7 @@ impl Recovery<'_> {
         );
         crate::frame::set_end_of_write(&mut buf, 0, true);
         crate::frame::seal(&mut buf, 0, salt);
-        // A sealed segment is written after its trailer, never over its
-        // footer (a full scan reads both as valid frames that add nothing).
-        let offset = match self.read_by_footer.contains(&seg.sequence) {
-            true => seg
-                .file
-                .len()
-                .map_err(|e| Error::io("stat segment", &seg.path, e))?,
-            false => seg.len,
-        };
+        let offset = seg.len;
         seg.file
             .write_all_at(&buf, offset)
             .and_then(|()| seg.file.sync_data())
@@ -780,21 +909,118 @@ impl Recovery<'_> {
         Ok(())
     }
 
-    /// Removes the files of superseded segments and syncs the directory.
-    fn remove_superseded(&mut self, dir: &Path) -> Result<()> {
-        for path in self.remove.drain(..) {
-            match self.opts.file_system.remove(&path) {
+    /// Opens a new segment at open: the log has none left, or its last one
+    /// is sealed (never written again). It continues the last segment (or
+    /// is the log's first), its header and the directory synced.
+    fn open_new_segment(&mut self, dir: &Path, sequence: u64) -> Result<()> {
+        let (opts, fs) = (self.opts, &*self.opts.file_system);
+        let ix = &mut self.ix;
+        let first = ix.last_index.max(ix.first_index.saturating_sub(1)) + 1;
+        let origin = match ix.segments.back() {
+            Some(last) => Origin::Roll(Link {
+                sequence: last.sequence,
+                end: last.len,
+            }),
+            None => Origin::First,
+        };
+        let prepared = match opts.preallocate {
+            Preallocate::Allocate => {
+                segment::prepare(fs, dir, ON_THE_SPOT | sequence, opts.segment_size).ok()
+            }
+            // A new log's first segment is zero-filled here, at open: the
+            // preparer only starts after recovery.
+            Preallocate::ZeroFill => {
+                segment::prepare_zeroed(fs, dir, ON_THE_SPOT | sequence, opts.segment_size).ok()
+            }
+            Preallocate::None => None,
+        };
+        let c = segment::create(fs, dir, sequence, first, prepared, origin)?;
+        segment::sync_dir(fs, dir)?;
+        if ix.first_index == 0 {
+            ix.first_index = first;
+            ix.last_index = first - 1;
+        }
+        ix.segments.push_back(Segment::created(sequence, first, c));
+        Ok(())
+    }
+
+    /// Removes the torn files, newest first, syncing the directory after
+    /// each unlink: a crash in between leaves the older torn files, which
+    /// the next open cuts again the same way (their links still point at
+    /// data that is gone), never a gap that could pass for a compaction. A
+    /// failure fails the open: the log must not take writes while a torn
+    /// file could come back.
+    fn remove_torn(&mut self, dir: &Path) -> Result<()> {
+        let fs = &*self.opts.file_system;
+        let mut torn = std::mem::take(&mut self.torn);
+        // Newest first; a file may be listed twice.
+        torn.sort();
+        torn.dedup();
+        torn.sort_by_key(|p| std::cmp::Reverse(sequence_of(p)));
+        for path in torn {
+            match fs.remove(&path) {
                 Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(Error::io("remove segment", &path, e)),
             }
-            log::info!("raftwal: removed superseded segment {}", path.display());
+            segment::sync_dir(fs, dir)?;
+            log::info!(
+                "raftwal: removed segment {} (nothing in it was acknowledged)",
+                path.display()
+            );
             self.report.segments_removed.push(path);
-            self.dir_changed = true;
-        }
-        if self.dir_changed {
-            segment::sync_dir(&*self.opts.file_system, dir)?;
         }
         Ok(())
     }
+
+    /// Removes what the log no longer needs: the segments wholly below its
+    /// first index (oldest first, the directory synced after each unlink,
+    /// stopping at the first failure, so they vanish in order), then the
+    /// superseded files (in any order: whichever survive, the chain of
+    /// links leaves them out). Failures are logged, never returned: the
+    /// files stay superseded, and the next open removes them.
+    fn remove_superseded(&mut self, dir: &Path) {
+        let fs = &*self.opts.file_system;
+        let removed = |path: PathBuf, report: &mut RecoveryReport| match fs.remove(&path) {
+            Ok(()) => {
+                log::info!("raftwal: removed superseded segment {}", path.display());
+                report.segments_removed.push(path);
+                true
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+            Err(e) => {
+                log::warn!(
+                    "raftwal: could not remove superseded segment {} (the next open removes it): {e}",
+                    path.display()
+                );
+                false
+            }
+        };
+        for path in std::mem::take(&mut self.below) {
+            if !removed(path, &mut self.report) {
+                break;
+            }
+            if let Err(e) = segment::sync_dir(fs, dir) {
+                log::warn!("raftwal: {e} (the next open removes what comes back)");
+                break;
+            }
+        }
+        let mut any = false;
+        for path in std::mem::take(&mut self.superseded) {
+            any |= removed(path, &mut self.report);
+        }
+        if any {
+            if let Err(e) = segment::sync_dir(fs, dir) {
+                log::warn!("raftwal: {e} (the next open removes what comes back)");
+            }
+        }
+    }
+}
+
+/// The sequence number in a segment file's name (0 when it has none).
+fn sequence_of(path: &Path) -> u64 {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(segment::parse_file_name)
+        .map_or(0, |(s, _)| s)
 }
