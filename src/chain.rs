@@ -82,7 +82,7 @@ impl SegmentFile {
         let len = file
             .len()
             .map_err(|e| Error::io("stat segment", &path, e))?;
-        let header = match segment::read_header(&*file, &path, len) {
+        let header = match segment::check_header(&*file, &path, len)? {
             Ok(h) if h.sequence != sequence || h.first_index != name_first => Err(BadHeader {
                 offset: 0,
                 reason: format!(
@@ -92,12 +92,13 @@ impl SegmentFile {
                 may_be_torn: false,
             }),
             Ok(h) => Ok(h),
-            Err(Error::Corruption { offset, reason, .. }) => Err(BadHeader {
-                offset,
-                reason,
-                may_be_torn: true,
+            // A header that verifies but says something impossible is no
+            // crash's doing.
+            Err(bad) => Err(BadHeader {
+                offset: 0,
+                reason: bad.reason,
+                may_be_torn: !bad.verified,
             }),
-            Err(e) => return Err(e),
         };
         Ok(SegmentFile {
             sequence,
@@ -315,7 +316,11 @@ mod tests {
     }
 
     fn link(sequence: u64) -> Link {
-        Link { sequence, end: 100 }
+        Link {
+            sequence,
+            end: 100,
+            synced: false,
+        }
     }
 
     fn plan_of(dir: &Path) -> (Plan, Vec<u64>) {

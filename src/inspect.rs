@@ -283,64 +283,82 @@ pub fn scan_dir_with(
         .into_iter()
         .map(|(seq, first, path)| SegmentFile::read(&open_file, seq, first, path))
         .collect::<Result<Vec<_>>>()?;
-    // The files that make up the log, as recovery decides them.
-    let plan = chain::plan(&files, &open_file, max_payload, false)?;
-    let mut s = State {
-        scan: DirScan {
-            dir: dir.to_path_buf(),
-            segments: Vec::with_capacity(files.len()),
-            first_index: 0,
-            last_index: 0,
-            prev_term: 0,
-            state: None,
-            problems: Vec::new(),
-            bytes: 0,
-            entries: Vec::new(),
-            max_payload,
-        },
-        kept: Vec::new(),
-        logical: true,
-        data_ends: vec![0; files.len()],
-        marker_seen: false,
-        opening: segment::Origin::Legacy,
-        done: 0,
-        progress,
-    };
-    for (k, f) in files.iter().enumerate() {
-        s.scan.bytes += f.len;
-        s.scan.segments.push(SegmentInfo {
-            path: f.path.clone(),
-            sequence: f.sequence,
-            first_index: f.name_first,
-            size: f.len,
-            preallocated: 0,
-            data_len: f.len,
-            frames: 0,
-            entry_frames: 0,
-            live: None,
-            sealed: false,
-            torn_seal: false,
-            superseded: plan.superseded.contains(&k),
-        });
-    }
-    // Recovery reads the log's files in order and stops at the first
-    // problem; the scan goes on checking the log's later files frame by
-    // frame. Superseded files are not read.
-    for (k, f) in files.iter().enumerate() {
-        if plan.chain.contains(&k) {
-            s.segment(k, f, &plan.later(&files, k))?;
+    // Progress only ever grows, even when the scan starts over (below).
+    let mut reported = 0;
+    let mut report = |n: u64| {
+        if n > reported {
+            reported = n;
+            progress(n);
         }
-        s.done += f.len;
-        (s.progress)(s.done);
+    };
+    // As recovery: the files from `limit` on are left out, newer than a
+    // segment whose name a crash lost.
+    let mut limit = files.len();
+    let mut gap = Vec::new();
+    loop {
+        let now = files.get(..limit).unwrap_or_default();
+        // The files that make up the log, as recovery decides them.
+        let plan = chain::plan(now, &open_file, max_payload, false)?;
+        let mut s = State::new(dir, &files, &plan, max_payload, &mut report);
+        // Recovery reads the log's files in order and stops at the first
+        // problem; the scan goes on checking the log's later files frame by
+        // frame. Superseded files are not read.
+        for (k, f) in files.iter().enumerate() {
+            if plan.chain.contains(&k) {
+                s.segment(k, f, &plan.later(now, k))?;
+            }
+            s.done += f.len;
+            (s.progress)(s.done);
+        }
+        // Unreadable headers (always after the log's files), reported
+        // where they are; a file dropped for coming after one is no problem
+        // of its own.
+        for d in plan.dropped.iter().rev().filter(|d| !d.follows) {
+            s.problem(d.pos, d.offset, d.reason.clone(), d.torn);
+        }
+        let Some(missing) = s.finish(plan.missing) else {
+            s.scan.problems.extend(gap);
+            s.sort_problems();
+            return Ok(s.scan);
+        };
+        // A missing predecessor no compaction explains: a roll's name lost
+        // in a crash when no write after it is prior-synced (recovery
+        // removes those files and replays the rest), else history is
+        // missing.
+        let cut = now.partition_point(|f| f.sequence < missing);
+        let after: Vec<&Path> = now[cut..].iter().map(|f| f.path.as_path()).collect();
+        let front = plan.chain.first().and_then(|&k| now.get(k));
+        let linked_synced = front
+            .and_then(SegmentFile::header)
+            .and_then(|h| h.origin.link())
+            .is_some_and(|l| l.synced);
+        let torn = !linked_synced && !synced_write_in(&open_file, &after, max_payload)?;
+        let reason = format!(
+            "the segment continues segment {missing}, which is missing, and no compaction marker puts the first index past it"
+        );
+        let problem = Problem {
+            path: front.map_or_else(|| dir.to_path_buf(), |f| f.path.clone()),
+            offset: 0,
+            kind: if torn {
+                ProblemKind::TornTail
+            } else {
+                ProblemKind::MissingHistory
+            },
+            reason: if torn {
+                format!("{reason}: its name was lost in a crash (no write after it was durable), so this file and every later one go")
+            } else {
+                reason
+            },
+        };
+        if !torn {
+            s.scan.problems.push(problem);
+            s.scan.problems.extend(gap);
+            s.sort_problems();
+            return Ok(s.scan);
+        }
+        gap.push(problem);
+        limit = cut;
     }
-    // Unreadable headers (always after the log's files), reported where
-    // they are; a file dropped for coming after one is no problem of its
-    // own.
-    for d in plan.dropped.iter().rev().filter(|d| !d.follows) {
-        s.problem(d.pos, d.offset, d.reason.clone(), d.torn);
-    }
-    s.finish(plan.missing);
-    Ok(s.scan)
 }
 
 struct State<'p> {
@@ -363,7 +381,66 @@ struct State<'p> {
     progress: &'p mut dyn FnMut(u64),
 }
 
-impl State<'_> {
+impl<'p> State<'p> {
+    /// The scan of `files` as `plan` makes the log of them: every file
+    /// listed, none read yet.
+    fn new(
+        dir: &Path,
+        files: &[SegmentFile],
+        plan: &chain::Plan,
+        max_payload: u64,
+        progress: &'p mut dyn FnMut(u64),
+    ) -> State<'p> {
+        let segments = files
+            .iter()
+            .enumerate()
+            .map(|(k, f)| SegmentInfo {
+                path: f.path.clone(),
+                sequence: f.sequence,
+                first_index: f.name_first,
+                size: f.len,
+                preallocated: 0,
+                data_len: f.len,
+                frames: 0,
+                entry_frames: 0,
+                live: None,
+                sealed: false,
+                torn_seal: false,
+                superseded: plan.superseded.contains(&k),
+            })
+            .collect();
+        State {
+            scan: DirScan {
+                dir: dir.to_path_buf(),
+                segments,
+                first_index: 0,
+                last_index: 0,
+                prev_term: 0,
+                state: None,
+                problems: Vec::new(),
+                bytes: files.iter().map(|f| f.len).sum(),
+                entries: Vec::new(),
+                max_payload,
+            },
+            kept: Vec::new(),
+            logical: true,
+            data_ends: vec![0; files.len()],
+            marker_seen: false,
+            opening: segment::Origin::Legacy,
+            done: 0,
+            progress,
+        }
+    }
+
+    /// Puts the problems in file order (then by offset).
+    fn sort_problems(&mut self) {
+        let segments = &self.scan.segments;
+        let pos = |p: &Problem| segments.iter().position(|s| s.path == p.path);
+        self.scan
+            .problems
+            .sort_by_key(|p| (pos(p).unwrap_or(usize::MAX), p.offset));
+    }
+
     fn problem(&mut self, k: usize, offset: u64, reason: String, torn: bool) {
         let kind = if torn {
             ProblemKind::TornTail
@@ -612,7 +689,7 @@ impl State<'_> {
         }
         let mut from_here: Vec<&Path> = vec![path];
         from_here.extend_from_slice(later);
-        let torn = !synced_write_in(&open_file, &from_here, self.scan.max_payload)?;
+        let torn = !link.synced && !synced_write_in(&open_file, &from_here, self.scan.max_payload)?;
         let reason = match torn {
             true => format!("{reason}: its last writes were lost in a crash"),
             false => format!("{reason}, yet a later write shows they were durable"),
@@ -828,27 +905,20 @@ impl State<'_> {
     /// Checks the first index against the oldest segment, drops the entries
     /// below the first index and fills in each segment's live range.
     /// `missing`: the oldest segment of the log names a predecessor that is
-    /// not there, which only a compaction marker may explain.
-    fn finish(&mut self, missing: Option<u64>) {
+    /// not there, which only a compaction marker may explain; returned when
+    /// none does (the caller decides what it is).
+    fn finish(&mut self, missing: Option<u64>) -> Option<u64> {
         if self.scan.segments.is_empty() {
             self.scan.first_index = 1;
             self.scan.last_index = 0;
-            return;
+            return None;
         }
+        let mut gap = None;
         if let Some(&(k, _)) = self.kept.first() {
             if let Some(front) = self.scan.segments.get(k) {
                 let covered = self.marker_seen && self.scan.first_index >= front.first_index;
                 if let (Some(missing), false) = (missing, covered) {
-                    let reason = format!(
-                        "the segment continues segment {missing}, which is missing, and no compaction marker puts the first index past it ({}): entries are lost",
-                        self.scan.first_index
-                    );
-                    self.scan.problems.push(Problem {
-                        path: front.path.clone(),
-                        offset: 0,
-                        reason,
-                        kind: ProblemKind::MissingHistory,
-                    });
+                    gap = Some(missing);
                 } else if self.scan.first_index < front.first_index {
                     let reason = format!(
                         "the newest marker puts the first index at {} but the oldest segment starts at {}",
@@ -879,6 +949,7 @@ impl State<'_> {
                 });
             }
         }
+        gap
     }
 }
 

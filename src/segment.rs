@@ -78,6 +78,10 @@ pub struct Link {
     pub sequence: u64,
     /// The offset just past the predecessor's last write (its data end).
     pub end: u64,
+    /// Whether every write before the segment, and every segment's name,
+    /// was durable when it was created: then no crash can make the
+    /// predecessor missing or shorter, only damage can.
+    pub synced: bool,
 }
 
 /// How a segment came to be, and which segment it continues: the chain of
@@ -118,8 +122,10 @@ impl Origin {
         matches!(self, Origin::Cut(_) | Origin::Reset)
     }
 
-    fn to_proto(self) -> (proto::Origin, u64, u64) {
-        let link = self.link().map_or((0, 0), |l| (l.sequence, l.end));
+    fn to_proto(self) -> (proto::Origin, u64, u64, bool) {
+        let link = self
+            .link()
+            .map_or((0, 0, false), |l| (l.sequence, l.end, l.synced));
         let kind = match self {
             Origin::Legacy => proto::Origin::Unspecified,
             Origin::Roll(_) => proto::Origin::Roll,
@@ -127,7 +133,7 @@ impl Origin {
             Origin::Cut(_) => proto::Origin::Cut,
             Origin::Reset => proto::Origin::Reset,
         };
-        (kind, link.0, link.1)
+        (kind, link.0, link.1, link.2)
     }
 
     /// The origin a version-2 header states, checked against the
@@ -137,6 +143,7 @@ impl Origin {
         let link = (p.prev_sequence != 0).then_some(Link {
             sequence: p.prev_sequence,
             end: p.prev_end,
+            synced: p.prev_synced,
         });
         if let Some(l) = link {
             if l.sequence >= p.sequence {
@@ -152,8 +159,8 @@ impl Origin {
                     l.end
                 ));
             }
-        } else if p.prev_end != 0 {
-            return Err("the header gives a predecessor's end but no predecessor".into());
+        } else if p.prev_end != 0 || p.prev_synced {
+            return Err("the header describes a predecessor but names none".into());
         }
         let kind = proto::Origin::try_from(p.origin)
             .map_err(|_| format!("unknown segment origin {}", p.origin))?;
@@ -183,7 +190,7 @@ pub fn encode_header(
     preallocated: u64,
     origin: Origin,
 ) -> usize {
-    let (kind, prev_sequence, prev_end) = origin.to_proto();
+    let (kind, prev_sequence, prev_end, prev_synced) = origin.to_proto();
     let header = proto::SegmentHeader {
         magic: MAGIC.to_vec().into(),
         version: match origin {
@@ -196,6 +203,7 @@ pub fn encode_header(
         origin: kind as i32,
         prev_sequence,
         prev_end,
+        prev_synced,
     };
     frame::encode_message(buf, FrameType::Header, 0, &header)
 }
@@ -517,62 +525,97 @@ pub struct Header {
 /// Reads and checks the header of a segment whose file is `file_len` long.
 /// Any problem is [`Error::Corruption`] at offset 0.
 pub fn read_header(file: &dyn FileHandle, path: &Path, file_len: u64) -> Result<Header> {
-    let bad = |reason: String| Error::corruption(path, 0, reason);
+    check_header(file, path, file_len)?.map_err(|bad| Error::corruption(path, 0, bad.reason))
+}
+
+/// Why a segment header cannot be used.
+#[derive(Debug, Clone)]
+pub(crate) struct BadHeader {
+    /// What is wrong.
+    pub reason: String,
+    /// Whether the header frame's CRC verified: then no crash made it what
+    /// it is (a crash loses bytes, it does not write a valid header of
+    /// another content), and it is damage or a file of another format.
+    pub verified: bool,
+}
+
+/// [`read_header`], telling a header a crash may have torn (its frame does
+/// not verify) from one whose verified content is impossible. I/O errors
+/// are `Err`.
+pub(crate) fn check_header(
+    file: &dyn FileHandle,
+    path: &Path,
+    file_len: u64,
+) -> Result<std::result::Result<Header, BadHeader>> {
+    let torn = |reason: String| {
+        Ok(Err(BadHeader {
+            reason,
+            verified: false,
+        }))
+    };
+    let damaged = |reason: String| {
+        Ok(Err(BadHeader {
+            reason,
+            verified: true,
+        }))
+    };
     if file_len < HEADER_LEN as u64 {
-        return Err(bad(format!(
+        return torn(format!(
             "file of {file_len} bytes is too short for a segment header"
-        )));
+        ));
     }
     let mut head = [0u8; HEADER_LEN];
     file.read_exact_at(&mut head, 0)
         .map_err(|e| Error::io("read segment header", path, e))?;
     let h = FrameHeader::parse(&head);
     if h.ty != FrameType::Header as u8 {
-        return Err(bad(format!(
+        return torn(format!(
             "first frame has type {} instead of a segment header",
             h.ty
-        )));
+        ));
     }
     // A header is a few dozen bytes; anything longer is damage.
     if h.len > 256 || u64::from(h.len) > file_len - HEADER_LEN as u64 {
-        return Err(bad(format!(
-            "segment header length {} is impossible",
-            h.len
-        )));
+        return torn(format!("segment header length {} is impossible", h.len));
     }
     let mut payload = vec![0u8; h.len as usize];
     file.read_exact_at(&mut payload, HEADER_LEN as u64)
         .map_err(|e| Error::io("read segment header", path, e))?;
     if !h.verify(0, &payload) {
-        return Err(bad("segment header CRC mismatch".into()));
+        return torn("segment header CRC mismatch".into());
     }
-    let p = proto::SegmentHeader::decode(&payload[..])
-        .map_err(|e| bad(format!("segment header does not decode: {e}")))?;
+    let p = match proto::SegmentHeader::decode(&payload[..]) {
+        Ok(p) => p,
+        Err(e) => return damaged(format!("segment header does not decode: {e}")),
+    };
     if p.magic.as_ref() != MAGIC {
-        return Err(bad("bad magic: not a raftwal segment".into()));
+        return damaged("bad magic: not a raftwal segment".into());
     }
     if !(OLDEST_VERSION..=FORMAT_VERSION).contains(&p.version) {
-        return Err(bad(format!(
+        return damaged(format!(
             "format version {} is not supported (this build reads versions {OLDEST_VERSION} to {FORMAT_VERSION})",
             p.version
-        )));
+        ));
     }
     // Index 0 is never an entry's: the first index of a log is at least 1.
     if p.first_index == 0 {
-        return Err(bad("the header says the segment starts at index 0".into()));
+        return damaged("the header says the segment starts at index 0".into());
     }
     let len = (HEADER_LEN + payload.len()) as u64;
     let origin = match p.version {
         OLDEST_VERSION => Origin::Legacy,
-        _ => Origin::from_proto(&p).map_err(bad)?,
+        _ => match Origin::from_proto(&p) {
+            Ok(o) => o,
+            Err(reason) => return damaged(reason),
+        },
     };
-    Ok(Header {
+    Ok(Ok(Header {
         sequence: p.sequence,
         first_index: p.first_index,
         len,
         preallocated: p.preallocated,
         origin,
-    })
+    }))
 }
 
 /// What [`Scanner::next_frame`] found.

@@ -486,6 +486,9 @@ impl Log {
             let link = Link {
                 sequence: a.sequence,
                 end: a.len,
+                // As for a write's prior-synced mark: nothing issued, and
+                // no roll's name or header, is unsynced.
+                synced: !inner.durability.dirty(),
             };
             (ix.last_index + 1, link)
         };
@@ -620,6 +623,8 @@ impl Log {
                 .map(|s| Link {
                     sequence: s.sequence,
                     end: s.len,
+                    // Everything is synced before the segment is made.
+                    synced: true,
                 });
             (m, ix.state.as_ref().map(|s| s.0.clone()), prev)
         };

@@ -70,15 +70,67 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
         .map(|(seq, first, path)| SegmentFile::read(&open, seq, first, path))
         .collect::<Result<Vec<_>>>()?;
     let max_payload = opts.max_entry_size + ENTRY_OVERHEAD;
-    let plan = chain::plan(&files, &open, max_payload, false)?;
-    let mut r = Recovery::replay(opts, &files, &plan)?;
-    if !r.finish(plan.missing)? {
-        // A gap no compaction explains, tolerated: keep the longest prefix
-        // instead, replaying across the gap (which stops there).
-        let bridged = chain::plan(&files, &open, max_payload, true)?;
-        r = Recovery::replay(opts, &files, &bridged)?;
-        r.finish(bridged.missing)?;
-    }
+    // The files from `limit` on were left out: newer than a segment whose
+    // name a crash lost (see below).
+    let mut limit = files.len();
+    let mut gap_torn: Vec<PathBuf> = Vec::new();
+    let mut gap_repairs = Vec::new();
+    let mut gap_bytes = 0;
+    let mut r = loop {
+        let now = files.get(..limit).unwrap_or_default();
+        let plan = chain::plan(now, &open, max_payload, false)?;
+        let mut r = Recovery::replay(opts, now, &plan)?;
+        let Some(missing) = r.finish(plan.missing)? else {
+            break r;
+        };
+        // The log's oldest segment continues one that is not there, and no
+        // compaction explains it. A roll's rename (or creation) is synced by
+        // the next round, before anything after it is acknowledged or any
+        // write is marked prior-synced: with no such write in any file
+        // after the missing one, its name was lost in a crash, and nothing
+        // from it on was acknowledged. Else it is damage.
+        let cut = now.partition_point(|f| f.sequence < missing);
+        let after: Vec<&Path> = now[cut..].iter().map(|f| f.path.as_path()).collect();
+        let front = plan.chain.first().and_then(|&k| now.get(k));
+        // The header linking to it says everything was durable then.
+        let linked_synced = front
+            .and_then(SegmentFile::header)
+            .and_then(|h| h.origin.link())
+            .is_some_and(|l| l.synced);
+        let torn = !linked_synced && !crate::damage::synced_write_in(&open, &after, max_payload)?;
+        let path = front.map_or_else(|| dir.to_path_buf(), |f| f.path.clone());
+        let reason = format!(
+            "the segment continues segment {missing}, which is missing, and no compaction marker puts the first index past it"
+        );
+        match (torn, opts.recovery_mode) {
+            (true, RecoveryMode::TolerateTailCorruption | RecoveryMode::TolerateAnyCorruption) => {
+                let reason = format!(
+                    "{reason}: its name was lost in a crash (no write after it was durable), so this file and every later one go"
+                );
+                log::warn!("raftwal: {}: {reason}", path.display());
+                gap_repairs.push((path, 0, reason));
+                for f in &now[cut..] {
+                    gap_torn.push(f.path.clone());
+                    gap_bytes += f.len;
+                }
+                limit = cut;
+                continue;
+            }
+            (false, RecoveryMode::TolerateAnyCorruption) => {
+                // Damage, tolerated: keep the longest prefix instead,
+                // replaying across the gap (which stops there).
+                log::warn!("raftwal: {}: {reason}", path.display());
+                let bridged = chain::plan(now, &open, max_payload, true)?;
+                let mut r = Recovery::replay(opts, now, &bridged)?;
+                r.finish(bridged.missing)?;
+                break r;
+            }
+            _ => return Err(Error::corruption(path, 0, reason)),
+        }
+    };
+    r.report.repairs.extend(gap_repairs);
+    r.report.bytes_dropped += gap_bytes;
+    r.torn.extend(gap_torn);
     // The segment that goes on as the active one is cut at the end of its
     // data: new writes must never land in front of stale frames (writes a
     // crash kept after one it zeroed, a torn footer).
@@ -800,21 +852,13 @@ impl<'o> Recovery<'o> {
     /// compaction explains: its marker must put the first index at or past
     /// the oldest segment.
     ///
-    /// Returns false, under `TolerateAnyCorruption` only, when a missing
-    /// predecessor is not explained (the caller keeps a prefix instead).
-    fn finish(&mut self, missing: Option<u64>) -> Result<bool> {
+    /// Returns the missing predecessor's sequence number when no marker
+    /// explains it (the caller decides).
+    fn finish(&mut self, missing: Option<u64>) -> Result<Option<u64>> {
         if let (Some(front), Some(missing)) = (self.ix.segments.front(), missing) {
             let covered = self.ix.marker.is_some() && self.ix.first_index >= front.first_index;
             if !covered {
-                let reason = format!(
-                    "the segment continues segment {missing}, which is missing, and no compaction marker puts the first index past it ({}): entries are lost",
-                    self.ix.first_index
-                );
-                if self.opts.recovery_mode != RecoveryMode::TolerateAnyCorruption {
-                    return Err(Error::corruption(&front.path, 0, reason));
-                }
-                log::warn!("raftwal: {}: {reason}", front.path.display());
-                return Ok(false);
+                return Ok(Some(missing));
             }
         }
         if let Some(front) = self.ix.segments.front() {
@@ -854,7 +898,7 @@ impl<'o> Recovery<'o> {
             let start = first.first_index.max(self.ix.first_index);
             self.ix.trim_terms_below(start);
         }
-        Ok(true)
+        Ok(None)
     }
 
     /// Writes a copy of the state blob into the last segment when the
@@ -917,9 +961,11 @@ impl<'o> Recovery<'o> {
         let ix = &mut self.ix;
         let first = ix.last_index.max(ix.first_index.saturating_sub(1)) + 1;
         let origin = match ix.segments.back() {
+            // Recovery synced every segment and the directory.
             Some(last) => Origin::Roll(Link {
                 sequence: last.sequence,
                 end: last.len,
+                synced: true,
             }),
             None => Origin::First,
         };

@@ -110,9 +110,10 @@ impl Recovery<'_> {
             "the next segment says this one's data ends at offset {}, but it ends at {end}: its last writes were lost in a crash",
             link.end
         );
-        if synced_write_in(&self.opener(), &from_here, max_payload)? {
-            // A write after it was issued once all of this was durable.
-            let reason = format!("{reason}, yet a later write shows they were durable");
+        if link.synced || synced_write_in(&self.opener(), &from_here, max_payload)? {
+            // The link, or a write after it, was made once all of this was
+            // durable.
+            let reason = format!("{reason}, yet they were durable before the next segment's header or a later write was");
             let path = prev.path.clone();
             return self.link_damage(seg, end, reason).map_err(|e| match e {
                 Error::Corruption { offset, reason, .. } => Error::Corruption {
