@@ -58,6 +58,9 @@ struct Tally {
     in_flight_lost: AtomicU64,
     torn_writes: AtomicU64,
     dir_ops_undone: AtomicU64,
+    /// Crash points whose image kept a directory operation while losing an
+    /// earlier, unrelated one (`fs_sim::CutMode::Reorder`).
+    reordered_points: AtomicU64,
     ops_run: AtomicU64,
 }
 
@@ -107,6 +110,10 @@ impl Case<'_> {
         let (image, cut) = fs.cut_power_with_stats(rng);
         add(&tally.torn_writes, cut.torn + cut.zeroed);
         add(&tally.dir_ops_undone, cut.dir_ops_undone);
+        add(
+            &tally.reordered_points,
+            u64::from(cut.dir_ops_reordered > 0),
+        );
         let mut allowed = vec![&self.states[acked]];
         // Every operation is atomic across a crash: the state before the
         // one in flight, or after it.
@@ -255,7 +262,7 @@ fn power_loss_at_every_sync_point_and_between() {
     let failures = failures.into_inner().unwrap();
     let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
     eprintln!(
-        "crash_power_loss: {} crash points over {seeds} workloads ({} at sync points, {} between; {} power cuts during recovery; in-flight operation kept {} / lost {} times, never in part; {} torn or zeroed writes, {} directory operations undone; {} operations acknowledged before the cuts)",
+        "crash_power_loss: {} crash points over {seeds} workloads ({} at sync points, {} between; {} power cuts during recovery; in-flight operation kept {} / lost {} times, never in part; {} torn or zeroed writes, {} directory operations undone, {} crash points with reordered directory operations; {} operations acknowledged before the cuts)",
         get(&tally.points),
         get(&tally.at_sync),
         get(&tally.between),
@@ -264,6 +271,7 @@ fn power_loss_at_every_sync_point_and_between() {
         get(&tally.in_flight_lost),
         get(&tally.torn_writes),
         get(&tally.dir_ops_undone),
+        get(&tally.reordered_points),
         get(&tally.ops_run),
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));

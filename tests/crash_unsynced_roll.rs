@@ -124,6 +124,9 @@ struct Tally {
     /// Opens that removed a segment whose header was torn (a roll does
     /// not sync it) although frames followed it.
     torn_creations: AtomicU64,
+    /// Crash points whose image kept a directory operation while losing an
+    /// earlier, unrelated one (`fs_sim::CutMode::Reorder`).
+    reordered: AtomicU64,
 }
 
 fn check(
@@ -137,7 +140,10 @@ fn check(
     let fs = SimFs::new();
     fs.arm(Trigger::Op(k));
     let r = run(&fs, seed, mode, preallocate);
-    let img = fs.cut_power(&mut Rng::new(seed * 1_000_003 + k));
+    let (img, cut) = fs.cut_power_with_stats(&mut Rng::new(seed * 1_000_003 + k));
+    if cut.dir_ops_reordered > 0 {
+        tally.reordered.fetch_add(1, Ordering::Relaxed);
+    }
     let wal = img.segments();
     let before = img.image();
     let log =
@@ -255,13 +261,14 @@ fn power_loss_at_every_operation_across_unsynced_rolls() {
     let failures = failures.into_inner().unwrap();
     let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
     eprintln!(
-        "crash_unsynced_roll: {} crash points over {} workloads; {} unsynced entries survived; {} opens repaired an older segment than the last, {} removed segments, {} removed a torn creation holding frames",
+        "crash_unsynced_roll: {} crash points over {} workloads; {} unsynced entries survived; {} opens repaired an older segment than the last, {} removed segments, {} removed a torn creation holding frames; {} crash points with reordered directory operations",
         get(&tally.points),
         cases.len(),
         get(&tally.unsynced_kept),
         get(&tally.repaired_older),
         get(&tally.removed),
         get(&tally.torn_creations),
+        get(&tally.reordered),
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     // The rule this test is about was exercised: torn tails in segments

@@ -7,25 +7,28 @@
 //! that a failure to write them out poisons the log, and that nothing
 //! issued is lost on a clean close.
 
+#[path = "common/fs_sim.rs"]
+mod fs_sim;
+
 use std::any::Any;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use fs_sim::{Gate, Held};
 use raftwal::fs::{FileHandle, FileSystem, StdFileSystem};
 use raftwal::{Error, Log, Options, Preallocate, SyncPolicy, Ticket, WriteBatch};
+
+/// The thread whose `sync_data` the gate holds: the pipeline syncer.
+const SYNCER: &str = "raftwal-pipeline";
 
 /// What the tests control and observe of the file system.
 #[derive(Debug, Default)]
 struct Panel {
-    /// `sync_data` on the pipeline syncer's thread blocks while closed.
-    closed: Mutex<bool>,
-    opened: Condvar,
-    /// Threads blocked at the gate now.
-    waiting: Mutex<u64>,
-    arrived: Condvar,
+    /// Holds `sync_data` on the pipeline syncer's thread while closed.
+    gate: Gate,
     /// `pwrite`s to segment files (not prepared ones).
     writes: AtomicU64,
     /// Every `pwrite` fails from now on.
@@ -39,22 +42,20 @@ struct Panel {
 
 impl Panel {
     fn close(&self) {
-        *self.closed.lock().unwrap() = true;
+        self.gate.hold(Held::Sync, SYNCER);
     }
 
     fn open(&self) {
-        *self.closed.lock().unwrap() = false;
-        self.opened.notify_all();
+        self.gate.release();
     }
 
     /// Waits (at most a minute) until a sync is held at the gate.
     fn wait_for_a_held_sync(&self) {
-        let w = self.waiting.lock().unwrap();
-        let (w, timeout) = self
-            .arrived
-            .wait_timeout_while(w, Duration::from_secs(60), |w| *w == 0)
-            .unwrap();
-        assert!(!timeout.timed_out() && *w > 0, "no sync reached the gate");
+        assert!(
+            self.gate
+                .wait_for_waiting(Held::Sync, 1, Duration::from_secs(60)),
+            "no sync reached the gate"
+        );
     }
 
     fn writes(&self) -> u64 {
@@ -72,6 +73,7 @@ struct GateFs {
 struct GateFile {
     inner: Arc<dyn FileHandle>,
     panel: Arc<Panel>,
+    path: PathBuf,
     /// A segment file (its writes are counted).
     segment: bool,
 }
@@ -89,6 +91,7 @@ impl GateFs {
         Ok(Arc::new(GateFile {
             inner: f?,
             panel: Arc::clone(&self.panel),
+            path: path.to_path_buf(),
             segment: is_segment(path),
         }))
     }
@@ -152,21 +155,9 @@ impl FileHandle for GateFile {
         self.inner.allocate(offset, len)
     }
     fn sync_data(&self) -> io::Result<()> {
-        if std::thread::current().name() == Some("raftwal-pipeline") {
-            let closed = self.panel.closed.lock().unwrap();
-            if *closed {
-                *self.panel.waiting.lock().unwrap() += 1;
-                self.panel.arrived.notify_all();
-                // Bounded, so that a failing test cannot hang its log's
-                // drop (which joins the thread held here).
-                let _open = self
-                    .panel
-                    .opened
-                    .wait_timeout_while(closed, Duration::from_secs(60), |c| *c)
-                    .unwrap();
-                *self.panel.waiting.lock().unwrap() -= 1;
-            }
-        }
+        // Bounded (`fs_sim::GATE_TIMEOUT`), so that a failing test cannot
+        // hang its log's drop (which joins the thread held here).
+        self.panel.gate.pass(Held::Sync, &self.path)?;
         self.inner.sync_data()
     }
 }

@@ -8,14 +8,25 @@
 //!   names (as of the last `sync_dir`) and the creations, renames and
 //!   removals made since. [`SimFs::cut_power`] builds the image a power cut
 //!   would leave: every unsynced write kept, dropped, kept as a prefix or
-//!   turned into zeros, and a random prefix of the unsynced directory
-//!   operations applied (a journaling file system keeps their order). An
-//!   armed countdown ([`SimFs::arm`]) cuts the power at the n-th operation
-//!   or the n-th sync; from then on every operation fails with `EIO`.
+//!   turned into zeros, and the unsynced directory operations applied as
+//!   [`CutMode`] says: by default a random *subset* of them (a file system
+//!   may persist the directory operations issued between two directory
+//!   fsyncs in any order, as ALICE's model has it), keeping the order of
+//!   operations on one file or one name; or a random prefix (a journaling
+//!   file system that keeps their order). An armed countdown
+//!   ([`SimFs::arm`]) cuts the power at the n-th operation or the n-th
+//!   sync; from then on every operation fails with `EIO`. Its [`Gate`]
+//!   ([`SimFs::gate`]) can hold `remove`, `sync_data` and `sync_dir` calls
+//!   of chosen threads (the log's background threads, say) until the test
+//!   releases them or the power is cut (then they fail with `EIO`).
 //! - [`FaultFs`], a wrapper around any file system that injects errors:
 //!   fail the n-th operation of a kind (write, sync, create, rename, remove,
 //!   set_len, allocate, directory sync), with `EIO` or `ENOSPC`, writing
-//!   only part of the buffer first if asked, and a "disk full" mode.
+//!   only part of the buffer first if asked, and a "disk full" mode. Over a
+//!   [`SimFs`] its faults come first: a failed operation never reaches the
+//!   simulator (nor its gate).
+//! - [`Gate`], the holding pen of [`SimFs`], also usable on its own by a
+//!   wrapper around another file system (see `tests/log_submit_stage.rs`).
 //!
 //! Both are deterministic given the caller's [`Rng`] seed (background
 //! threads of the log may still interleave differently from run to run).
@@ -29,7 +40,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use raftwal::fs::{FileHandle, FileSystem};
 
@@ -165,11 +177,12 @@ struct SimFile {
     unsynced: Vec<DataOp>,
 }
 
-/// A change to a directory not yet made durable by `sync_dir`.
+/// A change to a directory not yet made durable by `sync_dir`. `id` is the
+/// file (inode) it links, unlinks or renames.
 #[derive(Debug, Clone)]
 enum DirOp {
     Link { path: PathBuf, id: u64 },
-    Unlink { path: PathBuf },
+    Unlink { path: PathBuf, id: u64 },
     Rename { from: PathBuf, to: PathBuf, id: u64 },
 }
 
@@ -177,9 +190,34 @@ impl DirOp {
     fn touches(&self, dir: &Path) -> bool {
         let in_dir = |p: &Path| p.parent() == Some(dir);
         match self {
-            DirOp::Link { path, .. } | DirOp::Unlink { path } => in_dir(path),
+            DirOp::Link { path, .. } | DirOp::Unlink { path, .. } => in_dir(path),
             DirOp::Rename { from, to, .. } => in_dir(from) || in_dir(to),
         }
+    }
+
+    /// The file the operation is about.
+    fn id(&self) -> u64 {
+        match self {
+            DirOp::Link { id, .. } | DirOp::Unlink { id, .. } | DirOp::Rename { id, .. } => *id,
+        }
+    }
+
+    /// The names the operation changes.
+    fn paths(&self) -> [&Path; 2] {
+        match self {
+            DirOp::Link { path, .. } | DirOp::Unlink { path, .. } => [path, path],
+            DirOp::Rename { from, to, .. } => [from, to],
+        }
+    }
+
+    /// Whether this operation must persist after `earlier` (issued before
+    /// it) or not at all: both are about the same file or the same name.
+    fn depends_on(&self, earlier: &DirOp) -> bool {
+        self.id() == earlier.id()
+            || self
+                .paths()
+                .iter()
+                .any(|p| earlier.paths().iter().any(|q| p == q))
     }
 
     fn apply(&self, names: &mut BTreeMap<PathBuf, u64>) {
@@ -187,7 +225,7 @@ impl DirOp {
             DirOp::Link { path, id } => {
                 names.insert(path.clone(), *id);
             }
-            DirOp::Unlink { path } => {
+            DirOp::Unlink { path, .. } => {
                 names.remove(path);
             }
             DirOp::Rename { from, to, id } => {
@@ -207,6 +245,21 @@ pub enum Trigger {
     Op(u64),
     /// Just before the n-th sync (`sync_data` or `sync_dir`) from now.
     Sync(u64),
+}
+
+/// Which unsynced directory operations a power cut of a [`SimFs`] keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CutMode {
+    /// A random subset of the operations issued since the last `sync_dir`,
+    /// applied in issue order, where an operation is kept only if every
+    /// earlier pending one about the same file or the same name was kept:
+    /// a file system may persist them in any order (ALICE's model), but
+    /// never a rename of a file whose creation it lost. The default.
+    #[default]
+    Reorder,
+    /// A random prefix of them (a journaling file system that commits
+    /// directory operations in order).
+    Prefix,
 }
 
 #[derive(Debug, Default)]
@@ -232,6 +285,8 @@ struct SimState {
     /// Read-only: every changing operation fails (for checking that an
     /// open writes nothing).
     read_only: bool,
+    /// What a power cut keeps of the pending directory operations.
+    cut_mode: CutMode,
 }
 
 impl SimState {
@@ -296,11 +351,189 @@ impl SimState {
     }
 }
 
+// ---------------------------------------------------------------------------
+// Gate: holding chosen operations of chosen threads.
+// ---------------------------------------------------------------------------
+
+/// The longest a [`Gate`] holds an operation: past it the operation goes
+/// ahead, so a failing test cannot hang (a log's drop joins the threads
+/// held here).
+pub const GATE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The thread-name prefix of every background thread of a log (preparer,
+/// sealers, syncers, remover, writeback): hold an operation on all of them.
+pub const BACKGROUND: &str = "raftwal-";
+
+/// The kinds of operation a [`Gate`] can hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Held {
+    /// `remove` (an unlink).
+    Remove,
+    /// `sync_data` of a file.
+    Sync,
+    /// `sync_dir`.
+    SyncDir,
+}
+
+#[derive(Debug, Default)]
+struct GateState {
+    /// What is held: an operation kind, on threads whose name starts with
+    /// the prefix.
+    holds: Vec<(Held, String)>,
+    /// Operations waiting at the gate now.
+    waiting: Vec<(Held, PathBuf, String)>,
+    /// Operations that have arrived at the gate so far, by kind.
+    arrived: BTreeMap<Held, u64>,
+    /// The power is off: held operations fail and nothing more is held.
+    cut: bool,
+    /// The longest an operation is held ([`GATE_TIMEOUT`] unless set).
+    timeout: Option<Duration>,
+}
+
+/// A gate that holds chosen operations of chosen threads (by thread-name
+/// prefix, e.g. [`BACKGROUND`] or `"raftwal-seal"`) until the test
+/// [releases](Gate::release) them or the power is [cut](Gate::cut), when
+/// they fail with `EIO`. Every wait is bounded by [`GATE_TIMEOUT`] or what
+/// [`Gate::set_timeout`] says; past it the operation goes ahead. Cheap to
+/// clone (clones share the gate).
+#[derive(Debug, Clone, Default)]
+pub struct Gate {
+    shared: Arc<(Mutex<GateState>, Condvar)>,
+}
+
+impl Gate {
+    /// An open gate (holding nothing).
+    pub fn new() -> Gate {
+        Gate::default()
+    }
+
+    /// The gate's state (a panicking thread does not poison it).
+    fn lock(&self) -> MutexGuard<'_, GateState> {
+        self.shared.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// From now on, holds `op` on threads whose name starts with `threads`
+    /// (until [`release`](Gate::release) or a power cut).
+    pub fn hold(&self, op: Held, threads: &str) {
+        let mut g = self.lock();
+        if !g.cut {
+            g.holds.push((op, threads.to_string()));
+        }
+    }
+
+    /// Sets the longest an operation is held, from its arrival; past it
+    /// the operation goes ahead. A short one keeps a test quick when the
+    /// code under test makes the caller wait for the held thread (the
+    /// scenario then plays out in that order).
+    pub fn set_timeout(&self, timeout: Duration) {
+        self.lock().timeout = Some(timeout);
+        self.shared.1.notify_all();
+    }
+
+    /// Lets every held operation go on, and holds nothing more.
+    pub fn release(&self) {
+        self.lock().holds.clear();
+        self.shared.1.notify_all();
+    }
+
+    /// The power went off: every held operation fails with `EIO`, and
+    /// nothing more is held.
+    pub fn cut(&self) {
+        let mut g = self.lock();
+        g.cut = true;
+        g.holds.clear();
+        drop(g);
+        self.shared.1.notify_all();
+    }
+
+    /// Whether operations of kind `op` are held on some threads now.
+    pub fn is_holding(&self, op: Held) -> bool {
+        self.lock().holds.iter().any(|h| h.0 == op)
+    }
+
+    /// How many operations wait at the gate now.
+    pub fn waiting(&self) -> usize {
+        self.lock().waiting.len()
+    }
+
+    /// The operations waiting at the gate now: kind, path, thread name.
+    pub fn waiting_ops(&self) -> Vec<(Held, PathBuf, String)> {
+        self.lock().waiting.clone()
+    }
+
+    /// How many operations of kind `op` have been held so far.
+    pub fn arrived(&self, op: Held) -> u64 {
+        self.lock().arrived.get(&op).copied().unwrap_or(0)
+    }
+
+    /// Waits (at most `timeout`) until `n` operations of kind `op` wait at
+    /// the gate at once; whether they do.
+    pub fn wait_for_waiting(&self, op: Held, n: usize, timeout: Duration) -> bool {
+        let g = self.lock();
+        let count = |g: &GateState| g.waiting.iter().filter(|w| w.0 == op).count();
+        let (g, _) = self
+            .shared
+            .1
+            .wait_timeout_while(g, timeout, |g| count(g) < n && !g.cut)
+            .unwrap_or_else(|e| e.into_inner());
+        count(&g) >= n
+    }
+
+    /// Called by a file system before operation `op` on `path`: waits
+    /// while `op` is held on the calling thread (at most [`GATE_TIMEOUT`]
+    /// or the timeout set, then it goes ahead). `Err(EIO)` when the power
+    /// was cut while it waited.
+    pub fn pass(&self, op: Held, path: &Path) -> io::Result<()> {
+        let name = std::thread::current().name().unwrap_or("").to_string();
+        let held = |g: &GateState| {
+            g.holds
+                .iter()
+                .any(|(o, pre)| *o == op && name.starts_with(pre.as_str()))
+        };
+        let mut g = self.lock();
+        if !held(&g) {
+            return Ok(());
+        }
+        *g.arrived.entry(op).or_default() += 1;
+        g.waiting.push((op, path.to_path_buf(), name.clone()));
+        self.shared.1.notify_all();
+        let arrival = Instant::now();
+        while held(&g) && !g.cut {
+            let deadline = arrival + g.timeout.unwrap_or(GATE_TIMEOUT);
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            g = self
+                .shared
+                .1
+                .wait_timeout(g, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        if let Some(k) = g
+            .waiting
+            .iter()
+            .position(|w| w.0 == op && w.1 == path && w.2 == name)
+        {
+            g.waiting.remove(k);
+        }
+        self.shared.1.notify_all();
+        if g.cut {
+            Err(os_error(EIO))
+        } else {
+            Ok(())
+        }
+    }
+}
+
 /// An in-memory file system that knows what a power cut would leave; see
-/// the module documentation. Cheap to clone (clones share the files).
+/// the module documentation. Cheap to clone (clones share the files and
+/// the gate).
 #[derive(Clone, Default)]
 pub struct SimFs {
     state: Arc<Mutex<SimState>>,
+    gate: Gate,
 }
 
 impl fmt::Debug for SimFs {
@@ -341,6 +574,29 @@ fn apply_data(buf: &mut Vec<u8>, op: &DataOp, keep: Option<usize>, zeros: bool) 
     }
 }
 
+/// Which of the `pending` directory operations a power cut keeps, as
+/// `mode` says (see [`CutMode`]).
+fn kept_dir_ops(pending: &[DirOp], mode: CutMode, rng: &mut Rng) -> Vec<bool> {
+    let n = pending.len();
+    match mode {
+        CutMode::Prefix => {
+            let applied = rng.below(n as u64 + 1) as usize;
+            (0..n).map(|k| k < applied).collect()
+        }
+        CutMode::Reorder => {
+            // How eager this disk was: each operation whose predecessors
+            // (same file, same name) persisted persists with this chance.
+            let eager = rng.range(1, 3);
+            let mut kept = vec![false; n];
+            for k in 0..n {
+                let free = (0..k).all(|j| kept[j] || !pending[k].depends_on(&pending[j]));
+                kept[k] = free && rng.chance(eager, 4);
+            }
+            kept
+        }
+    }
+}
+
 /// What a power cut did to the unsynced changes (for test statistics).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CutStats {
@@ -354,6 +610,9 @@ pub struct CutStats {
     pub zeroed: u64,
     /// Unsynced directory operations undone.
     pub dir_ops_undone: u64,
+    /// Unsynced directory operations kept although an earlier, unrelated
+    /// one was undone (only under [`CutMode::Reorder`]).
+    pub dir_ops_reordered: u64,
 }
 
 impl SimFs {
@@ -413,13 +672,51 @@ impl SimFs {
         self.lock().trigger = None;
     }
 
-    /// Cuts the power now: every later operation fails.
+    /// Cuts the power now: every later operation fails, and so does every
+    /// operation held at the gate.
     pub fn kill(&self) {
         let mut s = self.lock();
         if !s.dead {
             s.dead = true;
             s.died_at = Some("cut by the test".into());
         }
+        drop(s);
+        self.gate.cut();
+    }
+
+    /// The gate of this file system: holds chosen `remove`, `sync_data`
+    /// and `sync_dir` calls (see [`Gate`]); a power cut (by [`SimFs::kill`]
+    /// or an armed trigger) fails them with `EIO`.
+    pub fn gate(&self) -> &Gate {
+        &self.gate
+    }
+
+    /// Sets what a power cut keeps of the pending directory operations
+    /// (for [`SimFs::cut_power`] and [`SimFs::cut_power_with_stats`]; the
+    /// images they return inherit it). [`CutMode::Reorder`] unless set.
+    pub fn set_cut_mode(&self, mode: CutMode) {
+        self.lock().cut_mode = mode;
+    }
+
+    /// What a power cut keeps of the pending directory operations.
+    pub fn cut_mode(&self) -> CutMode {
+        self.lock().cut_mode
+    }
+
+    /// How many directory operations are pending (not yet made durable by
+    /// a `sync_dir`).
+    pub fn pending_dir_ops(&self) -> usize {
+        self.lock().pending.len()
+    }
+
+    /// Counts one changing operation (see `SimState::count`); when the
+    /// power goes off there, the gate fails what it holds.
+    fn counted(&self, s: &mut SimState, what: &str, sync: bool) -> io::Result<()> {
+        let r = s.count(what, sync);
+        if s.dead {
+            self.gate.cut();
+        }
+        r
     }
 
     /// Whether the power has been cut.
@@ -445,24 +742,38 @@ impl SimFs {
     }
 
     /// The image a power cut now would leave, as a new file system (this
-    /// one is unchanged). Each unsynced write is kept, dropped, kept as a
-    /// prefix or replaced by zeros; each unsynced size change kept or
-    /// dropped; a random prefix of the unsynced directory operations is
-    /// applied to the durable directory.
+    /// one is unchanged; the image has the same [`CutMode`] and an open
+    /// gate). Each unsynced write is kept, dropped, kept as a prefix or
+    /// replaced by zeros; each unsynced size change kept or dropped; the
+    /// unsynced directory operations are applied to the durable directory
+    /// as the [`CutMode`] says (by default a random subset, in order).
     pub fn cut_power(&self, rng: &mut Rng) -> SimFs {
         self.cut_power_with_stats(rng).0
     }
 
     /// [`SimFs::cut_power`], also returning what the cut did.
     pub fn cut_power_with_stats(&self, rng: &mut Rng) -> (SimFs, CutStats) {
+        let mode = self.cut_mode();
+        self.cut_power_as(mode, rng)
+    }
+
+    /// [`SimFs::cut_power_with_stats`] with the directory operations kept
+    /// as `mode` says, whatever [`SimFs::set_cut_mode`] said.
+    pub fn cut_power_as(&self, mode: CutMode, rng: &mut Rng) -> (SimFs, CutStats) {
         let s = self.lock();
         let mut st = CutStats::default();
         let mut names = s.durable.clone();
-        let applied = rng.below(s.pending.len() as u64 + 1) as usize;
-        for op in &s.pending[..applied] {
-            op.apply(&mut names);
+        let kept = kept_dir_ops(&s.pending, mode, rng);
+        for (k, op) in s.pending.iter().enumerate() {
+            if kept[k] {
+                op.apply(&mut names);
+                if kept[..k].iter().any(|&x| !x) {
+                    st.dir_ops_reordered += 1;
+                }
+            } else {
+                st.dir_ops_undone += 1;
+            }
         }
-        st.dir_ops_undone = (s.pending.len() - applied) as u64;
         let mut contents: HashMap<u64, Vec<u8>> = HashMap::new();
         for &id in names.values() {
             if contents.contains_key(&id) {
@@ -508,6 +819,7 @@ impl SimFs {
         {
             let mut o = out.lock();
             o.dirs.extend(s.dirs.iter().cloned());
+            o.cut_mode = s.cut_mode;
         }
         (out, st)
     }
@@ -524,6 +836,26 @@ impl SimFs {
                 )
             })
             .collect()
+    }
+
+    /// Whether `path` exists and all its data is durable (no write, size
+    /// change or allocation since its last `sync_data`).
+    pub fn is_synced(&self, path: &Path) -> bool {
+        let s = self.lock();
+        s.live
+            .get(path)
+            .and_then(|id| s.files.get(id))
+            .is_some_and(|f| f.unsynced.is_empty())
+    }
+
+    /// A live name of file `id` (empty when it has none left).
+    fn path_of(&self, id: u64) -> PathBuf {
+        let s = self.lock();
+        s.live
+            .iter()
+            .find(|(_, &i)| i == id)
+            .map(|(p, _)| p.clone())
+            .unwrap_or_default()
     }
 
     /// The live bytes of `path`, if it exists.
@@ -609,7 +941,7 @@ impl FileHandle for SimHandle {
 
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         let mut s = self.fs.lock();
-        s.count("write", false)?;
+        self.fs.counted(&mut s, "write", false)?;
         let op = DataOp::Write {
             offset,
             data: buf.to_vec(),
@@ -628,7 +960,7 @@ impl FileHandle for SimHandle {
 
     fn set_len(&self, len: u64) -> io::Result<()> {
         let mut s = self.fs.lock();
-        s.count("set_len", false)?;
+        self.fs.counted(&mut s, "set_len", false)?;
         let op = DataOp::SetLen(len);
         let f = s.file(self.id);
         apply_data(&mut f.live, &op, None, false);
@@ -638,7 +970,7 @@ impl FileHandle for SimHandle {
 
     fn allocate(&self, offset: u64, len: u64) -> io::Result<()> {
         let mut s = self.fs.lock();
-        s.count("allocate", false)?;
+        self.fs.counted(&mut s, "allocate", false)?;
         let op = DataOp::Allocate { offset, len };
         let f = s.file(self.id);
         apply_data(&mut f.live, &op, None, false);
@@ -647,8 +979,12 @@ impl FileHandle for SimHandle {
     }
 
     fn sync_data(&self) -> io::Result<()> {
+        if self.fs.gate.is_holding(Held::Sync) {
+            let path = self.fs.path_of(self.id);
+            self.fs.gate.pass(Held::Sync, &path)?;
+        }
         let mut s = self.fs.lock();
-        s.count("sync_data", true)?;
+        self.fs.counted(&mut s, "sync_data", true)?;
         let f = s.file(self.id);
         f.durable = f.live.clone();
         f.unsynced.clear();
@@ -684,7 +1020,7 @@ impl FileSystem for SimFs {
         if s.live.contains_key(path) {
             return Err(io::ErrorKind::AlreadyExists.into());
         }
-        s.count("create", false)?;
+        self.counted(&mut s, "create", false)?;
         let id = s.new_file(path);
         Ok(Arc::new(SimHandle {
             fs: self.clone(),
@@ -694,7 +1030,7 @@ impl FileSystem for SimFs {
 
     fn create(&self, path: &Path) -> io::Result<Arc<dyn FileHandle>> {
         let mut s = self.lock();
-        s.count("create", false)?;
+        self.counted(&mut s, "create", false)?;
         let id = match s.live.get(path) {
             Some(&id) => {
                 let op = DataOp::SetLen(0);
@@ -729,7 +1065,7 @@ impl FileSystem for SimFs {
         let Some(&id) = s.live.get(from) else {
             return Err(io::ErrorKind::NotFound.into());
         };
-        s.count("rename", false)?;
+        self.counted(&mut s, "rename", false)?;
         let op = DirOp::Rename {
             from: from.to_path_buf(),
             to: to.to_path_buf(),
@@ -741,14 +1077,16 @@ impl FileSystem for SimFs {
     }
 
     fn remove(&self, path: &Path) -> io::Result<()> {
+        self.gate.pass(Held::Remove, path)?;
         let mut s = self.lock();
         s.alive()?;
-        if !s.live.contains_key(path) {
+        let Some(&id) = s.live.get(path) else {
             return Err(io::ErrorKind::NotFound.into());
-        }
-        s.count("remove", false)?;
+        };
+        self.counted(&mut s, "remove", false)?;
         let op = DirOp::Unlink {
             path: path.to_path_buf(),
+            id,
         };
         op.apply(&mut s.live);
         s.pending.push(op);
@@ -769,8 +1107,9 @@ impl FileSystem for SimFs {
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        self.gate.pass(Held::SyncDir, dir)?;
         let mut s = self.lock();
-        s.count("sync_dir", true)?;
+        self.counted(&mut s, "sync_dir", true)?;
         let pending = std::mem::take(&mut s.pending);
         let mut rest = Vec::new();
         for op in pending {
@@ -900,6 +1239,8 @@ struct Rule {
     /// Keeps firing on every matching operation once reached.
     sticky: bool,
     fired: bool,
+    /// Only operations on this path match (any path when `None`).
+    path: Option<PathBuf>,
 }
 
 /// Disk-full behaviour of a [`FaultFs`].
@@ -956,6 +1297,22 @@ impl Faults {
         self.push(op, n, fault, scope, true);
     }
 
+    /// Fails the n-th operation of kind `op` on `path` (counted from now,
+    /// 1 = the next; operations on other paths do not count) on threads in
+    /// `scope`, once: the unlink of one given segment, say, whatever order
+    /// the log removes files in.
+    pub fn fail_nth_at(&self, op: Op, path: &Path, n: u64, fault: Fault, scope: Scope) {
+        self.lock().rules.push(Rule {
+            op,
+            countdown: n.max(1),
+            fault,
+            scope,
+            sticky: false,
+            fired: false,
+            path: Some(path.to_path_buf()),
+        });
+    }
+
     fn push(&self, op: Op, n: u64, fault: Fault, scope: Scope, sticky: bool) {
         self.lock().rules.push(Rule {
             op,
@@ -964,6 +1321,7 @@ impl Faults {
             scope,
             sticky,
             fired: false,
+            path: None,
         });
     }
 
@@ -1030,7 +1388,11 @@ impl Faults {
         }
         let mut hit = None;
         for r in s.rules.iter_mut() {
-            if r.op != op || !r.scope.matches() || (r.fired && !r.sticky) {
+            if r.op != op
+                || !r.scope.matches()
+                || (r.fired && !r.sticky)
+                || r.path.as_deref().is_some_and(|p| p != path)
+            {
                 continue;
             }
             if r.fired {
