@@ -32,7 +32,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::damage::is_torn_creation;
+use crate::damage::{is_torn_creation, synced_write_in};
 use crate::error::{Error, Result};
 use crate::fs::FileHandle;
 use crate::segment::{self, Header};
@@ -278,6 +278,64 @@ pub(crate) fn plan(
         plan.dropped.sort_by_key(|d| std::cmp::Reverse(d.pos));
         return Ok(plan);
     }
+}
+
+/// The log's oldest segment (the plan's chain starts at it) names as its
+/// predecessor segment `missing`, which is not there, and the replay found
+/// no compaction marker that explains it.
+#[derive(Debug)]
+pub(crate) struct Gap {
+    /// Where the files from the missing segment on start in the list.
+    pub cut: usize,
+    /// The segment that names the missing one.
+    pub path: PathBuf,
+    /// Whether a crash explains it: the missing segment's name never
+    /// reached the disk. Then nothing from it on was acknowledged, and the
+    /// files from `cut` on go. Otherwise it is damage.
+    pub torn: bool,
+    /// What happened, for a report.
+    pub reason: String,
+}
+
+/// Judges a gap (see [`Gap`]). A roll's rename (or creation) is synced by
+/// the next sync round, before anything after it is acknowledged and
+/// before any write is marked prior-synced; and a segment whose header says
+/// `prev_synced` was made when it was durable. So when neither the header
+/// naming the missing segment nor any write in a file after it says so,
+/// its name was lost in a crash. Else it is damage.
+pub(crate) fn judge_gap(
+    files: &[SegmentFile],
+    plan: &Plan,
+    missing: u64,
+    open: &Opener<'_>,
+    max_payload: u64,
+) -> Result<Gap> {
+    let cut = files.partition_point(|f| f.sequence < missing);
+    let front = plan.chain.first().and_then(|&k| files.get(k));
+    let path = front.map(|f| f.path.clone()).unwrap_or_default();
+    let linked_synced = front
+        .and_then(SegmentFile::header)
+        .and_then(|h| h.origin.link())
+        .is_some_and(|l| l.synced);
+    let after: Vec<&Path> = files
+        .get(cut..)
+        .unwrap_or_default()
+        .iter()
+        .map(|f| f.path.as_path())
+        .collect();
+    let torn = !linked_synced && !synced_write_in(open, &after, max_payload)?;
+    let mut reason = format!(
+        "the segment continues segment {missing}, which is missing, and no compaction marker puts the first index past it"
+    );
+    if torn {
+        reason.push_str(": its name was lost in a crash (no write after it was durable), so this file and every later one go");
+    }
+    Ok(Gap {
+        cut,
+        path,
+        torn,
+        reason,
+    })
 }
 
 /// Whether the unreadable header of `f` is a torn creation (see

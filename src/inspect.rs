@@ -321,43 +321,28 @@ pub fn scan_dir_with(
             s.sort_problems();
             return Ok(s.scan);
         };
-        // A missing predecessor no compaction explains: a roll's name lost
-        // in a crash when no write after it is prior-synced (recovery
-        // removes those files and replays the rest), else history is
-        // missing.
-        let cut = now.partition_point(|f| f.sequence < missing);
-        let after: Vec<&Path> = now[cut..].iter().map(|f| f.path.as_path()).collect();
-        let front = plan.chain.first().and_then(|&k| now.get(k));
-        let linked_synced = front
-            .and_then(SegmentFile::header)
-            .and_then(|h| h.origin.link())
-            .is_some_and(|l| l.synced);
-        let torn = !linked_synced && !synced_write_in(&open_file, &after, max_payload)?;
-        let reason = format!(
-            "the segment continues segment {missing}, which is missing, and no compaction marker puts the first index past it"
-        );
+        // A missing predecessor no compaction explains: a name lost in a
+        // crash (recovery removes the files from there on and replays the
+        // rest), or missing history.
+        let g = chain::judge_gap(now, &plan, missing, &open_file, max_payload)?;
         let problem = Problem {
-            path: front.map_or_else(|| dir.to_path_buf(), |f| f.path.clone()),
+            path: g.path,
             offset: 0,
-            kind: if torn {
+            kind: if g.torn {
                 ProblemKind::TornTail
             } else {
                 ProblemKind::MissingHistory
             },
-            reason: if torn {
-                format!("{reason}: its name was lost in a crash (no write after it was durable), so this file and every later one go")
-            } else {
-                reason
-            },
+            reason: g.reason,
         };
-        if !torn {
+        if !g.torn {
             s.scan.problems.push(problem);
             s.scan.problems.extend(gap);
             s.sort_problems();
             return Ok(s.scan);
         }
         gap.push(problem);
-        limit = cut;
+        limit = g.cut;
     }
 }
 

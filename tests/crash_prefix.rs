@@ -28,8 +28,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use fs_sim::{Fault, FaultFs, Held, Op, Rng, Scope, SimFs, Trigger};
-use log_prefix::{observe, prefix_of, run, workload, Issue, LogOp, LogState};
-use raftwal::{Entry, Log, Options, Preallocate};
+use log_prefix::{check_after_power_cut, observe, run, workload, Issue, LogOp, LogState};
+use raftwal::{Log, Options, Preallocate};
 
 const DIR: &str = "/sim/log";
 const SEEDS: u64 = 45;
@@ -141,8 +141,16 @@ impl Case<'_> {
         };
         for _ in 0..IMAGES {
             let (image, cut) = fs.cut_power_with_stats(rng);
-            self.check(&image, &r, hi, tally).map_err(|e| what(&e))?;
+            let o = opts(&image, self.issue, self.preallocate);
+            let j =
+                check_after_power_cut(&o, DIR, self.ops, self.states, &r).map_err(|e| what(&e))?;
             add(&tally.points, 1);
+            if j < r.acked {
+                add(&tally.shorter_than_acked, 1);
+            }
+            if r.in_flight && j == hi {
+                add(&tally.in_flight_kept, 1);
+            }
             if cut.dir_ops_reordered > 0 {
                 add(&tally.reordered, 1);
             }
@@ -154,61 +162,6 @@ impl Case<'_> {
             if r.unsynced_cut_before_roll {
                 add(&tally.unsynced_cut_before_roll, 1);
             }
-        }
-        Ok(())
-    }
-
-    /// Opens `image` and checks it shows a prefix of the writes no shorter
-    /// than what was durable (of at most `hi` operations), that a second
-    /// open shows the same, and that it takes a write.
-    fn check(
-        &self,
-        image: &SimFs,
-        r: &log_prefix::Run,
-        hi: usize,
-        tally: &Tally,
-    ) -> Result<(), String> {
-        let o = opts(image, self.issue, self.preallocate);
-        let log = Log::open(DIR, o.clone()).map_err(|e| format!("reopen: {e}"))?;
-        let got = observe(&log).map_err(|e| format!("observe: {e}"))?;
-        let Some(j) = prefix_of(&got, self.states, r.durable, hi) else {
-            let near: Vec<String> = (r.durable..=hi.min(self.states.len() - 1))
-                .map(|j| format!("  after {j} ops: {:?}", self.states[j]))
-                .collect();
-            return Err(format!(
-                "the log is no prefix of the writes:\n  got {got:?}\n  allowed:\n{}\n  ops: {:?}",
-                near.join("\n"),
-                &self.ops[r.durable.saturating_sub(1)..hi.min(self.ops.len())]
-            ));
-        };
-        if j < r.acked {
-            add(&tally.shorter_than_acked, 1);
-        }
-        if r.in_flight && j == hi {
-            add(&tally.in_flight_kept, 1);
-        }
-        drop(log);
-        // What recovery left is what the next open finds.
-        let log = Log::open(DIR, o.clone()).map_err(|e| format!("second open: {e}"))?;
-        let again = observe(&log).map_err(|e| format!("observe again: {e}"))?;
-        if again != got {
-            return Err(format!("a second open shows {again:?}, the first {got:?}"));
-        }
-        // The log takes writes, and they last.
-        let next = got.last() + 1;
-        let term = got.last_term().max(1);
-        let probe = Entry::new(next, term, b"probe".to_vec());
-        log.append(std::slice::from_ref(&probe))
-            .and_then(|()| log.sync())
-            .map_err(|e| format!("probe write: {e}"))?;
-        drop(log);
-        let log = Log::open(DIR, o).map_err(|e| format!("open after probe: {e}"))?;
-        if log
-            .get_entry(next)
-            .map_err(|e| format!("probe read: {e}"))?
-            != probe
-        {
-            return Err("the probe write did not last".into());
         }
         Ok(())
     }

@@ -153,17 +153,23 @@ const MODES: [Preallocate; 3] = [
     Preallocate::ZeroFill,
 ];
 
-/// Reproduces issue 12 (1): entries 1..=8 at term 1 synced; W1 cuts at 7
-/// and writes 7, 8 at term 2 (unsynced); W2 writes 9..=12 at term 2 and
-/// rolls; the power goes out before the old segment is synced. Today some
-/// images reopen as `(1,1)…(8,1), (9,2)…(12,2)`: W1 lost, W2 kept and
-/// glued to the stale entries 7 and 8 of term 1.
-#[test]
-fn a_lost_cut_before_a_roll_is_never_glued_to_the_next_segment() {
+/// Entries 1..=8 at term 1 synced; W1 cuts at `cut` and rewrites
+/// `cut..=cut + 1` at term 2 (unsynced); W2 writes the next four entries at
+/// term 2 and rolls; the power goes out before the old segment is synced.
+/// Only the states after the sync, after W1 and after W2 are allowed.
+fn lost_cut_before_a_roll(cut: u64, scenario: &str) {
+    let w1_last = cut + 1;
+    let w2_last = w1_last + 4;
     let allowed = [
         ("after the sync", shown(&[(1, 8, 1)], None)),
-        ("after W1", shown(&[(1, 6, 1), (7, 8, 2)], None)),
-        ("after W2", shown(&[(1, 6, 1), (7, 12, 2)], None)),
+        (
+            "after W1",
+            shown(&[(1, cut - 1, 1), (cut, w1_last, 2)], None),
+        ),
+        (
+            "after W2",
+            shown(&[(1, cut - 1, 1), (cut, w2_last, 2)], None),
+        ),
     ];
     let mut bad = Vec::new();
     for pre in MODES {
@@ -173,53 +179,40 @@ fn a_lost_cut_before_a_roll_is_never_glued_to_the_next_segment() {
             |log| log.write(&mut batch(1, 8, 1)).unwrap(),
             |log| {
                 let mut w1 = WriteBatch::new();
-                w1.truncate_from(7);
-                for i in 7..=8 {
+                w1.truncate_from(cut);
+                for i in cut..=w1_last {
                     w1.push(i, 2, &data(i, 2)).unwrap();
                 }
                 log.write(&mut w1).unwrap();
             },
-            |log| log.write(&mut batch(9, 12, 2)).unwrap(),
+            |log| log.write(&mut batch(w1_last + 1, w2_last, 2)).unwrap(),
         ));
     }
-    assert_allowed("cut at 7, then a roll", &allowed, &bad);
+    assert_allowed(scenario, &allowed, &bad);
+}
+
+/// Reproduces issue 12 (1): W1 cuts at 7 and writes 7, 8 at term 2; W2
+/// writes 9..=12 and rolls. Before the fix some images reopened as
+/// `(1,1)…(8,1), (9,2)…(12,2)`: W1 lost, W2 kept and glued to the stale
+/// entries 7 and 8 of term 1.
+#[test]
+fn a_lost_cut_before_a_roll_is_never_glued_to_the_next_segment() {
+    lost_cut_before_a_roll(7, "cut at 7, then a roll");
 }
 
 /// Reproduces issue 12 (1), variant: W1 cuts at 5 and writes 5, 6 at term
 /// 2; W2 writes 7..=10 and rolls (the new segment is named after 7, below
-/// the old segment's stale end at 8). Today some images refuse to open:
-/// "segment starts at index 7 but the log ends at 8 and no reset marker
-/// follows".
+/// the old segment's stale end at 8). Before the fix some images refused
+/// to open: "segment starts at index 7 but the log ends at 8 and no reset
+/// marker follows".
 #[test]
 fn a_lost_cut_before_a_roll_never_makes_the_log_unopenable() {
-    let allowed = [
-        ("after the sync", shown(&[(1, 8, 1)], None)),
-        ("after W1", shown(&[(1, 4, 1), (5, 6, 2)], None)),
-        ("after W2", shown(&[(1, 4, 1), (5, 10, 2)], None)),
-    ];
-    let mut bad = Vec::new();
-    for pre in MODES {
-        bad.extend(log_scenario(
-            pre,
-            &allowed,
-            |log| log.write(&mut batch(1, 8, 1)).unwrap(),
-            |log| {
-                let mut w1 = WriteBatch::new();
-                w1.truncate_from(5);
-                for i in 5..=6 {
-                    w1.push(i, 2, &data(i, 2)).unwrap();
-                }
-                log.write(&mut w1).unwrap();
-            },
-            |log| log.write(&mut batch(7, 10, 2)).unwrap(),
-        ));
-    }
-    assert_allowed("cut at 5, then a roll", &allowed, &bad);
+    lost_cut_before_a_roll(5, "cut at 5, then a roll");
 }
 
 /// Reproduces issue 12 (1), variant: the state blob "old" synced with
 /// entries 1..=8; W1 sets the state to "new" (unsynced); W2 writes 9..=14
-/// and rolls. Today some images show entries 1..=14 with the state "old":
+/// and rolls. Before the fix some images show entries 1..=14 with the state "old":
 /// W2 without W1.
 #[test]
 fn a_lost_state_write_before_a_roll_is_never_skipped() {
@@ -285,7 +278,7 @@ fn store_opts(fs: &SimFs) -> Options {
 /// reads them back (which writes out what `submit` staged). The power goes
 /// out before either ticket is durable (the pipeline syncer and the sealer
 /// are held). Only the state after a prefix of the Readies may come back;
-/// today some images keep 9..=12 of term 2 behind the stale 7, 8 of term
+/// before the fix some images keep 9..=12 of term 2 behind the stale 7, 8 of term
 /// 1: the follower's log matches the leader's at (12, 2) but holds entries
 /// the leader never had.
 #[test]
@@ -324,7 +317,7 @@ fn a_lost_conflict_cut_through_submit_is_never_glued_to_the_next_ready() {
     // committed) writes out what `submit` staged.
     assert_eq!(show_store(&store).unwrap(), allowed[2].1);
     // The power goes out now, before the held syncer makes the tickets
-    // durable. (Today neither is; a library that made the cut durable on
+    // durable. (Before the fix neither was; a library that made the cut durable on
     // the writer's thread would be right too: what counts is what
     // reopens.)
     fs.kill();
@@ -369,7 +362,7 @@ fn wait_until(ok: impl Fn() -> bool) {
 /// roll to segment 4 while segment 3's sealer is held. Neither roll's
 /// rename is durable, and the file system may persist segment 4's without
 /// segment 3's. Nothing after the sync was acknowledged, so every image
-/// must reopen as a prefix of the appends; today some images refuse to
+/// must reopen as a prefix of the appends; before the fix some images refuse to
 /// open ("segment starts at index .. but the log ends at .."): a sealed
 /// segment followed by a gap.
 #[test]

@@ -98,7 +98,7 @@ fn assert_shows(got: Result<Shown, String>, want: &Shown, context: &str) {
 /// (entries 1..=7) and 2 (8..=14) to the background remover, whose unlink
 /// of segment 1 fails once (EIO: logged, "the next open removes it") while
 /// segment 2's succeeds. After a clean close the log must reopen as it was;
-/// today: `Corruption { .., "segment does not continue the log" }`.
+/// before the fix: `Corruption { .., "segment does not continue the log" }`.
 #[test]
 fn a_failed_unlink_of_the_oldest_superseded_segment_never_makes_the_log_unopenable() {
     let sim = SimFs::new();
@@ -126,7 +126,7 @@ fn a_failed_unlink_of_the_oldest_superseded_segment_never_makes_the_log_unopenab
 /// every sealer's footer write failing (the segments stay unsealed), entries
 /// 1..=40 are written, then `compact(15)` and `sync()` acknowledge 15..=40.
 /// The remover's unlink of segment 1 fails once, segment 2's succeeds. A
-/// clean close and a reopen must show 15..=40; today the reopen takes
+/// clean close and a reopen must show 15..=40; before the fix the reopen takes
 /// segment 1's end at 7 and segment 3's start at 15 for a lost tail,
 /// deletes segments 3 to 6 and returns entries 1..=7.
 #[test]
@@ -224,7 +224,7 @@ fn step_power_cuts<T>(
 /// compaction superseded. The power goes out between two of those unlinks
 /// (stepped through every operation of the reset), with the directory
 /// operations persisted in order. The log must reopen as before the reset
-/// or after it; today some images give `Corruption` (segment 3 read by
+/// or after it; before the fix some images give `Corruption` (segment 3 read by
 /// its footer: "segment does not continue the log"; or "segment starts at
 /// index 29 but the log ends at 7 and no reset marker follows"; the issue
 /// saw "segment starts at index 15 but the log ends at 7", segment 3
@@ -323,7 +323,7 @@ fn apply_snapshot_racing_the_remover_never_makes_the_store_unopenable() {
 /// directory fsync is held, and the power goes out. The file system may
 /// persist either unlink without the other (the default
 /// `CutMode::Reorder`); whichever survive, the log must reopen as
-/// compacted. Today images that kept segment 1 and lost segment 2 refuse
+/// compacted. Before the fix images that kept segment 1 and lost segment 2 refuse
 /// to open ("segment does not continue the log").
 #[test]
 fn reordered_unlinks_of_a_compaction_never_make_the_log_unopenable() {

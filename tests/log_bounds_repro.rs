@@ -54,9 +54,9 @@ fn store_opts(sim: &SimFs) -> Options {
 }
 
 /// Reproduces issue 12 (3): `RaftLogStore::apply_snapshot` with
-/// `metadata.index == u64::MAX`. Today it panics ("attempt to add with
+/// `metadata.index == u64::MAX`. Before the fix it panicked ("attempt to add with
 /// overflow" at the log's reset to `index + 1`) after the state naming that
-/// start is durable, and every later open panics the same way. It must
+/// start is durable, and every later open panicked the same way. It must
 /// return an error, change nothing (in memory or on disk), and the store
 /// must keep opening with its previous state.
 #[test]
@@ -138,7 +138,7 @@ fn segment_path(sequence: u64, first_index: u64) -> PathBuf {
 }
 
 /// Reproduces issue 12 (4), first case: a CRC-valid segment header with
-/// `first_index = 0` (the file named accordingly, entries after it). Today
+/// `first_index = 0` (the file named accordingly, entries after it). Before the fix
 /// a debug build panics (subtract overflow in recovery) and a release build
 /// opens the log as first 0, last `u64::MAX`. It must be
 /// `Error::Corruption` naming the file, at offset 0.
@@ -172,7 +172,7 @@ fn a_segment_header_with_first_index_0_is_corruption() {
 
 /// Reproduces issue 12 (4), second case: a sealed-looking segment (not the
 /// last one) whose CRC-valid trailer says `footer_offset = u64::MAX - 8`.
-/// Today a debug build panics (add overflow in the footer reader). The
+/// Before the fix a debug build panics (add overflow in the footer reader). The
 /// footer is an optional index: the open may ignore the trailer and scan
 /// the segment (then the log must hold entries 1..=5 as written) or return
 /// `Error::Corruption` naming the file; never panic.

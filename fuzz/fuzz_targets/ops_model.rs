@@ -23,7 +23,7 @@ mod fs_sim;
 mod crash_model;
 
 use crash_model::{next_op, observe, Shape, StoreOp, StoreState};
-use fs_sim::{Choose, Fault, FaultFs, Faults, Op, Rng, Scope, SimFs, Trigger};
+use fs_sim::{ByteChoices, Choose, Fault, FaultFs, Faults, Op, Rng, Scope, SimFs, Trigger};
 use libfuzzer_sys::fuzz_target;
 use raft::eraftpb::Snapshot;
 use raft::storage::MemStorage;
@@ -32,36 +32,6 @@ use raftwal::{Options, Preallocate, RaftLogStore};
 
 const DIR: &str = "/fuzz/store";
 const MAX_STEPS: usize = 80;
-
-/// The fuzzer's bytes as choices: two bytes a number, zeros when they run
-/// out; raw bytes for data.
-struct Bytes<'a> {
-    data: &'a [u8],
-}
-
-impl Bytes<'_> {
-    fn is_empty(&self) -> bool {
-        self.data.is_empty()
-    }
-}
-
-impl Choose for Bytes<'_> {
-    fn next_u64(&mut self) -> u64 {
-        let n = self.data.len().min(2);
-        let (head, rest) = self.data.split_at(n);
-        self.data = rest;
-        head.iter().rev().fold(0, |acc, &b| acc << 8 | u64::from(b))
-    }
-
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        let k = n.min(self.data.len());
-        let (head, rest) = self.data.split_at(k);
-        self.data = rest;
-        let mut out = head.to_vec();
-        out.resize(n, 0);
-        out
-    }
-}
 
 /// `MemStorage` holding `st` (what it can hold of it).
 fn mem_from(st: &StoreState) -> MemStorage {
@@ -233,7 +203,7 @@ impl World {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let mut src = Bytes { data };
+    let mut src = ByteChoices { data };
     let preallocate = match (src.chance(1, 4), src.chance(1, 2)) {
         (false, _) => Preallocate::None,
         (true, false) => Preallocate::Allocate,

@@ -84,48 +84,29 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
             break r;
         };
         // The log's oldest segment continues one that is not there, and no
-        // compaction explains it. A roll's rename (or creation) is synced by
-        // the next round, before anything after it is acknowledged or any
-        // write is marked prior-synced: with no such write in any file
-        // after the missing one, its name was lost in a crash, and nothing
-        // from it on was acknowledged. Else it is damage.
-        let cut = now.partition_point(|f| f.sequence < missing);
-        let after: Vec<&Path> = now[cut..].iter().map(|f| f.path.as_path()).collect();
-        let front = plan.chain.first().and_then(|&k| now.get(k));
-        // The header linking to it says everything was durable then.
-        let linked_synced = front
-            .and_then(SegmentFile::header)
-            .and_then(|h| h.origin.link())
-            .is_some_and(|l| l.synced);
-        let torn = !linked_synced && !crate::damage::synced_write_in(&open, &after, max_payload)?;
-        let path = front.map_or_else(|| dir.to_path_buf(), |f| f.path.clone());
-        let reason = format!(
-            "the segment continues segment {missing}, which is missing, and no compaction marker puts the first index past it"
-        );
-        match (torn, opts.recovery_mode) {
+        // compaction explains it: a name lost in a crash, or damage.
+        let gap = chain::judge_gap(now, &plan, missing, &open, max_payload)?;
+        match (gap.torn, opts.recovery_mode) {
             (true, RecoveryMode::TolerateTailCorruption | RecoveryMode::TolerateAnyCorruption) => {
-                let reason = format!(
-                    "{reason}: its name was lost in a crash (no write after it was durable), so this file and every later one go"
-                );
-                log::warn!("raftwal: {}: {reason}", path.display());
-                gap_repairs.push((path, 0, reason));
-                for f in &now[cut..] {
+                log::warn!("raftwal: {}: {}", gap.path.display(), gap.reason);
+                for f in now.get(gap.cut..).unwrap_or_default() {
                     gap_torn.push(f.path.clone());
                     gap_bytes += f.len;
                 }
-                limit = cut;
+                gap_repairs.push((gap.path, 0, gap.reason));
+                limit = gap.cut;
                 continue;
             }
             (false, RecoveryMode::TolerateAnyCorruption) => {
                 // Damage, tolerated: keep the longest prefix instead,
                 // replaying across the gap (which stops there).
-                log::warn!("raftwal: {}: {reason}", path.display());
+                log::warn!("raftwal: {}: {}", gap.path.display(), gap.reason);
                 let bridged = chain::plan(now, &open, max_payload, true)?;
                 let mut r = Recovery::replay(opts, now, &bridged)?;
                 r.finish(bridged.missing)?;
                 break r;
             }
-            _ => return Err(Error::corruption(path, 0, reason)),
+            _ => return Err(Error::corruption(gap.path, 0, gap.reason)),
         }
     };
     r.report.repairs.extend(gap_repairs);

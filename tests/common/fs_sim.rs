@@ -147,6 +147,38 @@ impl Choose for Rng {
     }
 }
 
+/// A fuzzer's bytes as choices: two bytes a number, zeros once they run
+/// out; raw bytes for data.
+pub struct ByteChoices<'a> {
+    /// The bytes not used yet.
+    pub data: &'a [u8],
+}
+
+impl ByteChoices<'_> {
+    /// Whether every byte was used.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+}
+
+impl Choose for ByteChoices<'_> {
+    fn next_u64(&mut self) -> u64 {
+        let n = self.data.len().min(2);
+        let (head, rest) = self.data.split_at(n);
+        self.data = rest;
+        head.iter().rev().fold(0, |acc, &b| acc << 8 | u64::from(b))
+    }
+
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        let k = n.min(self.data.len());
+        let (head, rest) = self.data.split_at(k);
+        self.data = rest;
+        let mut out = head.to_vec();
+        out.resize(n, 0);
+        out
+    }
+}
+
 /// Whether the calling thread is one of the log's background threads
 /// (preparer, sealers, syncers: all named `raftwal-*`).
 pub fn on_background_thread() -> bool {

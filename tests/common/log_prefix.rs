@@ -414,3 +414,54 @@ pub fn prefix_of(got: &LogState, states: &[LogState], lo: usize, hi: usize) -> O
         .rev()
         .find(|&j| states[j] == *got)
 }
+
+/// Opens the log a power cut left (with `opts`) after run `r` of `ops`
+/// (whose states are `states`), and checks it: it shows the state after
+/// some prefix of the operations, no shorter than the durable ones and no
+/// longer than those issued (the in-flight one included), a second open
+/// shows the same, and it takes a write that lasts. Returns how many
+/// operations the log shows.
+pub fn check_after_power_cut(
+    opts: &raftwal::Options,
+    dir: &str,
+    ops: &[LogOp],
+    states: &[LogState],
+    r: &Run,
+) -> Result<usize, String> {
+    let hi = r.acked + usize::from(r.in_flight);
+    let log = Log::open(dir, opts.clone()).map_err(|e| format!("reopen: {e}"))?;
+    let got = observe(&log).map_err(|e| format!("observe: {e}"))?;
+    let Some(j) = prefix_of(&got, states, r.durable, hi) else {
+        let near: Vec<String> = (r.durable..=hi.min(states.len() - 1))
+            .map(|j| format!("  after {j} ops: {:?}", states[j]))
+            .collect();
+        return Err(format!(
+            "the log is no prefix of the writes:\n  got {got:?}\n  allowed:\n{}\n  ops: {:?}",
+            near.join("\n"),
+            &ops[r.durable.saturating_sub(1)..hi.min(ops.len())]
+        ));
+    };
+    drop(log);
+    // What recovery left is what the next open finds.
+    let log = Log::open(dir, opts.clone()).map_err(|e| format!("second open: {e}"))?;
+    let again = observe(&log).map_err(|e| format!("observe again: {e}"))?;
+    if again != got {
+        return Err(format!("a second open shows {again:?}, the first {got:?}"));
+    }
+    // The log takes writes, and they last.
+    let next = got.last() + 1;
+    let probe = Entry::new(next, got.last_term().max(1), b"probe".to_vec());
+    log.append(std::slice::from_ref(&probe))
+        .and_then(|()| log.sync())
+        .map_err(|e| format!("probe write: {e}"))?;
+    drop(log);
+    let log = Log::open(dir, opts.clone()).map_err(|e| format!("open after probe: {e}"))?;
+    if log
+        .get_entry(next)
+        .map_err(|e| format!("probe read: {e}"))?
+        != probe
+    {
+        return Err("the probe write did not last".into());
+    }
+    Ok(j)
+}

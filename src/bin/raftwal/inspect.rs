@@ -55,6 +55,9 @@ struct SegmentView {
     /// `[first, last]` of its entries that are in the log.
     live: Option<(u64, u64)>,
     sealed: bool,
+    /// No part of the log: a newer segment's link skips it (recovery
+    /// removes it).
+    superseded: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -146,6 +149,7 @@ pub fn run(args: &Args) -> Result<ExitCode, Failure> {
                 entry_frames: g.entry_frames,
                 live: g.live,
                 sealed: g.sealed,
+                superseded: g.superseded,
             })
             .collect(),
         bytes_on_disk: scan.bytes,
@@ -201,6 +205,7 @@ fn print_text(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
     for g in &r.segments {
         let live = match g.live {
             Some((lo, hi)) => format!("entries {lo}..={hi}"),
+            None if g.superseded => "superseded (the next open removes it)".into(),
             None => "no live entries".into(),
         };
         let sealed = if g.sealed { ", sealed" } else { "" };
