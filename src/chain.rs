@@ -22,7 +22,7 @@
 //! subset of those unlinks: the plan does not depend on which.
 //!
 //! A segment opened by a cut or a reset gets its name only once its opening
-//! write is on disk ([`segment::create_opened`](crate::segment::create_opened)),
+//! write is on disk ([`create_opened`](crate::segment::create_opened)),
 //! so a segment of that origin is always real. A rolled-to segment's header
 //! is not synced by the roll: a file whose header is unreadable is a torn
 //! creation when no write in it or after it was issued once everything
