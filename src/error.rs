@@ -62,7 +62,7 @@ pub enum Error {
     },
 
     /// An appended entry's index is not the next one.
-    #[error("entry index {got} does not follow the last index {last_index} (expected {})", last_index + 1)]
+    #[error("entry index {got} does not follow the last index {last_index} (expected {})", last_index.saturating_add(1))]
     NonContiguous {
         /// The index that was given.
         got: u64,
@@ -113,6 +113,15 @@ pub enum Error {
         index: u64,
         /// The stored snapshot's index.
         stored: u64,
+    },
+
+    /// The application's [`SnapshotSource`](crate::SnapshotSource) failed to
+    /// give the state machine's data.
+    #[error("the application's snapshot source failed: {source}")]
+    SnapshotSource {
+        /// The source's own error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 }
 

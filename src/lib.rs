@@ -54,7 +54,9 @@ pub use crate::durability::Ticket;
 pub use crate::error::{Error, Result};
 pub use crate::log::{Entry, Iter, Log, LogStats, LOCK_FILE};
 pub use crate::options::{Options, Preallocate, RecoveryMode, SyncPolicy};
-pub use crate::raft::RaftLogStore;
+pub use crate::raft::{
+    RaftLogStore, SnapshotRequest, SnapshotSource, SourceError, SourcedSnapshot, Startup,
+};
 pub use crate::recovery::RecoveryReport;
 
 /// The README's examples, compiled and run as doc tests.

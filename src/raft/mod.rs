@@ -33,6 +33,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use parking_lot::{Mutex, RwLock};
 use prost::bytes::Bytes;
@@ -50,6 +51,11 @@ use crate::options::{Options, RecoveryMode};
 use crate::proto::RaftState as StoredState;
 use crate::raft_codec;
 use crate::snapshot;
+
+mod conf;
+mod source;
+
+pub use source::{SnapshotRequest, SnapshotSource, SourceError, SourcedSnapshot};
 
 /// The version of the `RaftState` blob this build writes and reads.
 const STATE_FORMAT: u32 = 1;
@@ -128,6 +134,10 @@ struct Shared {
     dir: PathBuf,
     cache: RwLock<Cache>,
     writer: Mutex<Writer>,
+    /// The application's snapshots (see `source`).
+    source: RwLock<Option<Arc<dyn SnapshotSource>>>,
+    /// When a warning that no snapshot could be served was last logged.
+    last_warning: Mutex<Option<Instant>>,
 }
 
 /// A durable [`raft::Storage`] for raft-rs 0.7: a [`Log`] of raft entries,
@@ -170,6 +180,22 @@ struct Shared {
 #[derive(Clone)]
 pub struct RaftLogStore {
     shared: Arc<Shared>,
+}
+
+/// What starting a raft node on a store needs; see
+/// [`RaftLogStore::startup`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Startup {
+    /// The store holds nothing yet: bootstrap a cluster, or wait for the
+    /// leader's snapshot.
+    pub is_new: bool,
+    /// The stored snapshot, data included: the state machine starts from
+    /// it.
+    pub snapshot: Option<Snapshot>,
+    /// The index for `raft::Config::applied`: the snapshot's (0 without
+    /// one).
+    pub applied: u64,
 }
 
 // Clones are handed to raft and to other threads.
@@ -291,6 +317,8 @@ impl RaftLogStore {
                     poisoned: None,
                     batch: WriteBatch::new(),
                 }),
+                source: RwLock::new(None),
+                last_warning: Mutex::new(None),
             }),
         })
     }
@@ -298,6 +326,78 @@ impl RaftLogStore {
     /// The store's directory.
     pub fn dir(&self) -> &Path {
         &self.shared.dir
+    }
+
+    /// What the log's recovery found and repaired when the store was opened
+    /// (torn tails cut, files removed); see [`Log::recovery_report`].
+    pub fn recovery_report(&self) -> &crate::RecoveryReport {
+        self.shared.log.recovery_report()
+    }
+
+    /// Whether the store holds nothing yet: no entry, no hard or conf
+    /// state, no snapshot. A new node either bootstraps a cluster
+    /// ([`bootstrap`](Self::bootstrap)) or waits to be sent a snapshot.
+    pub fn is_new(&self) -> bool {
+        self.shared.log.state().is_none() && self.shared.log.last_index() == 0
+    }
+
+    /// What starting (or restarting) a raft node on this store needs, in
+    /// one call: whether the store is new, the stored snapshot with its
+    /// data (restore the state machine from it), and the applied index for
+    /// `raft::Config::applied` (the snapshot's index, 0 without one: the
+    /// committed entries after it are handed out again to apply). I/O
+    /// errors and a damaged snapshot file are errors.
+    ///
+    /// ```
+    /// # fn main() -> raftwal::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = raftwal::RaftLogStore::open(dir.path())?;
+    /// let start = store.startup()?;
+    /// if start.is_new {
+    ///     // The first node of a cluster: one voter, the others join by
+    ///     // conf changes (and are sent snapshots).
+    ///     store.bootstrap(raft::prelude::ConfState::from((vec![1], vec![])))?;
+    /// } else if let Some(snapshot) = &start.snapshot {
+    ///     // Restore the state machine from `snapshot.data` here.
+    /// #   let _ = snapshot;
+    /// }
+    /// let config = raft::Config { id: 1, applied: start.applied, ..Default::default() };
+    /// # let _ = config;
+    /// # Ok(()) }
+    /// ```
+    pub fn startup(&self) -> Result<Startup> {
+        let snapshot = self.read_snapshot(0)?;
+        Ok(Startup {
+            is_new: self.is_new(),
+            applied: snapshot.as_ref().map_or(0, |s| s.get_metadata().index),
+            snapshot,
+        })
+    }
+
+    /// Makes a new store the first member of a cluster: stores a snapshot
+    /// at index 1 (term 1, no data) whose configuration is `conf_state`,
+    /// as raft-rs's examples do, so the node starts from it and other
+    /// peers, added by conf changes, catch up from it (see
+    /// [`set_snapshot_source`](Self::set_snapshot_source)). Durable on
+    /// return. [`Error::InvalidArgument`] when the store is not new, or
+    /// `conf_state` has no voter.
+    pub fn bootstrap(&self, conf_state: ConfState) -> Result<()> {
+        if !self.is_new() {
+            return Err(Error::InvalidArgument(format!(
+                "bootstrap: the store in {} is not new",
+                self.shared.dir.display()
+            )));
+        }
+        if conf_state.voters.is_empty() {
+            return Err(Error::InvalidArgument(
+                "bootstrap: the configuration has no voter".into(),
+            ));
+        }
+        let mut s = Snapshot::default();
+        s.mut_metadata().index = 1;
+        s.mut_metadata().term = 1;
+        s.mut_metadata().set_conf_state(conf_state);
+        self.apply_snapshot(s)
     }
 
     /// The counters of the underlying log (writes, sync rounds, index
@@ -412,6 +512,24 @@ impl RaftLogStore {
             }
             for e in entries {
                 push_entry(batch, e)?;
+            }
+        }
+        if let Some(hs) = hard_state {
+            // What raft-rs would die on at the next start: a commit index
+            // past the log, or a term that went back.
+            let last = entries.last().map_or(sh.log.last_index(), |e| e.index);
+            if hs.commit > last {
+                return Err(Error::InvalidArgument(format!(
+                    "the hard state's commit index {} is past the last index {last} (after this write): persist the Ready's entries with it",
+                    hs.commit
+                )));
+            }
+            let term = sh.cache.read().hard_state.term;
+            if hs.term < term {
+                return Err(Error::InvalidArgument(format!(
+                    "the hard state's term {} is below the stored term {term}: a term never goes back",
+                    hs.term
+                )));
             }
         }
         let new_cache = if hard_state.is_some() || conf_state.is_some() {
@@ -550,12 +668,15 @@ impl RaftLogStore {
     /// one is removed after. The term is taken from the log. It does not
     /// compact the log: call [`compact`](Self::compact) after it.
     ///
+    /// Call it where raft-rs hands out committed entries to apply, even
+    /// before the Ready that carries their commit index is persisted: an
+    /// applied index is committed, so when `index` is past the durable hard
+    /// state's commit, the commit index becomes `index` in the same write.
+    ///
     /// Errors: [`Error::SnapshotNotNewer`] when `index` is not past the
     /// current snapshot's; [`Error::Unavailable`] past `last_index`;
     /// [`Error::Compacted`] below `first_index - 1`;
-    /// [`Error::InvalidArgument`] for index 0 or an index past the durable
-    /// hard state's commit (persist the commit index first: a snapshot of
-    /// uncommitted state must never be served).
+    /// [`Error::InvalidArgument`] for index 0.
     pub fn create_snapshot(&self, index: u64, conf_state: ConfState, data: Vec<u8>) -> Result<()> {
         let sh = &*self.shared;
         let mut guard = sh.writer.lock();
@@ -580,12 +701,9 @@ impl RaftLogStore {
             });
         }
         let term = sh.log.term(index)?;
-        if index > c.hard_state.commit {
-            return Err(Error::InvalidArgument(format!(
-                "create_snapshot at {index} is past the durable commit index {}",
-                c.hard_state.commit
-            )));
-        }
+        // Applied, hence committed: the commit index is made durable with
+        // the snapshot (a stored snapshot never names uncommitted state).
+        c.hard_state.commit = c.hard_state.commit.max(index);
         let mut meta = SnapshotMetadata {
             index,
             term,
@@ -612,8 +730,9 @@ impl RaftLogStore {
     /// instead of a panic. `term(compact_index - 1)` stays answerable.
     ///
     /// The application must not compact past its applied index, nor past
-    /// its current snapshot (a follower that falls behind is sent the
-    /// snapshot, which must reach the log's first index).
+    /// its current snapshot unless a [`SnapshotSource`] is registered (a
+    /// follower that falls behind is sent a snapshot, which must reach the
+    /// log's first index: the stored one, or the source's).
     pub fn compact(&self, compact_index: u64) -> Result<()> {
         let sh = &*self.shared;
         let guard = sh.writer.lock();
@@ -847,11 +966,15 @@ impl raft::Storage for RaftLogStore {
         Ok(self.shared.log.last_index())
     }
 
-    /// The current snapshot, data included, when its index is at least
-    /// `request_index`; otherwise (or when none was ever stored)
-    /// `SnapshotTemporarilyUnavailable`.
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        match self.read_snapshot(request_index)? {
+    /// A snapshot for peer `to` (0: any peer) at `request_index` or
+    /// later, data included: the stored one when it serves, else the stored
+    /// one advanced over entries without state-machine data, else the
+    /// registered [`SnapshotSource`]'s (stored first); see
+    /// [`RaftLogStore::set_snapshot_source`]. When none can be had now,
+    /// `SnapshotTemporarilyUnavailable` (raft asks again), with a warning
+    /// naming what is missing. I/O errors and damage are errors.
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        match self.snapshot_for(request_index, to)? {
             Some(s) => Ok(s),
             None => Err(raft::Error::Store(
                 StorageError::SnapshotTemporarilyUnavailable,
