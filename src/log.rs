@@ -179,6 +179,12 @@ impl Log {
     pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Log> {
         opts.validate()?;
         let dir = dir.as_ref().to_path_buf();
+        if dir.as_os_str().is_empty() {
+            // Not the current directory by accident: nothing is touched.
+            return Err(Error::InvalidArgument(
+                "the log directory path is empty".into(),
+            ));
+        }
         let fs = &*opts.file_system;
         fs.create_dir_all(&dir)
             .map_err(|e| Error::io("create directory", &dir, e))?;

@@ -662,10 +662,10 @@ fn snapshot_case(pos: Position, mode: RecoveryMode, expect: Expect) {
             check_log(&s);
             assert_eq!(s.snapshot_metadata().map(|m| m.index), Some(8));
             let e = s.snapshot(0, 0).unwrap_err();
-            let raft::Error::Store(raft::StorageError::Other(inner)) = e else {
+            let raft::Error::Io(inner) = e else {
                 panic!("{ctx}: {e:?}");
             };
-            match inner.downcast_ref::<Error>() {
+            match inner.get_ref().and_then(|x| x.downcast_ref::<Error>()) {
                 Some(Error::Corruption { path: p, .. }) => assert_eq!(*p, path, "{ctx}"),
                 other => panic!("{ctx}: {other:?}"),
             }

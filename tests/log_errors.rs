@@ -268,3 +268,24 @@ fn iter_streams_a_range() {
     ));
     assert!(it.next().is_none());
 }
+
+/// An empty path is an error that touches nothing: no lock file appears in
+/// the current directory.
+#[test]
+fn an_empty_path_is_refused_and_touches_nothing() {
+    let lock = std::path::Path::new(raftwal::LOCK_FILE);
+    let existed = lock.exists();
+    match raftwal::Log::open("", raftwal::Options::default()) {
+        Err(raftwal::Error::InvalidArgument(m)) => assert!(m.contains("empty"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        raftwal::RaftLogStore::open(""),
+        Err(raftwal::Error::InvalidArgument(_))
+    ));
+    assert_eq!(
+        lock.exists(),
+        existed,
+        "a lock file appeared in the current directory"
+    );
+}

@@ -77,10 +77,15 @@ fn a_torn_header_with_frames_and_nothing_synced_is_a_torn_creation() {
             // goes on as the last.
             assert_eq!(log.last_index(), firsts[torn] - 1, "{preallocate:?} {torn}");
             // Newest first: a crash in between leaves the older ones,
-            // which the next open removes the same way.
-            let mut gone = files[torn..].to_vec();
+            // which the next open removes the same way. The torn one, whose
+            // header does not parse, is set aside, never deleted.
+            let mut gone = files[torn + 1..].to_vec();
             gone.reverse();
-            assert_eq!(log.recovery_report().segments_removed, gone);
+            let report = log.recovery_report();
+            assert_eq!(report.segments_removed, gone);
+            let aside = PathBuf::from(format!("{}.unreadable", files[torn].display()));
+            assert_eq!(report.set_aside, vec![(files[torn].clone(), aside.clone())]);
+            assert!(aside.exists() && !files[torn].exists());
             let next = log.last_index() + 1;
             log.append(&batch(next, 3)).unwrap();
             log.sync().unwrap();

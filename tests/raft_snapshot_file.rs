@@ -142,11 +142,11 @@ fn damaged_data_is_detected_and_never_served() {
     let len = std::fs::metadata(&file).unwrap().len();
     flip(&file, len - 100); // inside the data
     let err = store.snapshot(0, 0).unwrap_err();
-    // raft sees StorageError::Other, with the raftwal error as its source.
-    let RaftError::Store(StorageError::Other(src)) = &err else {
+    // raft sees an error whose message is raftwal's, and which holds it.
+    let RaftError::Io(src) = &err else {
         panic!("{err:?}")
     };
-    let inner = src.downcast_ref::<Error>().unwrap();
+    let inner = src.get_ref().unwrap().downcast_ref::<Error>().unwrap();
     assert!(matches!(inner, Error::Corruption { .. }), "{inner}");
     drop(store);
     // The header and metadata are intact, so the store opens (the log is

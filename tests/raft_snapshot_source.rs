@@ -165,7 +165,7 @@ fn a_source_given_configuration_is_used_and_a_source_error_reaches_raft() {
     assert_eq!(s.get_metadata().get_conf_state().learners, vec![4]);
     store.set_snapshot_source(|_: &SnapshotRequest| Err("the disk is on fire".into()));
     match store.snapshot(0, 9) {
-        Err(raft::Error::Store(StorageError::Other(e))) => {
+        Err(raft::Error::Io(e)) => {
             assert!(e.to_string().contains("the disk is on fire"), "{e}");
         }
         other => panic!("{other:?}"),

@@ -899,17 +899,30 @@ fn decode_entry(dir: &Path, index: u64, term: u64, data: Bytes) -> Result<Entry>
 impl From<Error> for raft::Error {
     /// [`Error::Compacted`], [`Error::Unavailable`] and
     /// [`Error::SnapshotOutOfDate`] / [`Error::SnapshotNotNewer`] become the
-    /// matching `raft::StorageError`; everything else is
-    /// `StorageError::Other` with the raftwal error as its source.
+    /// matching `raft::StorageError`, which raft-rs acts on. Everything else
+    /// becomes `raft::Error::Io`, whose message is raftwal's own (raft-rs
+    /// prints `StorageError::Other` as "unknown error ..."): its kind is
+    /// the operating system's for [`Error::Io`], `Other` for the rest, and
+    /// `io::Error::get_ref` gives back the [`Error`] (downcast it).
+    ///
+    /// ```
+    /// let e: raft::Error = raftwal::Error::NonContiguous { got: 7, last_index: 5 }.into();
+    /// assert_eq!(e.to_string(), "entry index 7 does not follow the last index 5 (expected 6)");
+    /// let raft::Error::Io(io) = &e else { unreachable!() };
+    /// let inner = io.get_ref().and_then(|x| x.downcast_ref::<raftwal::Error>());
+    /// assert!(matches!(inner, Some(raftwal::Error::NonContiguous { .. })));
+    /// ```
     fn from(e: Error) -> raft::Error {
-        raft::Error::Store(match e {
-            Error::Compacted { .. } => StorageError::Compacted,
-            Error::Unavailable { .. } => StorageError::Unavailable,
+        let store = |s| raft::Error::Store(s);
+        match e {
+            Error::Compacted { .. } => store(StorageError::Compacted),
+            Error::Unavailable { .. } => store(StorageError::Unavailable),
             Error::SnapshotOutOfDate { .. } | Error::SnapshotNotNewer { .. } => {
-                StorageError::SnapshotOutOfDate
+                store(StorageError::SnapshotOutOfDate)
             }
-            other => StorageError::Other(Box::new(other)),
-        })
+            Error::Io { ref source, .. } => raft::Error::Io(std::io::Error::new(source.kind(), e)),
+            other => raft::Error::Io(std::io::Error::other(other)),
+        }
     }
 }
 

@@ -33,10 +33,15 @@ pub struct RecoveryReport {
     pub bytes_dropped: u64,
     /// Every repair made, as `(file, offset, reason)`.
     pub repairs: Vec<(PathBuf, u64, String)>,
-    /// Segment files removed because they lay wholly below the first index
-    /// (left by a compaction or reset interrupted by a crash) or held no
-    /// valid data.
+    /// Segment files removed: superseded (left by a compaction, cut or
+    /// reset interrupted by a crash), or after a torn tail (holding nothing
+    /// acknowledged).
     pub segments_removed: Vec<PathBuf>,
+    /// Files named like segments whose header does not parse, left out of
+    /// the log and renamed aside, never deleted (raftwal cannot prove they
+    /// are its own): `(old name, new name)`. A crash that tore a new
+    /// segment's header leaves one; delete it once you have looked.
+    pub set_aside: Vec<(PathBuf, PathBuf)>,
 }
 
 /// The result of recovery.
@@ -239,6 +244,9 @@ struct Recovery<'o> {
     /// Files holding nothing acknowledged (a torn tail's later segments, a
     /// torn creation), removed newest first, each unlink synced.
     torn: Vec<PathBuf>,
+    /// Those of `torn` whose header does not parse: renamed aside, not
+    /// removed.
+    unreadable: Vec<PathBuf>,
     /// Segments of the log wholly below its first index, oldest first:
     /// removed in that order, each unlink synced, stopping at a failure.
     below: Vec<PathBuf>,
@@ -274,6 +282,7 @@ impl<'o> Recovery<'o> {
             ix: Index::default(),
             report: RecoveryReport::default(),
             torn: Vec::new(),
+            unreadable: Vec::new(),
             below: Vec::new(),
             superseded: Vec::new(),
             cuts: Vec::new(),
@@ -985,6 +994,22 @@ impl<'o> Recovery<'o> {
         torn.dedup();
         torn.sort_by_key(|p| std::cmp::Reverse(sequence_of(p)));
         for path in torn {
+            if self.unreadable.contains(&path) {
+                let aside = set_aside_name(fs, &path);
+                match fs.rename(&path, &aside) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(Error::io("rename unreadable segment aside", &path, e)),
+                }
+                segment::sync_dir(fs, dir)?;
+                log::warn!(
+                    "raftwal: set {} aside as {}: its header does not parse, and nothing after it was acknowledged",
+                    path.display(),
+                    aside.display()
+                );
+                self.report.set_aside.push((path, aside));
+                continue;
+            }
             match fs.remove(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
@@ -1042,6 +1067,25 @@ impl<'o> Recovery<'o> {
             }
         }
     }
+}
+
+/// The name an unreadable segment file is set aside under:
+/// `<name>.unreadable` (then `.unreadable-2`, ... when taken), which no
+/// open reads as a segment.
+fn set_aside_name(fs: &dyn crate::fs::FileSystem, path: &Path) -> PathBuf {
+    let base = path.as_os_str().to_owned();
+    for k in 1u32.. {
+        let mut name = base.clone();
+        match k {
+            1 => name.push(".unreadable"),
+            _ => name.push(format!(".unreadable-{k}")),
+        }
+        let candidate = PathBuf::from(name);
+        if fs.open(&candidate).is_err() {
+            return candidate;
+        }
+    }
+    PathBuf::from(base)
 }
 
 /// The sequence number in a segment file's name (0 when it has none).

@@ -239,7 +239,9 @@ fn print_text(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
                 )?;
             }
             writeln!(out)?;
-            if let Some((i, t)) = raft.log_start {
+            // Pending only while the log does not start after it yet (an
+            // `apply_snapshot` a crash interrupted): the open finishes it.
+            if let Some((i, t)) = raft.log_start.filter(|&(i, _)| r.first_index <= i) {
                 writeln!(
                     out,
                     "pending:    the log must restart after index {i} term {t} (finished at the next open)"
