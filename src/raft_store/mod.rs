@@ -1,4 +1,4 @@
-//! [`RaftLogStore`]: raft-rs's [`raft::Storage`] over a [`Log`], with each
+//! [`RaftLogStore`]: raft-rs's [`raft::Storage`](https://docs.rs/raft/0.7/raft/storage/trait.Storage.html) over a [`Log`], with each
 //! Ready batch in one write and one fsync, and durable snapshots.
 //!
 //! # How it is stored
@@ -140,7 +140,7 @@ struct Shared {
     last_warning: Mutex<Option<Instant>>,
 }
 
-/// A durable [`raft::Storage`] for raft-rs 0.7: a [`Log`] of raft entries,
+/// A durable [`raft::Storage`](https://docs.rs/raft/0.7/raft/storage/trait.Storage.html) for raft-rs 0.7: a [`Log`] of raft entries,
 /// the `HardState` and `ConfState`, and snapshot files, in one directory.
 ///
 /// Cloning is cheap and clones share one store (give one clone to
@@ -611,7 +611,7 @@ impl RaftLogStore {
     /// `index + 1` (with `term(index)` the snapshot's term).
     ///
     /// The snapshot, data included, is stored durably and becomes the one
-    /// [`raft::Storage::snapshot`] serves; the previous snapshot file is
+    /// [`raft::Storage::snapshot`](https://docs.rs/raft/0.7/raft/storage/trait.Storage.html#tymethod.snapshot) serves; the previous snapshot file is
     /// removed only after that. A snapshot older than `first_index` is
     /// [`Error::SnapshotOutOfDate`].
     pub fn apply_snapshot(&self, snapshot: Snapshot) -> Result<()> {
@@ -664,7 +664,7 @@ impl RaftLogStore {
 
     /// Stores the application's own snapshot of its state at `index`
     /// (applied, hence committed), with `conf_state` and `data`, durably; it
-    /// becomes the one [`raft::Storage::snapshot`] serves and the previous
+    /// becomes the one [`raft::Storage::snapshot`](https://docs.rs/raft/0.7/raft/storage/trait.Storage.html#tymethod.snapshot) serves and the previous
     /// one is removed after. The term is taken from the log. It does not
     /// compact the log: call [`compact`](Self::compact) after it.
     ///
