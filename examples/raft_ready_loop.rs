@@ -30,14 +30,21 @@ struct Node {
 /// machine from the newest snapshot (raft then replays the entries after it).
 fn start(dir: &Path, logger: &slog::Logger) -> Result<Node> {
     let store = RaftLogStore::open(dir)?;
-    if store.initial_state()?.conf_state.voters.is_empty() {
-        // A brand-new node: every node starts with the same configuration.
-        store.set_conf_state(ConfState::from((vec![1], vec![])))?;
+    let report = store.recovery_report();
+    if !report.repairs.is_empty() || !report.segments_removed.is_empty() {
+        println!("recovery repaired the log: {report:?}");
     }
-    let (kv, applied) = match store.snapshot(0, 0) {
-        Ok(s) => (decode(&s.data), s.get_metadata().index),
-        Err(_) => (BTreeMap::new(), 0), // no snapshot yet
-    };
+    if store.startup()?.is_new {
+        // The first node of a new cluster: it alone is a voter (others
+        // would join by conf changes).
+        store.bootstrap(ConfState::from((vec![1], vec![])))?;
+    }
+    let start = store.startup()?;
+    let kv = start
+        .snapshot
+        .as_ref()
+        .map_or_else(BTreeMap::new, |s| decode(&s.data));
+    let applied = start.applied;
     let cfg = Config {
         id: 1,
         election_tick: 10,

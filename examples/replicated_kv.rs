@@ -145,25 +145,34 @@ impl Cluster {
     fn start(&mut self, id: u64) -> Res<String> {
         let n = &mut self.nodes[(id - 1) as usize];
         let store = RaftLogStore::open(&n.dir)?;
-        let st = store.initial_state()?;
-        if st.conf_state.voters.is_empty() {
+        let report = store.recovery_report();
+        let repaired = match report.repairs.len() + report.segments_removed.len() {
+            0 => String::new(),
+            _ => format!(
+                "; recovery repaired {} place(s) and removed {} file(s): {:?}",
+                report.repairs.len(),
+                report.segments_removed.len(),
+                report.repairs
+            ),
+        };
+        if store.startup()?.is_new {
             // A new node: every node starts with the same configuration.
             store.set_conf_state(ConfState::from((IDS.to_vec(), vec![])))?;
         }
-        let (sm, applied) = match store.snapshot(0, 0) {
-            Ok(s) => (decode_map(&s.data)?, s.get_metadata().index),
-            Err(raft::Error::Store(raft::StorageError::SnapshotTemporarilyUnavailable)) => {
-                (Map::new(), 0)
-            }
-            Err(e) => return Err(e.into()),
+        let st = store.initial_state()?;
+        let start = store.startup()?;
+        let sm = match &start.snapshot {
+            Some(s) => decode_map(&s.data)?,
+            None => Map::new(),
         };
+        let applied = start.applied;
         let (first, last) = (store.first_index()?, store.last_index()?);
         let hs = &st.hard_state;
         let found = if last == 0 {
             "a new, empty log".to_string()
         } else {
             format!(
-                "log {first}..={last}, term {} commit {}; state machine: snapshot at {applied} ({} keys), then its own log replayed from {}",
+                "log {first}..={last}, term {} commit {}; state machine: snapshot at {applied} ({} keys), then its own log replayed from {}{repaired}",
                 hs.term,
                 hs.commit,
                 sm.len(),
