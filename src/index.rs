@@ -59,6 +59,9 @@ pub struct Segment {
     pub locs: Vec<Loc>,
     /// The length the file was preallocated to (0 when it was not).
     pub preallocated: u64,
+    /// How large it may grow before the log rolls to the next segment
+    /// (segments start small and grow; see `Options::segment_size`).
+    pub capacity: u64,
     /// Where the first frame after the header starts.
     pub data_start: u64,
     /// Marker and state frames, for the footer.
@@ -66,8 +69,16 @@ pub struct Segment {
 }
 
 impl Segment {
-    /// The record of a segment just created (header written, no frames).
-    pub(crate) fn created(sequence: u64, first_index: u64, c: crate::segment::Created) -> Segment {
+    /// The record of a segment just created (header written, no frames),
+    /// meant to hold `capacity` bytes, or as much as was preallocated when
+    /// it was made from a prepared file (one prepared before the writer
+    /// asked for a larger one, say: growth goes on from its size).
+    pub(crate) fn created(
+        sequence: u64,
+        first_index: u64,
+        c: crate::segment::Created,
+        capacity: u64,
+    ) -> Segment {
         Segment {
             sequence,
             first_index,
@@ -76,6 +87,10 @@ impl Segment {
             len: c.header_len,
             locs: Vec::new(),
             preallocated: c.preallocated,
+            capacity: match c.preallocated {
+                0 => capacity,
+                n => n,
+            },
             data_start: c.header_len,
             meta: SegmentMeta::default(),
         }

@@ -206,9 +206,17 @@ impl Log {
         let mut writer = Writer::new(rec.next_sequence);
         // Recovery gave the active segment's tail back as unwritten space:
         // under ZeroFill, move to a zero-filled segment as soon as the
-        // preparer has one rather than append into it until it fills.
+        // preparer has one rather than append into it until it fills. Only
+        // for a full-size segment: a smaller one (a new or lightly used
+        // log, whose segments are still growing) is soon filled, and a
+        // store restarted often would otherwise grow a segment per restart.
+        let full_size = rec
+            .index
+            .segments
+            .back()
+            .is_some_and(|a| a.capacity >= opts.segment_size);
         writer.roll_when_prepared =
-            rec.tail_reallocated && opts.preallocate == Preallocate::ZeroFill;
+            rec.tail_reallocated && full_size && opts.preallocate == Preallocate::ZeroFill;
         let inner = Arc::new(Inner {
             writer: Mutex::new(writer),
             durability: Durability::new(active.0, active.1, Arc::clone(&opts.file_system), &dir),
@@ -226,16 +234,19 @@ impl Log {
         });
         if inner.opts.preallocate != Preallocate::None {
             // A reopened log whose active segment is half full already
-            // will not pass the half mark again: prepare at once.
-            let wanted =
-                inner.writer.lock().roll_when_prepared
-                    || inner.index.read().segments.back().is_some_and(|a| {
-                        a.len >= crate::write::prepare_mark(inner.opts.segment_size)
-                    });
+            // will not pass the half mark again: prepare at once. (One
+            // whose tail recovery gave back asks at its first write: see
+            // `Writer::roll_when_prepared`.)
+            let wanted = inner
+                .index
+                .read()
+                .segments
+                .back()
+                .filter(|a| a.len >= crate::write::prepare_mark(a.capacity))
+                .map(|a| inner.opts.next_segment_size(Some(a.capacity)));
             *inner.preparer.lock() = Some(Preparer::start(
                 Arc::clone(&inner.opts.file_system),
                 &inner.dir,
-                inner.opts.segment_size,
                 inner.opts.preallocate,
                 wanted,
             ));

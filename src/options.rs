@@ -58,8 +58,8 @@ pub enum Preallocate {
     /// synced append on the reference machine, against ≈ 97 µs into
     /// allocated space).
     None,
-    /// A background thread creates the next segment at its full
-    /// `segment_size` with `fallocate`: appends never grow the file, but
+    /// A background thread creates the next segment at its full size (see
+    /// [`Options::segment_size`]) with `fallocate`: appends never grow the file, but
     /// each first write to a block converts an unwritten extent, which the
     /// next `fdatasync` must commit.
     Allocate,
@@ -79,11 +79,14 @@ pub enum Preallocate {
     /// ready, and a zero-fill racing it stalled its appends for 10-35 ms
     /// on the reference machine (≈ 1 ms without). When the thread is behind
     /// anyway, a roll allocates on the spot (never a zero-fill on the
-    /// writer's thread). A new log's first segment is zero-filled at open
-    /// (≈ 60-150 ms for 64 MiB on the reference machine). A reopened log's
+    /// writer's thread). A new log's first segment
+    /// ([`Options::first_segment_size`], 1 MiB by default) is zero-filled
+    /// at open (≈ 2-3 ms on the reference machine). A reopened log's
     /// active segment has its tail given back as unwritten space by
-    /// recovery (see `docs/FORMAT.md`), so the preparer zero-fills a
-    /// segment at once and the first write after it is ready rolls to it.
+    /// recovery (see `docs/FORMAT.md`); when it is a full-size segment,
+    /// the first write asks the preparer for a zero-filled one, and the
+    /// first write after it is ready rolls to it (a smaller segment is
+    /// written on to its end).
     /// [`LogStats`](crate::LogStats) counts the segments prepared each
     /// way. The default: see "What each option costs" in
     /// `docs/PERFORMANCE.md` for what it wins over `Allocate`.
@@ -97,11 +100,23 @@ pub enum Preallocate {
 pub struct Options {
     /// When writes are made durable. Default: [`SyncPolicy::Always`].
     pub sync: SyncPolicy,
-    /// A segment file is sealed and a new one started once it reaches this
-    /// many bytes (a batch is never split across segments, so one may be
-    /// larger). Default: 64 MiB. Minimum: 4 KiB; maximum: 4 GiB - 1 (offsets
-    /// within a segment are stored as `u32`).
+    /// The largest a segment grows before it is sealed and a new one
+    /// started (a batch is never split across segments, so one may be
+    /// larger). Under a preallocating mode segments start at
+    /// [`first_segment_size`](Options::first_segment_size) and each is
+    /// twice the one before, up to this: a small store stays small, a busy
+    /// one reaches full segments after writing about twice this much.
+    /// Default: 64 MiB. Minimum: 4 KiB; maximum: 4 GiB - 1 (offsets within
+    /// a segment are stored as `u32`).
     pub segment_size: u64,
+    /// The size of a log's first segment under a preallocating mode (and
+    /// of the first one after a reopen that found none to write into); the
+    /// segments after it double up to
+    /// [`segment_size`](Options::segment_size), which also caps this.
+    /// Under [`Preallocate::None`] files grow as written, and every segment
+    /// may reach `segment_size`. Default: 1 MiB (a new store preallocates
+    /// and zero-fills that much, and opens in a few milliseconds).
+    pub first_segment_size: u64,
     /// The largest payload of one entry or state blob, enforced on write
     /// ([`Error::EntryTooLarge`]) and on read (a longer length field is
     /// corruption and is never allocated). Default: 64 MiB.
@@ -129,6 +144,7 @@ impl Default for Options {
         Options {
             sync: SyncPolicy::Always,
             segment_size: 64 << 20,
+            first_segment_size: 1 << 20,
             max_entry_size: 64 << 20,
             recovery_mode: RecoveryMode::TolerateTailCorruption,
             preallocate: Preallocate::ZeroFill,
@@ -146,6 +162,12 @@ impl Options {
     /// Sets [`Options::sync`].
     pub fn sync(mut self, sync: SyncPolicy) -> Self {
         self.sync = sync;
+        self
+    }
+
+    /// Sets [`Options::first_segment_size`].
+    pub fn first_segment_size(mut self, bytes: u64) -> Self {
+        self.first_segment_size = bytes;
         self
     }
 
@@ -179,12 +201,32 @@ impl Options {
         self
     }
 
+    /// The size of a new segment: the first one's (`after` is `None`), or
+    /// twice `after`, the size of the segment it follows, up to
+    /// `segment_size` (always `segment_size` without preallocation).
+    pub(crate) fn next_segment_size(&self, after: Option<u64>) -> u64 {
+        if self.preallocate == Preallocate::None {
+            return self.segment_size;
+        }
+        let first = self.first_segment_size.min(self.segment_size);
+        match after {
+            None => first,
+            Some(prev) => prev.saturating_mul(2).clamp(first, self.segment_size),
+        }
+    }
+
     /// Rejects combinations that cannot work, with a message that says why.
     pub(crate) fn validate(&self) -> Result<()> {
         if !(MIN_SEGMENT_SIZE..=MAX_SEGMENT_SIZE).contains(&self.segment_size) {
             return Err(Error::InvalidOptions(format!(
                 "segment_size {} is outside {MIN_SEGMENT_SIZE}..={MAX_SEGMENT_SIZE}",
                 self.segment_size
+            )));
+        }
+        if self.first_segment_size < MIN_SEGMENT_SIZE {
+            return Err(Error::InvalidOptions(format!(
+                "first_segment_size {} is below {MIN_SEGMENT_SIZE}",
+                self.first_segment_size
             )));
         }
         // A frame's length field is a u32, and a frame must fit a segment.

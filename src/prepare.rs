@@ -61,8 +61,11 @@ struct State {
     /// How long the writer expects to take to fill the rest of the active
     /// segment, as it said when it asked for the next file.
     time_left: Option<Duration>,
-    /// How long the last complete zero-fill (with its sync) took.
-    last_zero_fill: Option<Duration>,
+    /// The size of the file the writer asked for (segments grow).
+    size: u64,
+    /// How long the last complete zero-fill (with its sync) took, and of
+    /// how many bytes.
+    last_zero_fill: Option<(Duration, u64)>,
 }
 
 impl State {
@@ -72,27 +75,26 @@ impl State {
         let Some(left) = self.time_left else {
             return false;
         };
-        let zero_fill = self.last_zero_fill.unwrap_or_else(|| {
-            // Scaled from 64 MiB; `len` is at most 4 GiB.
-            ZERO_FILL_GUESS.mul_f64(len as f64 / (64 << 20) as f64)
-        });
+        // Scaled from the last zero-fill's size (or 64 MiB); `len` is at
+        // most 4 GiB.
+        let (took, of) = self.last_zero_fill.unwrap_or((ZERO_FILL_GUESS, 64 << 20));
+        let zero_fill = took.mul_f64(len as f64 / of.max(1) as f64);
         left < zero_fill
     }
 }
 
 impl Preparer {
-    /// Starts preparing segments of `len` bytes in `dir` as `mode` says
+    /// Starts preparing segments in `dir` as `mode` says
     /// (`Preallocate::None` prepares like `Allocate`: the caller does not
     /// start a preparer then). Prepared files left by an earlier run are
     /// adopted (one, if it holds only zeros) or removed (the rest). A new
-    /// file is prepared at once when `wanted`, otherwise on the first
-    /// [`Preparer::want`].
+    /// file of `wanted` bytes is prepared at once when given, otherwise on
+    /// the first [`Preparer::want`].
     pub(crate) fn start(
         fs: Arc<dyn FileSystem>,
         dir: &Path,
-        len: u64,
         mode: Preallocate,
-        wanted: bool,
+        wanted: Option<u64>,
     ) -> Preparer {
         let mut existing = segment::list_prepared(&*fs, dir).unwrap_or_default();
         let mut ready = existing.pop();
@@ -124,10 +126,11 @@ impl Preparer {
             state: Mutex::new(State {
                 // Offered once the thread has checked it (see `run`).
                 ready: None,
-                wanted,
+                wanted: wanted.is_some(),
                 next_name,
                 stop: false,
                 time_left: None,
+                size: wanted.unwrap_or(0),
                 last_zero_fill: None,
             }),
             cv: Condvar::new(),
@@ -156,7 +159,7 @@ impl Preparer {
                         let _ = fs.remove(&path);
                     }
                 }
-                s.run(&*fs, &dir, len, mode)
+                s.run(&*fs, &dir, mode)
             })
             .ok();
         Preparer { shared, thread }
@@ -175,14 +178,16 @@ impl Preparer {
         self.shared.state.lock().ready.is_some()
     }
 
-    /// Asks for the next file to be prepared (the writer calls this when
-    /// the active segment passes half its size), saying how soon it
-    /// expects to fill the rest of the active one, if it knows.
-    pub(crate) fn want(&self, time_left: Option<Duration>) {
+    /// Asks for the next file to be prepared, of `size` bytes (the writer
+    /// calls this when the active segment passes half its size), saying
+    /// how soon it expects to fill the rest of the active one, if it
+    /// knows.
+    pub(crate) fn want(&self, time_left: Option<Duration>, size: u64) {
         let mut s = self.shared.state.lock();
         if !s.wanted {
             s.wanted = true;
             s.time_left = time_left;
+            s.size = size;
             drop(s);
             self.shared.cv.notify_all();
         }
@@ -217,7 +222,7 @@ impl Drop for Preparer {
 }
 
 impl Shared {
-    fn run(&self, fs: &dyn FileSystem, dir: &Path, len: u64, mode: Preallocate) {
+    fn run(&self, fs: &dyn FileSystem, dir: &Path, mode: Preallocate) {
         let mut s = self.state.lock();
         loop {
             while (s.ready.is_some() || !s.wanted) && !s.stop {
@@ -228,6 +233,7 @@ impl Shared {
             }
             let n = s.next_name;
             s.next_name += 1;
+            let len = s.size;
             let zero_fill = mode == Preallocate::ZeroFill && !s.writer_outpaces_zero_fill(len);
             drop(s);
             let started = Instant::now();
@@ -242,7 +248,7 @@ impl Shared {
             s = self.state.lock();
             if res.is_ok() && !s.stop {
                 if zero_fill {
-                    s.last_zero_fill = Some(took);
+                    s.last_zero_fill = Some((took, len));
                     self.zero_filled.fetch_add(1, Ordering::Relaxed);
                 } else {
                     self.allocated.fetch_add(1, Ordering::Relaxed);
@@ -285,7 +291,7 @@ mod tests {
     }
 
     fn preparer(dir: &Path, mode: Preallocate) -> Preparer {
-        Preparer::start(Arc::new(StdFileSystem), dir, 256 << 10, mode, false)
+        Preparer::start(Arc::new(StdFileSystem), dir, mode, None)
     }
 
     #[test]
@@ -294,15 +300,15 @@ mod tests {
         let p = preparer(dir.path(), Preallocate::ZeroFill);
         // The rate unknown (a write crossed the half mark first): the mode
         // as configured.
-        p.want(None);
+        p.want(None, 256 << 10);
         take_ready(&p);
         assert_eq!(p.counts(), (1, 0));
         // The writer will fill the rest before any zero-fill could end.
-        p.want(Some(Duration::from_nanos(1)));
+        p.want(Some(Duration::from_nanos(1)), 256 << 10);
         take_ready(&p);
         assert_eq!(p.counts(), (1, 1));
         // A writer slower than the zero-fill it saw take place.
-        p.want(Some(Duration::from_secs(3600)));
+        p.want(Some(Duration::from_secs(3600)), 256 << 10);
         take_ready(&p);
         assert_eq!(p.counts(), (2, 1));
     }
@@ -311,9 +317,9 @@ mod tests {
     fn allocate_never_zero_fills() {
         let dir = tempfile::tempdir().unwrap();
         let p = preparer(dir.path(), Preallocate::Allocate);
-        p.want(Some(Duration::from_secs(3600)));
+        p.want(Some(Duration::from_secs(3600)), 256 << 10);
         take_ready(&p);
-        p.want(None);
+        p.want(None, 256 << 10);
         take_ready(&p);
         assert_eq!(p.counts(), (0, 2));
     }
@@ -326,15 +332,19 @@ mod tests {
             next_name: 1,
             stop: false,
             time_left: Some(Duration::from_millis(20)),
+            size: 16 << 20,
             last_zero_fill: None,
         };
         // 100 ms per 64 MiB: 25 ms for 16 MiB, 400 ms for 256 MiB.
         assert!(s.writer_outpaces_zero_fill(16 << 20));
         assert!(!s.writer_outpaces_zero_fill(8 << 20));
+        // After a 10 ms zero-fill of 64 MiB: 40 ms for 256 MiB, 10 for
+        // 64 MiB.
         let timed = State {
-            last_zero_fill: Some(Duration::from_millis(10)),
+            last_zero_fill: Some((Duration::from_millis(10), 64 << 20)),
             ..s
         };
-        assert!(!timed.writer_outpaces_zero_fill(256 << 20));
+        assert!(timed.writer_outpaces_zero_fill(256 << 20));
+        assert!(!timed.writer_outpaces_zero_fill(64 << 20));
     }
 }

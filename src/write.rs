@@ -34,8 +34,13 @@ pub(crate) struct Writer {
     /// Roll to the next segment as soon as a prepared one is ready: set
     /// at open when recovery gave the active segment's tail back as
     /// unwritten space under `Preallocate::ZeroFill` (synced appends into
-    /// it would pay for extent conversions until the next roll).
+    /// it would pay for extent conversions until the next roll). The
+    /// preparer is asked for that segment at the first write, not at open:
+    /// a store that is only read never pays for it.
     pub(crate) roll_when_prepared: bool,
+    /// The preparer was asked for the segment `roll_when_prepared` waits
+    /// for.
+    asked_after_open: bool,
 }
 
 impl Writer {
@@ -47,6 +52,7 @@ impl Writer {
             scratch: Vec::new(),
             fill_start: None,
             roll_when_prepared: false,
+            asked_after_open: false,
         }
     }
 }
@@ -288,6 +294,16 @@ impl Log {
         let inner = &*self.inner;
         let bytes = batch.buf.len() as u64;
         // Only after a reopen (see `Writer::roll_when_prepared`).
+        if w.roll_when_prepared && !w.asked_after_open {
+            w.asked_after_open = true;
+            let next = {
+                let ix = inner.index.read();
+                inner.opts.next_segment_size(Some(active(&ix)?.capacity))
+            };
+            if let Some(p) = inner.preparer.lock().as_ref() {
+                p.want(None, next);
+            }
+        }
         let early = w.roll_when_prepared && self.prepared_ready();
         let roll = {
             let ix = inner.index.read();
@@ -296,7 +312,7 @@ impl Log {
             // 4 GiB must start a new segment even if this one holds no
             // entries yet.
             let overflow = a.len + bytes + 1024 > MAX_SEGMENT_SIZE;
-            let full = a.len + bytes > inner.opts.segment_size;
+            let full = a.len + bytes > a.capacity;
             cut.is_none()
                 && !batch.entries.is_empty()
                 && (overflow || (!a.locs.is_empty() && (full || early)))
@@ -312,7 +328,7 @@ impl Log {
                 )));
             }
         }
-        let (file, path, sequence, offset, marker, reserved) = {
+        let (file, path, sequence, offset, marker, reserved, capacity) = {
             let ix = inner.index.read();
             let a = active(&ix)?;
             let marker = cut.map(|t| proto::Marker {
@@ -328,6 +344,7 @@ impl Log {
                 a.len,
                 marker,
                 a.preallocated,
+                a.capacity,
             )
         };
         let fill_start = *w
@@ -383,16 +400,16 @@ impl Log {
                     .hint(&file, start, to * WRITEBACK_CHUNK - start);
             }
         }
-        let mark = prepare_mark(inner.opts.segment_size);
+        let mark = prepare_mark(capacity);
         if offset < mark && offset + written >= mark {
             // Half full: time to prepare the next segment. At the rate it
             // filled this one so far, the writer needs `rest` more.
             let (t0, from) = fill_start;
             let filled = offset + written - from;
-            let left = inner.opts.segment_size.saturating_sub(offset + written);
+            let left = capacity.saturating_sub(offset + written);
             let rest = (filled > 0).then(|| t0.elapsed().mul_f64(left as f64 / filled as f64));
             if let Some(p) = inner.preparer.lock().as_ref() {
-                p.want(rest);
+                p.want(rest, inner.opts.next_segment_size(Some(capacity)));
             }
         }
         crate::metrics::write(batch.entries.len(), buf.len());
@@ -480,7 +497,7 @@ impl Log {
         // The new segment names the one it continues and where that one's
         // data ends: recovery checks the old segment still ends there, so
         // a lost write at its end is never glued to the new segment.
-        let (next_first, link) = {
+        let (next_first, link, size) = {
             let ix = inner.index.read();
             let a = active(&ix)?;
             let link = Link {
@@ -490,9 +507,10 @@ impl Log {
                 // no roll's name or header, is unsynced.
                 synced: !inner.durability.dirty(),
             };
-            (ix.last_index + 1, link)
+            let size = inner.opts.next_segment_size(Some(a.capacity));
+            (ix.last_index + 1, link, size)
         };
-        let (sequence, prepared) = self.next_segment(w);
+        let (sequence, prepared) = self.next_segment(w, size);
         let fs = &*inner.opts.file_system;
         let c = segment::create_unsynced(
             fs,
@@ -502,7 +520,7 @@ impl Log {
             prepared,
             Origin::Roll(link),
         )?;
-        let seg = Segment::created(sequence, next_first, c);
+        let seg = Segment::created(sequence, next_first, c, size);
         inner.durability.rolled_to(&seg.file, &seg.path);
         crate::metrics::roll();
         let sealed = {
@@ -518,9 +536,10 @@ impl Log {
     }
 
     /// The sequence number of the next segment, and the prepared file to
-    /// make it from when there is one (the preparer's, or one allocated on
-    /// the spot; none under `Preallocate::None`, or when allocating fails).
-    fn next_segment(&self, w: &mut Writer) -> (u64, Option<std::path::PathBuf>) {
+    /// make it from when there is one (the preparer's, or one of `size`
+    /// bytes allocated on the spot; none under `Preallocate::None`, or when
+    /// allocating fails).
+    fn next_segment(&self, w: &mut Writer, size: u64) -> (u64, Option<std::path::PathBuf>) {
         let inner = &*self.inner;
         let sequence = w.next_sequence;
         w.next_sequence += 1;
@@ -539,7 +558,7 @@ impl Log {
                 &*inner.opts.file_system,
                 &inner.dir,
                 ON_THE_SPOT | sequence,
-                inner.opts.segment_size,
+                size,
             )
             .ok()
         });
@@ -564,7 +583,13 @@ impl Log {
     ) -> Result<(Segment, Layout, u64)> {
         let inner = &*self.inner;
         let fs = &*inner.opts.file_system;
-        let (sequence, prepared) = self.next_segment(w);
+        let size = {
+            let ix = inner.index.read();
+            inner
+                .opts
+                .next_segment_size(ix.segments.back().map(|a| a.capacity))
+        };
+        let (sequence, prepared) = self.next_segment(w, size);
         let salt = frame::salt(sequence);
         let layout = compose(&mut w.scratch, batch, Some(marker), state_copy, salt, true);
         let c = segment::create_opened(
@@ -589,7 +614,7 @@ impl Log {
             return Err(inner.durability.poison(e));
         }
         let offset = c.header_len;
-        let mut seg = Segment::created(sequence, first_index, c);
+        let mut seg = Segment::created(sequence, first_index, c, size);
         seg.len = offset + w.scratch.len() as u64;
         Ok((seg, layout, offset))
     }

@@ -216,16 +216,19 @@ fn a_reopened_zero_filling_log_moves_to_a_zero_filled_segment_once_one_is_ready(
         drop(log);
         let log = Log::open(dir.path(), opts.clone()).unwrap();
         if mode == Preallocate::ZeroFill {
-            // Asked for at once, below the half mark.
+            // Nothing is prepared for a log that is only opened; the first
+            // write asks, below the half mark.
+            assert_eq!(prepared(dir.path()), 0);
+            write(&log, 1);
             assert_eq!(wait_for_ready(&log, 1), 1);
             assert_eq!(prepared(dir.path()), 1);
             write(&log, 1);
             let segs = log.segments();
             assert_eq!(segs.len(), 2, "rolled to the prepared segment");
-            assert_eq!((segs[1].1, segs[1].2), (11, 1));
+            assert_eq!((segs[1].1, segs[1].2), (12, 1));
             assert_eq!(log.stats().segments_zero_filled, 1);
             // Once only: the next writes stay in it.
-            write(&log, 20);
+            write(&log, 19);
             assert_eq!(log.segments().len(), 2);
         } else {
             // Nothing to gain from an allocated file: no early roll, and no
@@ -245,4 +248,66 @@ fn a_reopened_zero_filling_log_moves_to_a_zero_filled_segment_once_one_is_ready(
             );
         }
     }
+}
+
+/// Under a preallocating mode segments start at `first_segment_size` and
+/// double up to `segment_size`: a new store preallocates little, a busy
+/// one soon writes into full-size segments. Without preallocation every
+/// segment may reach `segment_size` (files grow as written).
+#[test]
+fn segments_start_small_and_double_up_to_the_segment_size() {
+    for mode in [
+        Preallocate::Allocate,
+        Preallocate::ZeroFill,
+        Preallocate::None,
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = Options::default()
+            .segment_size(256 << 10)
+            .first_segment_size(32 << 10)
+            .sync(raftwal::SyncPolicy::Manual)
+            .preallocate(mode);
+        let log = Log::open(dir.path(), opts).unwrap();
+        // About 1.3 MiB in batches of 16 KiB.
+        for k in 0..80u64 {
+            let es: Vec<raftwal::Entry> = (0..16)
+                .map(|j| raftwal::Entry::new(k * 16 + j + 1, 1, vec![k as u8; 1000]))
+                .collect();
+            log.append(&es).unwrap();
+        }
+        log.sync().unwrap();
+        // What each segment was made to hold: its header's preallocated
+        // length (what the file was allocated to).
+        let sizes: Vec<u64> = log
+            .segments()
+            .iter()
+            .map(|(p, _, _)| preallocated_of(p))
+            .collect();
+        drop(log);
+        if mode == Preallocate::None {
+            assert!(sizes.iter().all(|&s| s == 0), "{mode:?}: {sizes:?}");
+            continue;
+        }
+        // Each at most twice the one before (a file prepared before the
+        // writer asked for a larger one is used as it is), never smaller,
+        // up to the segment size.
+        assert_eq!(sizes[0], 32 << 10, "{mode:?}: {sizes:?}");
+        assert!(
+            sizes.windows(2).all(|w| w[0] <= w[1] && w[1] <= 2 * w[0]),
+            "{mode:?}: {sizes:?}"
+        );
+        assert!(sizes.iter().all(|&s| s <= 256 << 10), "{mode:?}: {sizes:?}");
+        assert!(
+            sizes.ends_with(&[256 << 10, 256 << 10]),
+            "{mode:?}: {sizes:?}"
+        );
+    }
+}
+
+/// The `preallocated` field of a segment's header.
+fn preallocated_of(path: &std::path::Path) -> u64 {
+    let bytes = std::fs::read(path).unwrap();
+    let len = u32::from_le_bytes(bytes[1..5].try_into().unwrap()) as usize;
+    let h = <raftwal::proto::SegmentHeader as prost::Message>::decode(&bytes[9..9 + len]).unwrap();
+    h.preallocated
 }

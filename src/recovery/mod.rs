@@ -345,6 +345,11 @@ impl<'o> Recovery<'o> {
             len: header.len,
             locs: Vec::new(),
             preallocated: header.preallocated,
+            // As large as it was made; a growing file as large as allowed.
+            capacity: match header.preallocated {
+                0 => self.opts.segment_size,
+                n => n,
+            },
             data_start: header.len,
             meta: SegmentMeta::default(),
         };
@@ -959,14 +964,15 @@ impl<'o> Recovery<'o> {
             }),
             None => Origin::First,
         };
+        // A new log's first segment is small (segments grow from there);
+        // after a sealed one, the next size up.
+        let size = opts.next_segment_size(ix.segments.back().map(|s| s.capacity));
         let prepared = match opts.preallocate {
-            Preallocate::Allocate => {
-                segment::prepare(fs, dir, ON_THE_SPOT | sequence, opts.segment_size).ok()
-            }
-            // A new log's first segment is zero-filled here, at open: the
-            // preparer only starts after recovery.
+            Preallocate::Allocate => segment::prepare(fs, dir, ON_THE_SPOT | sequence, size).ok(),
+            // Zero-filled here, at open: the preparer only starts after
+            // recovery.
             Preallocate::ZeroFill => {
-                segment::prepare_zeroed(fs, dir, ON_THE_SPOT | sequence, opts.segment_size).ok()
+                segment::prepare_zeroed(fs, dir, ON_THE_SPOT | sequence, size).ok()
             }
             Preallocate::None => None,
         };
@@ -976,7 +982,8 @@ impl<'o> Recovery<'o> {
             ix.first_index = first;
             ix.last_index = first - 1;
         }
-        ix.segments.push_back(Segment::created(sequence, first, c));
+        ix.segments
+            .push_back(Segment::created(sequence, first, c, size));
         Ok(())
     }
 
