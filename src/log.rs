@@ -242,7 +242,9 @@ impl Log {
                 .read()
                 .segments
                 .back()
-                .filter(|a| a.len >= crate::write::prepare_mark(a.capacity))
+                .filter(|a| {
+                    a.len >= crate::write::prepare_mark(a.capacity, inner.opts.segment_size)
+                })
                 .map(|a| inner.opts.next_segment_size(Some(a.capacity)));
             *inner.preparer.lock() = Some(Preparer::start(
                 Arc::clone(&inner.opts.file_system),

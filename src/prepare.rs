@@ -3,10 +3,13 @@
 //! writes a header and renames a file.
 //!
 //! It prepares the next file only once the writer asks, when the active
-//! segment is half full ([`Preparer::want`]): a log that writes little never
-//! has a 64 MiB zero-fill and its `fdatasync` competing with its own synced
-//! appends, and one that fills segments quickly still gets half a segment's
-//! time to prepare the next.
+//! segment is half full, or an eighth full while segments are still growing
+//! ([`Preparer::want`], `write::prepare_mark`): a log that writes little
+//! never has a 64 MiB zero-fill and its `fdatasync` competing with its own
+//! synced appends, and one that fills segments quickly still gets time to
+//! prepare the next. Each file is of the size the writer asked for; one
+//! left too small (the writer rolled before it was done, then asked for a
+//! larger one) is replaced, never used.
 //!
 //! Under [`Preallocate::ZeroFill`] it zero-fills the next file unless the
 //! writer would outrun it: when, at the rate it filled the active segment
@@ -52,7 +55,8 @@ struct Shared {
 }
 
 struct State {
-    ready: Option<PathBuf>,
+    /// The prepared file and its length.
+    ready: Option<(PathBuf, u64)>,
     /// The writer asked for the next file (the active segment is half
     /// full); cleared when it takes one.
     wanted: bool,
@@ -149,8 +153,8 @@ impl Preparer {
                 // file that was written to may still carry its prepared
                 // name. Checked here, off the opening thread.
                 if let Some(path) = ready {
-                    if segment::is_pristine(&*fs, &path) {
-                        s.state.lock().ready.get_or_insert(path);
+                    if let Some(len) = segment::pristine_len(&*fs, &path) {
+                        s.state.lock().ready.get_or_insert((path, len));
                     } else {
                         log::warn!(
                             "raftwal: removing prepared file {} that holds data",
@@ -165,17 +169,23 @@ impl Preparer {
         Preparer { shared, thread }
     }
 
-    /// Takes the prepared file, if one is ready. The next is prepared
-    /// when the writer asks for it again.
-    pub(crate) fn take(&self) -> Option<PathBuf> {
+    /// Takes the prepared file, if one of at least `size` bytes is ready.
+    /// The next is prepared when the writer asks for it again. A smaller
+    /// file (prepared for an earlier, smaller segment, finished after the
+    /// writer rolled without it) is left for the thread to replace: taking
+    /// it would shrink the segments that are growing.
+    pub(crate) fn take(&self, size: u64) -> Option<PathBuf> {
         let mut s = self.shared.state.lock();
         s.wanted = false;
-        s.ready.take()
+        s.ready
+            .take_if(|(_, len)| *len >= size)
+            .map(|(path, _)| path)
     }
 
-    /// Whether a prepared file is ready to take.
+    /// Whether a prepared file of the size last asked for is ready to take.
     pub(crate) fn is_ready(&self) -> bool {
-        self.shared.state.lock().ready.is_some()
+        let s = self.shared.state.lock();
+        s.ready.as_ref().is_some_and(|(_, len)| *len >= s.size)
     }
 
     /// Asks for the next file to be prepared, of `size` bytes (the writer
@@ -225,11 +235,20 @@ impl Shared {
     fn run(&self, fs: &dyn FileSystem, dir: &Path, mode: Preallocate) {
         let mut s = self.state.lock();
         loop {
-            while (s.ready.is_some() || !s.wanted) && !s.stop {
+            while !s.stop && (!s.wanted || s.ready.as_ref().is_some_and(|r| r.1 >= s.size)) {
                 self.cv.wait(&mut s);
             }
             if s.stop {
                 return;
+            }
+            // Wanted, and what is ready is too small for it: replace it.
+            // The file is ours (a prepared file, never renamed into the
+            // log), and the writer only takes files under the lock.
+            if let Some((small, _)) = s.ready.take() {
+                drop(s);
+                let _ = fs.remove(&small);
+                s = self.state.lock();
+                continue;
             }
             let n = s.next_name;
             s.next_name += 1;
@@ -257,10 +276,10 @@ impl Shared {
             match res {
                 Ok(path) if s.stop => {
                     // Keep it: the next open adopts it.
-                    s.ready = Some(path);
+                    s.ready = Some((path, len));
                     return;
                 }
-                Ok(path) => s.ready = Some(path),
+                Ok(path) => s.ready = Some((path, len)),
                 Err(e) => {
                     // Out of space, say: rolls create files on the spot
                     // meanwhile; try again later.
@@ -281,8 +300,8 @@ mod tests {
     fn take_ready(p: &Preparer) -> PathBuf {
         for _ in 0..2_000 {
             let ready = p.shared.state.lock().ready.clone();
-            if let Some(path) = ready {
-                assert_eq!(p.take(), Some(path.clone()));
+            if let Some((path, _)) = ready {
+                assert_eq!(p.take(0), Some(path.clone()));
                 return path;
             }
             std::thread::sleep(Duration::from_millis(5));
@@ -321,6 +340,32 @@ mod tests {
         take_ready(&p);
         p.want(None, 256 << 10);
         take_ready(&p);
+        assert_eq!(p.counts(), (0, 2));
+    }
+
+    #[test]
+    fn a_file_too_small_for_the_writer_is_replaced_never_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = preparer(dir.path(), Preallocate::Allocate);
+        // Prepared for a 64 KiB segment, then the writer rolled without it
+        // and now rolls to a 128 KiB one.
+        p.want(None, 64 << 10);
+        while !p.is_ready() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let small = p.shared.state.lock().ready.clone().unwrap().0;
+        assert_eq!(p.take(128 << 10), None);
+        // Asked for 128 KiB, the thread replaces it.
+        p.want(None, 128 << 10);
+        for _ in 0..2_000 {
+            if p.is_ready() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let big = p.take(128 << 10).expect("no 128 KiB file within 10 s");
+        assert_eq!(std::fs::metadata(&big).unwrap().len(), 128 << 10);
+        assert!(!small.exists(), "{small:?} was not removed");
         assert_eq!(p.counts(), (0, 2));
     }
 

@@ -400,7 +400,7 @@ impl Log {
                     .hint(&file, start, to * WRITEBACK_CHUNK - start);
             }
         }
-        let mark = prepare_mark(capacity);
+        let mark = prepare_mark(capacity, inner.opts.segment_size);
         if offset < mark && offset + written >= mark {
             // Half full: time to prepare the next segment. At the rate it
             // filled this one so far, the writer needs `rest` more.
@@ -550,7 +550,7 @@ impl Log {
         if inner.opts.preallocate == crate::Preallocate::None {
             return (sequence, None);
         }
-        let ready = inner.preparer.lock().as_ref().and_then(|p| p.take());
+        let ready = inner.preparer.lock().as_ref().and_then(|p| p.take(size));
         // None ready (the preparer is behind, or out of space): allocate
         // on the spot, or fall back to a growing file.
         let prepared = ready.or_else(|| {
@@ -863,10 +863,19 @@ impl Log {
     }
 }
 
-/// The offset in the active segment past which the preparer is asked for
-/// the next one: half the segment size.
-pub(crate) fn prepare_mark(segment_size: u64) -> u64 {
-    segment_size / 2
+/// The offset in the active segment (of `capacity` bytes, segments
+/// growing up to `segment_size`) past which the preparer is asked for the
+/// next one: half of a full-size segment; an eighth of a smaller one. A
+/// growing segment is followed by one twice its size, whose zero-fill
+/// takes about as long as the writer takes to fill this one: asked at the
+/// half mark, a busy writer would get there first and write into space
+/// that is only allocated; asked at the first write, every lightly used
+/// store would hold a second, unused segment.
+pub(crate) fn prepare_mark(capacity: u64, segment_size: u64) -> u64 {
+    match capacity < segment_size {
+        true => capacity / 8,
+        false => capacity / 2,
+    }
 }
 
 fn active(ix: &Index) -> Result<&Segment> {
