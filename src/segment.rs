@@ -447,9 +447,6 @@ fn make_prepared(
 /// preparer's thread (≈ 55 ms against ≈ 10 ms per 64 MiB).
 const ZERO_CHUNK: usize = 4 << 10;
 
-/// How much of a zero-fill is written before its writeback is started.
-const ZERO_WRITEBACK: u64 = 1 << 20;
-
 /// Prepares a segment file of `len` bytes as [`prepare`] does, then writes
 /// zeros over all of it (4 KiB at a time, see `ZERO_CHUNK`) and syncs them:
 /// appends into it then overwrite written, cached blocks, so their
@@ -484,13 +481,6 @@ pub(crate) fn prepare_zeroed_until(
             file.write_all_at(chunk, at)
                 .map_err(|e| Error::io("zero-fill prepared segment", path, e))?;
             at += k;
-            // Start each MiB's writeback as it is done: left to the final
-            // fdatasync, tens of MiB of zeros reach the device at once, and
-            // the writer's syncs wait behind them (15-25 ms stalls measured
-            // while growing segments were prepared; ≈ 2 ms with this).
-            if at % ZERO_WRITEBACK == 0 {
-                let _ = file.start_writeback(at - ZERO_WRITEBACK, ZERO_WRITEBACK);
-            }
         }
         Ok(())
     })
