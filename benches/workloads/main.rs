@@ -1,5 +1,5 @@
 //! raftwal's benchmark workloads (`/work/shared/BENCH.md` in the project:
-//! W1–W7, R1–R4, C1, T1, M1), run against raftwal and its reference points
+//! W1–W7, R1–R4, C1, T1, M1, and raftwal's own S1), run against raftwal and its reference points
 //! in the same run, on the same disk, alternating backends A B A B, with
 //! per-pair ratios.
 //!
@@ -158,6 +158,14 @@ const WORKLOADS: &[Workload] = &[
         note: "one op = replace the last 1,000 entries (same indexes, higher term) in one \
                durable write: RaftLogStore::persist / raft-engine add_entries over them / raw \
                pwrite over them",
+    },
+    Workload {
+        id: "S1",
+        name: "small-store",
+        backends: &[Kind::Raftwal, Kind::RaftEngine],
+        run: write::s1,
+        note: "raftwal's own (issue 13): open a new store, then 100 Readies of one 16 B entry \
+               and a hard state, close, reopen; disk = allocated blocks of the directory",
     },
     Workload {
         id: "M1",

@@ -33,7 +33,7 @@ macro_rules! variant {
 }
 
 /// Every variant `--variants` can name. A group name (`sync`, `segment`,
-/// `prealloc`) selects all of its variants.
+/// `first`, `prealloc`) selects all of its variants.
 pub const VARIANTS: &[Variant] = &[
     variant!("sync=always", |o| o.sync(SyncPolicy::Always)),
     variant!("sync=every-8", |o| o.sync(SyncPolicy::EveryN(8))),
@@ -46,6 +46,8 @@ pub const VARIANTS: &[Variant] = &[
     variant!("segment=16m", |o| o.segment_size(16 << 20)),
     variant!("segment=64m", |o| o.segment_size(64 << 20)),
     variant!("segment=256m", |o| o.segment_size(256 << 20)),
+    variant!("first=1m", |o| o.first_segment_size(1 << 20)),
+    variant!("first=64m", |o| o.first_segment_size(64 << 20)),
     variant!("prealloc=none", |o| o.preallocate(Preallocate::None)),
     variant!("prealloc=allocate", |o| o
         .preallocate(Preallocate::Allocate)),

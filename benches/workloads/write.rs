@@ -120,6 +120,36 @@ pub fn w6(kind: Kind, dir: &Path, s: &Sizes) -> Figures {
     f
 }
 
+/// S1 `small-store` (raftwal's own, not in BENCH.md; issue 13): what a new
+/// store and a lightly used one cost. Opening a new store (timed) and its
+/// disk bytes (allocated blocks), then 100 Readies of one 16 B entry and a
+/// hard state, closed and reopened (timed), and the disk bytes after.
+pub fn s1(kind: Kind, dir: &Path, _s: &Sizes) -> Figures {
+    let t = Instant::now();
+    let mut b = backend::open(kind, dir, Durability::EachWrite);
+    let open = t.elapsed();
+    let new_disk = crate::measure::disk_usage(dir);
+    let readies = EntryMaker::new(1, 16).readies(100, 1);
+    b.prepare(&readies);
+    for r in &readies {
+        b.write(r);
+    }
+    b.close();
+    let t = Instant::now();
+    b.open();
+    let reopen = t.elapsed();
+    // A background thread (raftwal's preparer) may still be at work.
+    std::thread::sleep(Duration::from_millis(200));
+    let used_disk = crate::measure::disk_usage(dir);
+    let mib = |bytes: u64| bytes as f64 / f64::from(1 << 20);
+    let mut f = Figures::default();
+    f.add("new_open_ms", open.as_secs_f64() * 1e3)
+        .add("new_disk_mib", mib(new_disk))
+        .add("used_reopen_ms", reopen.as_secs_f64() * 1e3)
+        .add("used_disk_mib", mib(used_disk));
+    f
+}
+
 /// T1 `truncate`: replace the last 1,000 entries (a Raft conflict: the
 /// same indexes, a higher term) in one durable write, 200 times.
 pub fn t1(kind: Kind, dir: &Path, s: &Sizes) -> Figures {
