@@ -236,23 +236,19 @@ impl RaftLogStore {
             }
         };
         let mut best: Option<(u64, u64, ConfState)> = None;
-        let mut next = m.index + 1;
-        'scan: while next <= hi {
-            let end = next.saturating_add(CHUNK).min(hi + 1);
-            for e in self.read_entries(next, end)? {
-                if carries_data(&e) {
-                    break 'scan;
-                }
-                if let Err(err) = replay.apply(&e) {
-                    self.warn(format_args!("cannot advance the stored snapshot: {err}"));
-                    break 'scan;
-                }
-                if e.index >= request_index && has_member(replay.conf_state(), to) {
-                    best = Some((e.index, e.term, replay.conf_state().clone()));
-                }
+        self.scan_entries(m.index + 1, hi, |e| {
+            if carries_data(e) {
+                return Ok(false);
             }
-            next = end;
-        }
+            if let Err(err) = replay.apply(e) {
+                self.warn(format_args!("cannot advance the stored snapshot: {err}"));
+                return Ok(false);
+            }
+            if e.index >= request_index && has_member(replay.conf_state(), to) {
+                best = Some((e.index, e.term, replay.conf_state().clone()));
+            }
+            Ok(true)
+        })?;
         let Some((index, term, conf_state)) = best else {
             return Ok(None);
         };
@@ -312,42 +308,50 @@ impl RaftLogStore {
         match stored {
             Some(m) if m.index <= index && sh.log.first_index() <= m.index + 1 => {
                 let mut replay = ConfReplay::new(m.get_conf_state())?;
-                let mut next = m.index + 1;
-                while next <= index {
-                    let end = next.saturating_add(CHUNK).min(index + 1);
-                    for e in self.read_entries(next, end)? {
-                        replay.apply(&e)?;
-                    }
-                    next = end;
-                }
+                self.scan_entries(m.index + 1, index, |e| replay.apply(e).map(|()| true))?;
                 Ok(replay.conf_state().clone())
             }
             Some(_) => Err(unknown()),
             None => {
-                let li = sh.log.last_index();
-                let mut next = index + 1;
-                while next <= li {
-                    let end = next.saturating_add(CHUNK).min(li + 1);
-                    if self
-                        .read_entries(next, end)?
-                        .iter()
-                        .any(|e| e.get_entry_type() != raft::eraftpb::EntryType::EntryNormal)
-                    {
-                        return Err(unknown());
-                    }
-                    next = end;
+                let mut conf_change_after = false;
+                self.scan_entries(index + 1, sh.log.last_index(), |e| {
+                    conf_change_after = e.get_entry_type() != raft::eraftpb::EntryType::EntryNormal;
+                    Ok(!conf_change_after)
+                })?;
+                match conf_change_after {
+                    true => Err(unknown()),
+                    false => Ok(sh.cache.read().conf_state.clone()),
                 }
-                Ok(sh.cache.read().conf_state.clone())
             }
         }
     }
 
-    /// Entries `lo..hi` as raft entries.
-    fn read_entries(&self, lo: u64, hi: u64) -> Result<Vec<Entry>> {
+    /// Calls `f` on the raft entries `lo..=hi` in order, read `CHUNK` at a
+    /// time, until it returns `false`.
+    fn scan_entries(
+        &self,
+        lo: u64,
+        hi: u64,
+        mut f: impl FnMut(&Entry) -> Result<bool>,
+    ) -> Result<()> {
         let sh = &*self.shared;
-        sh.log.read_with(lo, hi, None, |index, term, data| {
-            super::decode_entry(&sh.dir, index, term, data)
-        })
+        let mut next = lo;
+        while next <= hi {
+            let end = next.saturating_add(CHUNK).min(hi.saturating_add(1));
+            let entries = sh.log.read_with(next, end, None, |index, term, data| {
+                super::decode_entry(&sh.dir, index, term, data)
+            })?;
+            for e in &entries {
+                if !f(e)? {
+                    return Ok(());
+                }
+            }
+            if end == next {
+                break;
+            }
+            next = end;
+        }
+        Ok(())
     }
 
     /// Logs a warning about serving snapshots, at most one every ten
