@@ -59,9 +59,6 @@ pub struct Segment {
     pub locs: Vec<Loc>,
     /// The length the file was preallocated to (0 when it was not).
     pub preallocated: u64,
-    /// How large it may grow before the log rolls to the next segment
-    /// (segments start small and grow; see `Options::segment_size`).
-    pub capacity: u64,
     /// Where the first frame after the header starts.
     pub data_start: u64,
     /// Marker and state frames, for the footer.
@@ -69,16 +66,8 @@ pub struct Segment {
 }
 
 impl Segment {
-    /// The record of a segment just created (header written, no frames),
-    /// meant to hold `capacity` bytes, or as much as was preallocated when
-    /// it was made from a prepared file (one prepared before the writer
-    /// asked for a larger one, say: growth goes on from its size).
-    pub(crate) fn created(
-        sequence: u64,
-        first_index: u64,
-        c: crate::segment::Created,
-        capacity: u64,
-    ) -> Segment {
+    /// The record of a segment just created (header written, no frames).
+    pub(crate) fn created(sequence: u64, first_index: u64, c: crate::segment::Created) -> Segment {
         Segment {
             sequence,
             first_index,
@@ -87,12 +76,19 @@ impl Segment {
             len: c.header_len,
             locs: Vec::new(),
             preallocated: c.preallocated,
-            capacity: match c.preallocated {
-                0 => capacity,
-                n => n,
-            },
             data_start: c.header_len,
             meta: SegmentMeta::default(),
+        }
+    }
+
+    /// How large it may grow before the log rolls to the next segment: the
+    /// length it was preallocated to (segments start small and grow, see
+    /// `Options::first_segment_size`), or `segment_size` for a file that
+    /// grows as written.
+    pub(crate) fn capacity(&self, segment_size: u64) -> u64 {
+        match self.preallocated {
+            0 => segment_size,
+            n => n,
         }
     }
 

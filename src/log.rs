@@ -214,7 +214,7 @@ impl Log {
             .index
             .segments
             .back()
-            .is_some_and(|a| a.capacity >= opts.segment_size);
+            .is_some_and(|a| a.capacity(opts.segment_size) >= opts.segment_size);
         writer.roll_when_prepared =
             rec.tail_reallocated && full_size && opts.preallocate == Preallocate::ZeroFill;
         let inner = Arc::new(Inner {
@@ -233,8 +233,8 @@ impl Log {
             _lock: lock,
         });
         if inner.opts.preallocate != Preallocate::None {
-            // A reopened log whose active segment is half full already
-            // will not pass the half mark again: prepare at once. (One
+            // A reopened log whose active segment is past its prepare mark
+            // will not pass it again: prepare at once. (One
             // whose tail recovery gave back asks at its first write: see
             // `Writer::roll_when_prepared`.)
             let wanted = inner
@@ -242,10 +242,11 @@ impl Log {
                 .read()
                 .segments
                 .back()
-                .filter(|a| {
-                    a.len >= crate::write::prepare_mark(a.capacity, inner.opts.segment_size)
+                .map(|a| (a.len, a.capacity(inner.opts.segment_size)))
+                .filter(|&(len, cap)| {
+                    len >= crate::write::prepare_mark(cap, inner.opts.segment_size)
                 })
-                .map(|a| inner.opts.next_segment_size(Some(a.capacity)));
+                .map(|(_, cap)| inner.opts.next_segment_size(Some(cap)));
             *inner.preparer.lock() = Some(Preparer::start(
                 Arc::clone(&inner.opts.file_system),
                 &inner.dir,

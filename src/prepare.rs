@@ -57,8 +57,8 @@ struct Shared {
 struct State {
     /// The prepared file and its length.
     ready: Option<(PathBuf, u64)>,
-    /// The writer asked for the next file (the active segment is half
-    /// full); cleared when it takes one.
+    /// The writer asked for the next file (the active segment passed
+    /// `write::prepare_mark`); cleared when it takes one.
     wanted: bool,
     next_name: u64,
     stop: bool,
@@ -73,8 +73,8 @@ struct State {
 }
 
 impl State {
-    /// Whether the next file should only be allocated: the writer fills a
-    /// segment's second half sooner than a zero-fill would finish.
+    /// Whether the next file should only be allocated: the writer fills the
+    /// rest of the active segment sooner than a zero-fill would finish.
     fn writer_outpaces_zero_fill(&self, len: u64) -> bool {
         let Some(left) = self.time_left else {
             return false;
@@ -189,7 +189,7 @@ impl Preparer {
     }
 
     /// Asks for the next file to be prepared, of `size` bytes (the writer
-    /// calls this when the active segment passes half its size), saying
+    /// calls this when the active segment passes `write::prepare_mark`), saying
     /// how soon it expects to fill the rest of the active one, if it
     /// knows.
     pub(crate) fn want(&self, time_left: Option<Duration>, size: u64) {

@@ -29,7 +29,7 @@ pub(crate) struct Writer {
     scratch: Vec<u8>,
     /// When and at which offset the first write into the active segment
     /// since it became active (or since the log opened) started: the
-    /// writer's fill rate, told to the preparer at the half mark.
+    /// writer's fill rate, told to the preparer at the prepare mark.
     fill_start: Option<(std::time::Instant, u64)>,
     /// Roll to the next segment as soon as a prepared one is ready: set
     /// at open when recovery gave the active segment's tail back as
@@ -298,7 +298,9 @@ impl Log {
             w.asked_after_open = true;
             let next = {
                 let ix = inner.index.read();
-                inner.opts.next_segment_size(Some(active(&ix)?.capacity))
+                inner
+                    .opts
+                    .next_segment_size(Some(active(&ix)?.capacity(inner.opts.segment_size)))
             };
             if let Some(p) = inner.preparer.lock().as_ref() {
                 p.want(None, next);
@@ -312,7 +314,7 @@ impl Log {
             // 4 GiB must start a new segment even if this one holds no
             // entries yet.
             let overflow = a.len + bytes + 1024 > MAX_SEGMENT_SIZE;
-            let full = a.len + bytes > a.capacity;
+            let full = a.len + bytes > a.capacity(inner.opts.segment_size);
             cut.is_none()
                 && !batch.entries.is_empty()
                 && (overflow || (!a.locs.is_empty() && (full || early)))
@@ -344,7 +346,7 @@ impl Log {
                 a.len,
                 marker,
                 a.preallocated,
-                a.capacity,
+                a.capacity(inner.opts.segment_size),
             )
         };
         let fill_start = *w
@@ -402,7 +404,7 @@ impl Log {
         }
         let mark = prepare_mark(capacity, inner.opts.segment_size);
         if offset < mark && offset + written >= mark {
-            // Half full: time to prepare the next segment. At the rate it
+            // Past the mark: time to prepare the next segment. At the rate it
             // filled this one so far, the writer needs `rest` more.
             let (t0, from) = fill_start;
             let filled = offset + written - from;
@@ -507,7 +509,9 @@ impl Log {
                 // no roll's name or header, is unsynced.
                 synced: !inner.durability.dirty(),
             };
-            let size = inner.opts.next_segment_size(Some(a.capacity));
+            let size = inner
+                .opts
+                .next_segment_size(Some(a.capacity(inner.opts.segment_size)));
             (ix.last_index + 1, link, size)
         };
         let (sequence, prepared) = self.next_segment(w, size);
@@ -520,7 +524,7 @@ impl Log {
             prepared,
             Origin::Roll(link),
         )?;
-        let seg = Segment::created(sequence, next_first, c, size);
+        let seg = Segment::created(sequence, next_first, c);
         inner.durability.rolled_to(&seg.file, &seg.path);
         crate::metrics::roll();
         let sealed = {
@@ -585,9 +589,11 @@ impl Log {
         let fs = &*inner.opts.file_system;
         let size = {
             let ix = inner.index.read();
-            inner
-                .opts
-                .next_segment_size(ix.segments.back().map(|a| a.capacity))
+            inner.opts.next_segment_size(
+                ix.segments
+                    .back()
+                    .map(|a| a.capacity(inner.opts.segment_size)),
+            )
         };
         let (sequence, prepared) = self.next_segment(w, size);
         let salt = frame::salt(sequence);
@@ -614,7 +620,7 @@ impl Log {
             return Err(inner.durability.poison(e));
         }
         let offset = c.header_len;
-        let mut seg = Segment::created(sequence, first_index, c, size);
+        let mut seg = Segment::created(sequence, first_index, c);
         seg.len = offset + w.scratch.len() as u64;
         Ok((seg, layout, offset))
     }

@@ -345,11 +345,6 @@ impl<'o> Recovery<'o> {
             len: header.len,
             locs: Vec::new(),
             preallocated: header.preallocated,
-            // As large as it was made; a growing file as large as allowed.
-            capacity: match header.preallocated {
-                0 => self.opts.segment_size,
-                n => n,
-            },
             data_start: header.len,
             meta: SegmentMeta::default(),
         };
@@ -966,7 +961,8 @@ impl<'o> Recovery<'o> {
         };
         // A new log's first segment is small (segments grow from there);
         // after a sealed one, the next size up.
-        let size = opts.next_segment_size(ix.segments.back().map(|s| s.capacity));
+        let size =
+            opts.next_segment_size(ix.segments.back().map(|s| s.capacity(opts.segment_size)));
         let prepared = match opts.preallocate {
             Preallocate::Allocate => segment::prepare(fs, dir, ON_THE_SPOT | sequence, size).ok(),
             // Zero-filled here, at open: the preparer only starts after
@@ -982,8 +978,7 @@ impl<'o> Recovery<'o> {
             ix.first_index = first;
             ix.last_index = first - 1;
         }
-        ix.segments
-            .push_back(Segment::created(sequence, first, c, size));
+        ix.segments.push_back(Segment::created(sequence, first, c));
         Ok(())
     }
 
