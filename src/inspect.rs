@@ -529,12 +529,15 @@ impl<'p> State<'p> {
                     }
                     if let Some(start) = write_start {
                         let reason = "a write cut short: its last frame is missing".to_string();
-                        let torn = is_torn_tail(
-                            !footer_verified,
-                            later,
-                            &open_file,
-                            self.scan.max_payload,
-                        )?;
+                        // As recovery: a cut's or a reset's opening write is
+                        // never torn (the file got its name after it).
+                        let torn = !seg.atomic_opening(&header)
+                            && is_torn_tail(
+                                !footer_verified,
+                                later,
+                                &open_file,
+                                self.scan.max_payload,
+                            )?;
                         self.problem(k, start, reason, torn);
                         if logical {
                             self.keep(&seg);
@@ -622,18 +625,27 @@ impl<'p> State<'p> {
             let shape_torn = !footer_verified
                 && !followed
                 && !is_damage(file, offset, info.size, self.scan.max_payload);
-            let torn = is_torn_tail(shape_torn, later, &open_file, self.scan.max_payload)?;
+            let torn = !seg.atomic_opening(&header)
+                && is_torn_tail(shape_torn, later, &open_file, self.scan.max_payload)?;
             self.problem(k, offset, reason, torn);
             if logical {
                 self.keep(&seg);
             }
             return Ok(());
         }
+        if logical && seg.needs_marker && header.origin != segment::Origin::Legacy {
+            // As recovery: a cut's or a reset's segment always holds its
+            // opening write, and a rolled-to one continues the log.
+            let reason =
+                "the segment does not continue the log and holds no opening marker".to_string();
+            self.problem(k, header.len, reason, false);
+            return Ok(());
+        }
         if logical {
             self.keep(&seg);
         }
-        // A segment that needed a marker and ended without one is left by an
-        // interrupted truncation or reset; recovery removes it.
+        // A version-1 segment that needed a marker and ended without one is
+        // left by an interrupted truncation or reset; recovery removes it.
         Ok(())
     }
 
@@ -952,6 +964,15 @@ struct Seg {
     count: u64,
     needs_marker: bool,
     first_frame: bool,
+}
+
+impl Seg {
+    /// Whether this segment's opening write is still to come and is a
+    /// cut's or a reset's: the file got its name only once that write was
+    /// on disk, so no crash tears it (recovery's rule too).
+    fn atomic_opening(&self, header: &segment::Header) -> bool {
+        self.needs_marker && header.origin.opens_with_marker()
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{batch, segment_files, unseal};
+use common::{batch, frames, segment_files, unseal, TY_HEADER, TY_MARKER};
 use raftwal::inspect::{self, ProblemKind};
 use raftwal::{Error, Log, Options, Preallocate, RecoveryMode, SyncPolicy};
 
@@ -29,24 +29,34 @@ fn three_segments(
     preallocate: Preallocate,
     sync_in_third: bool,
 ) -> (tempfile::TempDir, Vec<PathBuf>, Vec<u64>) {
+    segments(3, preallocate, sync_in_third)
+}
+
+/// As [`three_segments`], with `n` segments.
+fn segments(
+    n: usize,
+    preallocate: Preallocate,
+    sync_in_last: bool,
+) -> (tempfile::TempDir, Vec<PathBuf>, Vec<u64>) {
     let dir = tempfile::tempdir().unwrap();
     let log = Log::open(dir.path(), opts(preallocate)).unwrap();
     let mut next = 1;
-    while log.segments().len() < 3 {
+    while log.segments().len() < n {
         log.append(&batch(next, 2)).unwrap();
         next += 2;
     }
-    if sync_in_third {
+    if sync_in_last {
         log.sync().unwrap();
     }
     log.append(&batch(next, 2)).unwrap();
     let firsts: Vec<u64> = log.segments().iter().map(|s| s.1).collect();
     drop(log);
     let files = segment_files(dir.path());
-    assert_eq!(files.len(), 3);
+    assert_eq!(files.len(), n);
     // As if the crash came before the sealers finished.
-    unseal(&files[0]);
-    unseal(&files[1]);
+    for f in &files[..n - 1] {
+        unseal(f);
+    }
     (dir, files, firsts)
 }
 
@@ -158,4 +168,69 @@ fn a_prepared_file_holding_data_is_not_adopted() {
         assert_eq!(log.last_index(), next - 1);
         assert!(log.recovery_report().repairs.is_empty());
     }
+}
+
+/// A file whose header does not parse is set aside wherever recovery meets
+/// it, also among the files after a segment whose name a crash lost (those
+/// go as a torn tail): raftwal cannot prove such a file is its own.
+#[test]
+fn an_unreadable_file_after_a_lost_name_is_set_aside_not_removed() {
+    let (dir, files, firsts) = segments(4, Preallocate::ZeroFill, false);
+    // The second segment's name was lost; the fourth lost its header.
+    std::fs::remove_file(&files[1]).unwrap();
+    lose_header(&files[3]);
+    let log = Log::open(dir.path(), opts(Preallocate::ZeroFill)).unwrap();
+    assert_eq!(log.last_index(), firsts[1] - 1);
+    let report = log.recovery_report();
+    assert_eq!(report.segments_removed, vec![files[2].clone()]);
+    let aside = PathBuf::from(format!("{}.unreadable", files[3].display()));
+    assert_eq!(report.set_aside, vec![(files[3].clone(), aside.clone())]);
+    assert!(aside.exists() && !files[3].exists());
+}
+
+/// A cut below the active segment writes its new segment's opening marker
+/// before the file gets its name: no crash tears it, and a cut's segment
+/// without it is damage. `inspect` judges both as open does.
+#[test]
+fn a_cut_segment_without_its_opening_write_is_damage_for_inspect_and_open() {
+    let cut_log = || {
+        let (dir, _, firsts) = three_segments(Preallocate::ZeroFill, true);
+        let log = Log::open(dir.path(), opts(Preallocate::ZeroFill)).unwrap();
+        log.truncate_from_index(firsts[1] - 1).unwrap();
+        drop(log);
+        let newest = segment_files(dir.path()).pop().unwrap();
+        let marker = frames(&newest)
+            .into_iter()
+            .find(|f| f.ty == TY_MARKER)
+            .expect("the cut's opening marker");
+        assert_eq!(frames(&newest)[0].ty, TY_HEADER);
+        (dir, newest, marker)
+    };
+    let both_refuse = |dir: &Path| {
+        let scan = inspect::scan_dir(dir).unwrap();
+        assert!(
+            scan.problems
+                .iter()
+                .any(|p| p.kind == ProblemKind::Corruption),
+            "{:?}",
+            scan.problems
+        );
+        let e = Log::open(dir, opts(Preallocate::ZeroFill)).unwrap_err();
+        assert!(matches!(e, Error::Corruption { .. }), "{e}");
+    };
+    // The marker is gone (the file ends after its header).
+    let (dir, newest, marker) = cut_log();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&newest)
+        .unwrap();
+    f.set_len(marker.offset).unwrap();
+    drop(f);
+    both_refuse(dir.path());
+    // The marker's bytes are damaged: not a torn tail.
+    let (dir, newest, marker) = cut_log();
+    let mut b = std::fs::read(&newest).unwrap();
+    b[(marker.offset + marker.len - 1) as usize] ^= 0xff;
+    std::fs::write(&newest, b).unwrap();
+    both_refuse(dir.path());
 }

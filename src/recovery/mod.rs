@@ -117,6 +117,11 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
     r.report.repairs.extend(gap_repairs);
     r.report.bytes_dropped += gap_bytes;
     r.torn.extend(gap_torn);
+    r.unreadable = files
+        .iter()
+        .filter(|f| f.header().is_none())
+        .map(|f| f.path.clone())
+        .collect();
     // The segment that goes on as the active one is cut at the end of its
     // data: new writes must never land in front of stale frames (writes a
     // crash kept after one it zeroed, a torn footer).
@@ -244,8 +249,9 @@ struct Recovery<'o> {
     /// Files holding nothing acknowledged (a torn tail's later segments, a
     /// torn creation), removed newest first, each unlink synced.
     torn: Vec<PathBuf>,
-    /// Those of `torn` whose header does not parse: renamed aside, not
-    /// removed.
+    /// The files whose header does not parse, wherever they are (torn,
+    /// after a lost name, superseded): raftwal cannot prove they are its
+    /// own, so they are renamed aside, never removed.
     unreadable: Vec<PathBuf>,
     /// Segments of the log wholly below its first index, oldest first:
     /// removed in that order, each unlink synced, stopping at a failure.
@@ -997,19 +1003,7 @@ impl<'o> Recovery<'o> {
         torn.sort_by_key(|p| std::cmp::Reverse(sequence_of(p)));
         for path in torn {
             if self.unreadable.contains(&path) {
-                let aside = set_aside_name(fs, &path);
-                match fs.rename(&path, &aside) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(Error::io("rename unreadable segment aside", &path, e)),
-                }
-                segment::sync_dir(fs, dir)?;
-                log::warn!(
-                    "raftwal: set {} aside as {}: its header does not parse, and nothing after it was acknowledged",
-                    path.display(),
-                    aside.display()
-                );
-                self.report.set_aside.push((path, aside));
+                self.set_aside(dir, path)?;
                 continue;
             }
             match fs.remove(&path) {
@@ -1061,6 +1055,12 @@ impl<'o> Recovery<'o> {
         }
         let mut any = false;
         for path in std::mem::take(&mut self.superseded) {
+            if self.unreadable.contains(&path) {
+                if let Err(e) = self.set_aside(dir, path) {
+                    log::warn!("raftwal: {e} (the next open tries again)");
+                }
+                continue;
+            }
             any |= removed(path, &mut self.report);
         }
         if any {
@@ -1071,23 +1071,57 @@ impl<'o> Recovery<'o> {
     }
 }
 
+impl Recovery<'_> {
+    /// Renames `path`, a file named like a segment whose header does not
+    /// parse, aside (see `set_aside_name`) and syncs the directory: never
+    /// deleted, it is reported in `RecoveryReport::set_aside`.
+    fn set_aside(&mut self, dir: &Path, path: PathBuf) -> Result<()> {
+        let fs = &*self.opts.file_system;
+        let aside = set_aside_name(fs, &path)?;
+        match fs.rename(&path, &aside) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io("rename unreadable segment aside", &path, e)),
+        }
+        segment::sync_dir(fs, dir)?;
+        log::warn!(
+            "raftwal: set {} aside as {}: its header does not parse, and nothing in it is part of the log",
+            path.display(),
+            aside.display()
+        );
+        self.report.set_aside.push((path, aside));
+        Ok(())
+    }
+}
+
 /// The name an unreadable segment file is set aside under:
 /// `<name>.unreadable` (then `.unreadable-2`, ... when taken), which no
-/// open reads as a segment.
-fn set_aside_name(fs: &dyn crate::fs::FileSystem, path: &Path) -> PathBuf {
+/// open reads as a segment. A name is free only when opening it says it
+/// does not exist: the rename must never replace a file.
+fn set_aside_name(fs: &dyn crate::fs::FileSystem, path: &Path) -> Result<PathBuf> {
+    const TRIES: u32 = 1000;
     let base = path.as_os_str().to_owned();
-    for k in 1u32.. {
+    for k in 1..=TRIES {
         let mut name = base.clone();
         match k {
             1 => name.push(".unreadable"),
             _ => name.push(format!(".unreadable-{k}")),
         }
         let candidate = PathBuf::from(name);
-        if fs.open(&candidate).is_err() {
-            return candidate;
+        match fs.open(&candidate) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(candidate),
+            Err(e) => return Err(Error::io("look for a free set-aside name", &candidate, e)),
+            Ok(_) => {}
         }
     }
-    PathBuf::from(base)
+    Err(Error::io(
+        "look for a free set-aside name",
+        path,
+        std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            format!("{TRIES} set-aside names are taken"),
+        ),
+    ))
 }
 
 /// The sequence number in a segment file's name (0 when it has none).

@@ -52,9 +52,6 @@ impl Recovery<'_> {
                 .repairs
                 .push((f.path.clone(), d.offset, d.reason.clone()));
             self.torn.push(f.path.clone());
-            if !d.follows {
-                self.unreadable.push(f.path.clone());
-            }
         }
         Ok(())
     }
