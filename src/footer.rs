@@ -238,12 +238,8 @@ fn try_read(
         .copied()
         .zip(p.terms.iter().copied())
         .collect();
-    // The last entry's index must be below u64::MAX, like every entry's.
-    let Some(end) = header
-        .first_index
-        .checked_add(locs.len() as u64)
-        .filter(|&e| e < u64::MAX || locs.is_empty())
-    else {
+    // One past the last entry's index (entries stop at u64::MAX - 1).
+    let Some(end) = header.first_index.checked_add(locs.len() as u64) else {
         return Err(Torn(
             "the footer lists entries past the largest index".into(),
         ));

@@ -284,7 +284,11 @@ impl Shared {
                     // Out of space, say: rolls create files on the spot
                     // meanwhile; try again later.
                     log::warn!("raftwal: could not prepare a segment: {e}");
-                    self.cv.wait_for(&mut s, Duration::from_secs(1));
+                    // `stop` may have come while the lock was free: then
+                    // its notification is gone, and the loop ends now.
+                    if !s.stop {
+                        self.cv.wait_for(&mut s, Duration::from_secs(1));
+                    }
                 }
             }
         }

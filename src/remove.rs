@@ -83,8 +83,8 @@ impl Remover {
 /// copes with a gap anyway (a version-2 segment names its predecessor, so
 /// files before a missing one are known superseded when a compaction marker
 /// covers them), but a version-1 directory's segments name nothing, and
-/// there a gap looks like a missing segment. A file's fsync is cheap next
-/// to its unlink (ext4 frees the extents of a 64 MiB file there and then).
+/// there a gap looks like a missing segment. A directory fsync is cheap
+/// next to an unlink (ext4 frees the extents of a 64 MiB file there and then).
 fn remove_now(fs: &dyn FileSystem, dir: &Path, paths: &[PathBuf]) {
     for p in paths {
         match fs.remove(p) {
@@ -99,7 +99,10 @@ fn remove_now(fs: &dyn FileSystem, dir: &Path, paths: &[PathBuf]) {
             }
         }
         if let Err(e) = segment::sync_dir(fs, dir) {
-            log::warn!("raftwal: after removing superseded segment {}: {e} (a crash may bring it back; the next open removes it)", p.display());
+            // Going on could make a later unlink durable before this one:
+            // stop, and leave the rest to the next open.
+            log::warn!("raftwal: after removing superseded segment {}: {e} (a crash may bring it back; the next open removes it and the ones after it)", p.display());
+            return;
         }
     }
 }
