@@ -28,8 +28,11 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use fs_sim::{Fault, FaultFs, Held, Op, Rng, Scope, SimFs, Trigger};
-use log_prefix::{check_after_power_cut, observe, run, workload, Issue, LogOp, LogState};
-use raftwal::{Log, Options, Preallocate};
+use log_prefix::{
+    check_after_power_cut, observe, opts, preallocate_of, run, run_until_power_cut, workload,
+    Issue, LogOp, LogState,
+};
+use raftwal::{Log, Preallocate};
 
 const DIR: &str = "/sim/log";
 const SEEDS: u64 = 45;
@@ -38,14 +41,8 @@ const RANDOM_POINTS: u64 = 30;
 /// Power-cut images checked per crash point (each keeps, drops, tears and
 /// reorders differently).
 const IMAGES: u64 = 3;
-
-fn opts(fs: &SimFs, issue: Issue, preallocate: Preallocate) -> Options {
-    Options::default()
-        .segment_size(4096)
-        .preallocate(preallocate)
-        .sync(issue.policy())
-        .file_system(fs.handle())
-}
+/// The longest a held background operation waits for the power cut.
+const HOLD: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What the log's background threads are let do in a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,34 +95,17 @@ impl Case<'_> {
         fs.arm(trigger);
         let (ffs, faults) = FaultFs::new(fs.handle());
         let mut o = opts(&fs, self.issue, self.preallocate).file_system(ffs.handle());
+        // A held operation waits for the power cut; bounded in case a
+        // caller ever waits for it.
+        fs.gate().set_timeout(HOLD);
         match unlinks {
             Unlinks::Free => o = opts(&fs, self.issue, self.preallocate),
             Unlinks::Held => fs.gate().hold(Held::Remove, "raftwal-remove"),
             Unlinks::FailNth(n) => faults.fail_nth(Op::Remove, n, Fault::Eio, Scope::Background),
             Unlinks::SealerDirSyncHeld => fs.gate().hold(Held::SyncDir, "raftwal-seal"),
         }
-        let r = match Log::open(DIR, o) {
-            Ok(log) => {
-                let r = run(&log, self.ops, self.issue);
-                // The power goes before the drop's final sync can help.
-                fs.kill();
-                drop(log);
-                r
-            }
-            Err(e) => log_prefix::Run {
-                failure: Some(format!("first open: {e}")),
-                ..Default::default()
-            },
-        };
-        if let Some(f) = &r.failure {
-            if !fs.is_dead() {
-                return Err(format!(
-                    "seed {}: failed without a power cut: {f}",
-                    self.seed
-                ));
-            }
-        }
-        fs.kill();
+        let r = run_until_power_cut(&fs, DIR, o, self.ops, self.issue)
+            .map_err(|e| format!("seed {}: {e}", self.seed))?;
         let hi = r.acked + usize::from(r.in_flight);
         let what = |stage: &str| {
             format!(
@@ -169,11 +149,7 @@ impl Case<'_> {
 
 fn run_seed(seed: u64, tally: &Tally) -> Result<(), String> {
     let issue = Issue::ALL[(seed % 3) as usize];
-    let preallocate = match (seed / 3) % 3 {
-        0 => Preallocate::None,
-        1 => Preallocate::Allocate,
-        _ => Preallocate::ZeroFill,
-    };
+    let preallocate = preallocate_of(seed / 3);
     let (ops, states) = workload(&mut Rng::new(seed), OPS);
     let case = Case {
         seed,
@@ -257,4 +233,24 @@ fn power_loss_leaves_a_prefix_of_the_writes() {
     );
     let failures = failures.into_inner().unwrap();
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    if seeds >= SEEDS {
+        // The cases the suite is for were all reached.
+        for (what, c) in [
+            ("crash points", &tally.points),
+            ("reordered directory operations", &tally.reordered),
+            (
+                "unsynced cuts before a roll",
+                &tally.unsynced_cut_before_roll,
+            ),
+            ("held unlinks", &tally.held),
+            ("failed unlinks", &tally.failed),
+        ] {
+            assert!(get(c) > 0, "no {what} over {seeds} workloads");
+        }
+        assert!(
+            get(&tally.points) >= 10_000,
+            "{} crash points",
+            get(&tally.points)
+        );
+    }
 }

@@ -86,14 +86,14 @@ fn let_the_preparer_finish(log: &Log, preallocate: Preallocate) {
     if preallocate == Preallocate::None {
         return;
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while std::time::Instant::now() < deadline {
-        let s = log.stats();
-        if s.segments_zero_filled + s.segments_allocated > 0 {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_until(
+        "the preparer has a segment ready",
+        Duration::from_secs(20),
+        || {
+            let s = log.stats();
+            s.segments_zero_filled + s.segments_allocated > 0
+        },
+    );
 }
 
 /// Scans [`IMAGES`] power-cut images of `fs` (see `shown::scan_images`)
@@ -342,13 +342,16 @@ fn sealed_and_synced(fs: &SimFs, path: &std::path::Path) -> bool {
     sealed && fs.is_synced(path)
 }
 
-/// Waits (at most 5 s) until `ok` holds. Not an assertion: it only lets
-/// a background thread reach the state the scenario wants (should the
-/// library change so that it never does, the test still checks every
-/// image, only later).
-fn wait_until(ok: impl Fn() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !ok() && std::time::Instant::now() < deadline {
+/// Waits (at most `limit`) until `ok` holds, the state a background
+/// thread must reach for the scenario to be the one described; fails the
+/// test if it never does.
+fn wait_until(what: &str, limit: Duration, ok: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {limit:?}"
+        );
         std::thread::sleep(Duration::from_millis(1));
     }
 }
@@ -393,13 +396,17 @@ fn reordered_renames_of_two_rolls_never_make_the_log_unopenable() {
     }
     log.sync().unwrap();
     let first = log.segments()[0].0.clone();
-    wait_until(|| sealed_and_synced(&fs, &first));
+    wait_until("segment 1 sealed", Duration::from_secs(5), || {
+        sealed_and_synced(&fs, &first)
+    });
     let second = log.segments()[1].0.clone();
     append(&log, roll_at);
     assert_eq!(log.segments().len(), 3);
     // Its sealer writes and syncs the footer (no directory fsync: nothing
     // in it was unsynced).
-    wait_until(|| sealed_and_synced(&fs, &second));
+    wait_until("segment 2 sealed", Duration::from_secs(5), || {
+        sealed_and_synced(&fs, &second)
+    });
     // Segment 3's sealer would sync the directory: hold it.
     fs.gate().hold(Held::Sync, "raftwal-seal");
     let mut last = roll_at;
@@ -421,4 +428,5 @@ fn reordered_renames_of_two_rolls_never_make_the_log_unopenable() {
         found.reordered, found.images
     ));
     assert_allowed("two rolls, renames not yet durable", &allowed, &bad);
+    assert!(found.reordered > 0, "no image reordered the two renames");
 }

@@ -198,6 +198,7 @@ fn step_power_cuts<T>(
     let (ops0, _) = sim.counters();
     op(&it);
     let ops = sim.counters().0 - ops0;
+    assert!(ops > 0, "the operation issued no file-system operation");
     let after = show_it(&it).unwrap();
     sim.gate().release();
     drop(it);
@@ -319,12 +320,14 @@ fn apply_snapshot_racing_the_remover_never_makes_the_store_unopenable() {
 }
 
 /// Reproduces issue 12 (2), fourth case, for a compaction: `compact(15)`
-/// is durable and the remover has unlinked segments 1 and 2, but its
-/// directory fsync is held, and the power goes out. The file system may
-/// persist either unlink without the other (the default
-/// `CutMode::Reorder`); whichever survive, the log must reopen as
-/// compacted. Before the fix images that kept segment 1 and lost segment 2 refuse
-/// to open ("segment does not continue the log").
+/// is durable and the remover's directory fsync is held, and the power
+/// goes out. Before the fix the remover had unlinked segments 1 and 2
+/// before that fsync, the file system could persist either unlink without
+/// the other (the default `CutMode::Reorder`), and images that kept
+/// segment 1 and lost segment 2 refused to open ("segment does not
+/// continue the log"). Now the remover syncs the directory after each
+/// unlink, so one unlink at most is pending there, and every image must
+/// reopen as compacted.
 #[test]
 fn reordered_unlinks_of_a_compaction_never_make_the_log_unopenable() {
     let sim = SimFs::new();
@@ -340,7 +343,7 @@ fn reordered_unlinks_of_a_compaction_never_make_the_log_unopenable() {
             .wait_for_waiting(Held::SyncDir, 1, Duration::from_secs(20)),
         "the remover's directory fsync is held"
     );
-    assert!(sim.pending_dir_ops() >= 1, "unlinks not yet durable");
+    assert_eq!(sim.pending_dir_ops(), 1, "one unlink, not yet durable");
     let allowed = [("after the compaction", show(&log).unwrap())];
     sim.kill();
     drop(log);
@@ -394,7 +397,7 @@ fn reordered_unlinks_of_a_reset_never_make_the_log_unopenable() {
         sim.is_dead(),
         "the power went off at the last directory fsync"
     );
-    assert!(sim.pending_dir_ops() >= 1, "unlinks not yet durable");
+    assert!(sim.pending_dir_ops() >= 2, "unlinks not yet durable");
     drop(log);
     let allowed = [allowed[1].clone()];
     let found = scan_images(&sim, 0..IMAGES, &allowed, |img| {
@@ -407,4 +410,5 @@ fn reordered_unlinks_of_a_reset_never_make_the_log_unopenable() {
         found.reordered, found.images
     ));
     assert_allowed("reset, unlinks not yet durable", &allowed, &bad);
+    assert!(found.reordered > 0, "no image reordered the unlinks");
 }

@@ -418,11 +418,16 @@ fn test_storage_append() {
                 );
                 // Through raft's error type: compacted as raft's own, a gap
                 // with raftwal's message.
-                let raft_err = RaftError::from(err);
-                assert!(
-                    matches!(raft_err, RaftError::Store(_) | RaftError::Io(_)),
-                    "#{i}"
-                );
+                let compacted = matches!(err, Error::Compacted { .. });
+                let shown = err.to_string();
+                match RaftError::from(err) {
+                    RaftError::Store(StorageError::Compacted) => assert!(compacted, "#{i}"),
+                    RaftError::Io(io) => {
+                        assert!(!compacted, "#{i}");
+                        assert_eq!(io.to_string(), shown, "#{i}");
+                    }
+                    other => panic!("#{i}: {other}"),
+                }
                 ents.clone()
             }
         };

@@ -25,19 +25,14 @@ mod log_prefix;
 
 use fs_sim::{ByteChoices, Choose, Fault, FaultFs, Held, Op, Rng, Scope, SimFs, Trigger};
 use libfuzzer_sys::fuzz_target;
-use log_prefix::{check_after_power_cut, run, Issue, LogState};
-use raftwal::{Log, Options, Preallocate};
+use log_prefix::{
+    check_after_power_cut, opts, preallocate_of, run_until_power_cut, workload, Issue,
+};
 
 const DIR: &str = "/fuzz/log";
 const MAX_OPS: usize = 40;
-
-fn opts(fs: &SimFs, issue: Issue, preallocate: Preallocate) -> Options {
-    Options::default()
-        .segment_size(4096)
-        .preallocate(preallocate)
-        .sync(issue.policy())
-        .file_system(fs.handle())
-}
+/// The longest a held background operation waits for the power cut.
+const HOLD: std::time::Duration = std::time::Duration::from_secs(5);
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 11 {
@@ -47,28 +42,17 @@ fuzz_target!(|data: &[u8]| {
     let seed = u64::from_le_bytes(data[1..9].try_into().unwrap_or_default());
     let point = u64::from(u16::from_le_bytes([data[9], data[10]]));
     let issue = Issue::ALL[usize::from(flags % 3)];
-    let preallocate = match (flags / 3) % 3 {
-        0 => Preallocate::None,
-        1 => Preallocate::Allocate,
-        _ => Preallocate::ZeroFill,
-    };
+    let preallocate = preallocate_of(u64::from(flags / 3));
     let mut choices = ByteChoices { data: &data[11..] };
     let n = (choices.below(MAX_OPS as u64) + 1) as usize;
-    let mut m = LogState::new();
-    let mut ops = Vec::with_capacity(n);
-    let mut states: Vec<LogState> = vec![m.clone()];
-    for k in 0..n {
-        let op = log_prefix::next_op(&mut choices, &m, k as u64);
-        m.apply(&op);
-        ops.push(op);
-        states.push(m.clone());
-    }
+    let (ops, states) = workload(&mut choices, n);
 
     let fs = SimFs::new();
     // A crash point past the end means the power goes after the last one.
     fs.arm(Trigger::Op(point + 1));
     let (ffs, faults) = FaultFs::new(fs.handle());
     let mut o = opts(&fs, issue, preallocate);
+    fs.gate().set_timeout(HOLD);
     match (flags / 9) % 4 {
         0 => fs.gate().hold(Held::Remove, "raftwal-remove"),
         1 => {
@@ -83,22 +67,7 @@ fuzz_target!(|data: &[u8]| {
         2 => fs.gate().hold(Held::SyncDir, "raftwal-seal"),
         _ => {}
     }
-    let r = match Log::open(DIR, o) {
-        Ok(log) => {
-            let r = run(&log, &ops, issue);
-            fs.kill();
-            drop(log);
-            r
-        }
-        Err(e) => log_prefix::Run {
-            failure: Some(format!("first open: {e}")),
-            ..Default::default()
-        },
-    };
-    if let Some(f) = &r.failure {
-        assert!(fs.is_dead(), "failed without a power cut: {f}");
-    }
-    fs.kill();
+    let r = run_until_power_cut(&fs, DIR, o, &ops, issue).unwrap_or_else(|e| panic!("{e}"));
     let image = fs.cut_power(&mut Rng::new(seed));
     let ctx = format!(
         "{issue:?} {preallocate:?} flags {flags} point {point} (died at {:?}): {} ops acknowledged, {} durable, failure {:?}",

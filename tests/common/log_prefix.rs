@@ -13,9 +13,28 @@
 
 use std::fmt;
 
-use raftwal::{Entry, Log, Ticket, WriteBatch};
+use raftwal::{Entry, Log, Options, Preallocate, Ticket, WriteBatch};
 
-use crate::fs_sim::Choose;
+use crate::fs_sim::{Choose, SimFs};
+
+/// The options of these workloads on `fs`: 4 KiB segments, the sync
+/// policy `issue` needs, `preallocate`.
+pub fn opts(fs: &SimFs, issue: Issue, preallocate: Preallocate) -> Options {
+    Options::default()
+        .segment_size(4096)
+        .preallocate(preallocate)
+        .sync(issue.policy())
+        .file_system(fs.handle())
+}
+
+/// The preallocation mode numbered `n` (mod 3).
+pub fn preallocate_of(n: u64) -> Preallocate {
+    match n % 3 {
+        0 => Preallocate::None,
+        1 => Preallocate::Allocate,
+        _ => Preallocate::ZeroFill,
+    }
+}
 
 /// Everything a `Log` shows.
 #[derive(Clone, PartialEq, Eq, Default)]
@@ -292,6 +311,35 @@ pub struct Run {
     /// segment before anything synced it: the case the continuity rule is
     /// about.
     pub unsynced_cut_before_roll: bool,
+}
+
+/// Opens the log in `dir` with `opts`, runs `ops` as `issue` says, and
+/// cuts the power of `fs` (if the armed trigger has not already) before the
+/// log is dropped, so no final sync helps. A failure without a power cut
+/// is an error.
+pub fn run_until_power_cut(
+    fs: &SimFs,
+    dir: &str,
+    opts: Options,
+    ops: &[LogOp],
+    issue: Issue,
+) -> Result<Run, String> {
+    let r = match Log::open(dir, opts) {
+        Ok(log) => {
+            let r = run(&log, ops, issue);
+            fs.kill();
+            drop(log);
+            r
+        }
+        Err(e) => Run {
+            failure: Some(format!("first open: {e}")),
+            ..Default::default()
+        },
+    };
+    match &r.failure {
+        Some(f) if !fs.is_dead() => Err(format!("failed without a power cut: {f}")),
+        _ => Ok(r),
+    }
 }
 
 /// Runs `ops` on `log` as `issue` says, until one fails.
