@@ -18,8 +18,9 @@
 //! (compacted away, or before a reset), or skipped by a link (a cut below
 //! the active segment opens a segment that continues the one holding the
 //! entries before the cut; the segments in between are cut off). The
-//! remover unlinks such files in the background, and a crash may keep any
-//! subset of those unlinks: the plan does not depend on which.
+//! remover (after a compaction), the cut or reset itself, and the next
+//! open unlink such files, and a crash may keep any subset of those
+//! unlinks: the plan does not depend on which.
 //!
 //! A segment opened by a cut or a reset gets its name only once its opening
 //! write is on disk ([`create_opened`](crate::segment::create_opened)),
@@ -130,7 +131,7 @@ pub(crate) struct Dropped {
     /// nothing in it was acknowledged. Otherwise it is damage.
     pub torn: bool,
     /// Dropped for coming after a file with an unreadable header in the
-    /// log (its own header is fine).
+    /// log, not for its own header (which may be bad too).
     pub follows: bool,
 }
 

@@ -92,7 +92,7 @@ pub enum Origin {
     /// A version-1 header, which names no predecessor: the segment
     /// continues the one before it by sequence.
     Legacy,
-    /// The log rolled to it from the active segment `prev`.
+    /// The log rolled to it from the active segment the link names.
     Roll(Link),
     /// The first segment of a log: nothing before it is part of the log.
     First,

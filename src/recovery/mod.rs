@@ -37,8 +37,9 @@ pub struct RecoveryReport {
     /// reset interrupted by a crash), or after a torn tail (holding nothing
     /// acknowledged).
     pub segments_removed: Vec<PathBuf>,
-    /// Files named like segments whose header does not parse, left out of
-    /// the log and renamed aside, never deleted (raftwal cannot prove they
+    /// Files named like segments whose header does not parse (or names
+    /// another segment than the file name does), left out of the log and
+    /// renamed aside, never deleted (raftwal cannot prove they
     /// are its own): `(old name, new name)`. A crash that tore a new
     /// segment's header leaves one; delete it once you have looked.
     pub set_aside: Vec<(PathBuf, PathBuf)>,
