@@ -79,7 +79,7 @@ impl Remover {
 /// they were made, even on a file system that may persist the directory
 /// operations between two fsyncs in any order: a crash leaves the oldest
 /// superseded files gone and the newer ones there, never a gap with older
-/// ones behind it. Stopping at a failure keeps that shape too. Recovery
+/// ones behind it. Stopping at a failed unlink keeps that shape too. Recovery
 /// copes with a gap anyway (a version-2 segment names its predecessor, so
 /// files before a missing one are known superseded when a compaction marker
 /// covers them), but a version-1 directory's segments name nothing, and
@@ -99,10 +99,10 @@ fn remove_now(fs: &dyn FileSystem, dir: &Path, paths: &[PathBuf]) {
             }
         }
         if let Err(e) = segment::sync_dir(fs, dir) {
-            // Going on could make a later unlink durable before this one:
-            // stop, and leave the rest to the next open.
-            log::warn!("raftwal: after removing superseded segment {}: {e} (a crash may bring it back; the next open removes it and the ones after it)", p.display());
-            return;
+            // The unlinks go on: a later successful fsync makes this one
+            // durable too, and recovery removes whatever a crash brings
+            // back (see the module documentation).
+            log::warn!("raftwal: after removing superseded segment {}: {e} (a crash may bring it back; the next open removes it)", p.display());
         }
     }
 }
