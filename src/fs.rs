@@ -58,6 +58,11 @@ pub trait FileSystem: Send + Sync + Debug {
     fn create(&self, path: &Path) -> io::Result<Arc<dyn FileHandle>>;
     /// Opens an existing file for reading and writing.
     fn open(&self, path: &Path) -> io::Result<Arc<dyn FileHandle>>;
+    /// Opens an existing file only to read it (the read-only scan of
+    /// [`inspect`](crate::inspect)). Default: [`open`](FileSystem::open).
+    fn open_read(&self, path: &Path) -> io::Result<Arc<dyn FileHandle>> {
+        self.open(path)
+    }
     /// Renames `from` to `to`, replacing `to` if it exists.
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Removes a file.
@@ -171,6 +176,10 @@ impl FileSystem for StdFileSystem {
         let f = OpenOptions::new().read(true).write(true).open(path)?;
         no_atime(&f);
         Ok(Arc::new(f))
+    }
+
+    fn open_read(&self, path: &Path) -> io::Result<Arc<dyn FileHandle>> {
+        Ok(Arc::new(File::open(path)?))
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {

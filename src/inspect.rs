@@ -2,13 +2,16 @@
 //! [`Log::open`](crate::Log::open) would make of it, and where it is damaged,
 //! without taking the directory's lock or changing a byte.
 //!
-//! [`scan_dir`] reads every segment with [`segment::Scanner`], checking
-//! every frame's CRC, and follows the log's markers (truncations,
-//! compactions, resets) the way recovery does, so [`DirScan::first_index`],
-//! [`DirScan::last_index`], [`DirScan::state`] and the entries it reads are
-//! those the log would have after opening. Damage is reported as a list of
-//! [`Problem`]s, each saying whether recovery would treat it as a torn tail
-//! (truncated away on open) or refuse it.
+//! [`scan_dir`] runs the replay machine `Log::open` runs, reading every
+//! frame of every segment (also those a sealed segment's footer would let
+//! the open skip) and checking its CRC. Damage is reported as a list of
+//! [`Problem`]s, each of the kind that says how the open treats it: a torn
+//! tail at the offset where the open cuts the file, damage at the offset
+//! its `Error::Corruption` names. [`DirScan::first_index`],
+//! [`DirScan::last_index`], [`DirScan::state`] and the entries it reads
+//! are those of the log the open keeps: with no problem or only torn
+//! tails, the log the default mode opens; after damage, the longest valid
+//! prefix, which `RecoveryMode::TolerateAnyCorruption` keeps.
 //!
 //! A directory that a live [`Log`](crate::Log) is writing can be scanned
 //! too; the scan then shows a moment of it, and a frame being written at
@@ -29,60 +32,28 @@
 //! # Ok(()) }
 //! ```
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
+use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use prost::bytes::Bytes;
 use prost::Message;
 
-use crate::chain::{self, SegmentFile};
-use crate::damage::{is_damage, is_lost_tail, is_torn_seal, is_torn_tail, synced_write_in};
+use crate::chain::SegmentFile;
 use crate::error::{Error, Result};
 use crate::frame::{self, FrameHeader, FrameType, HEADER_LEN};
+use crate::fs::{FileHandle, FileSystem, StdFileSystem};
 use crate::log::Entry;
+use crate::options::RecoveryMode;
 use crate::proto;
-use crate::segment::{self, Scanned, Scanner, ENTRY_OVERHEAD};
+use crate::replay;
+use crate::segment::{self, ENTRY_OVERHEAD};
 
 /// The largest entry a scan accepts by default: the default
 /// [`Options::max_entry_size`](crate::Options::max_entry_size).
 pub const DEFAULT_MAX_ENTRY_SIZE: u64 = 64 << 20;
 
-/// How often (in bytes scanned) [`scan_dir_with`] reports progress.
-const PROGRESS_STEP: u64 = 1 << 20;
-
-/// What a [`Problem`] is, as recovery would see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProblemKind {
-    /// Bad bytes at the end of the last segment, followed by no valid frame:
-    /// what a crash in the middle of a write leaves. Also in an older
-    /// segment (or its last writes missing) when no later segment holds a
-    /// write issued once everything before it was durable: a roll does not
-    /// sync the segment it leaves. Recovery's default mode truncates it away
-    /// (and removes the later segments); nothing acknowledged was in it.
-    TornTail,
-    /// A bad frame that is not a torn tail: followed by a valid frame, or
-    /// in an older segment with a write after it that was issued once it
-    /// was durable. Recovery's default mode refuses to open the log.
-    Corruption,
-    /// The frames are valid but the log's newest marker puts its first index
-    /// below the oldest segment: history is missing. Cutting bytes cannot
-    /// mend it; only `RecoveryMode::TolerateAnyCorruption` opens such a log.
-    MissingHistory,
-}
-
-/// One place where the directory is not what raftwal wrote.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// The segment file.
-    pub path: PathBuf,
-    /// The byte offset of the first bad frame in it (0 for a bad header).
-    pub offset: u64,
-    /// What is wrong there.
-    pub reason: String,
-    /// How recovery would treat it.
-    pub kind: ProblemKind,
-}
+pub use crate::replay::{Problem, ProblemKind};
 
 /// One segment file as the scan found it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,14 +124,18 @@ pub struct DirScan {
     pub prev_term: u64,
     /// The newest state blob, if one was set.
     pub state: Option<Bytes>,
-    /// Every problem, in file order. The log described above is the one
-    /// before the first problem, which is what recovery keeps.
+    /// Every problem, in file order (then by offset). The log described
+    /// above is what recovery keeps: under the default mode when every
+    /// problem is a torn tail, else under
+    /// [`RecoveryMode::TolerateAnyCorruption`].
+    /// After damage the log's later files are still checked frame by frame.
     pub problems: Vec<Problem>,
     /// Total bytes of segment files.
     pub bytes: u64,
     /// The log's entries, `first_index..=last_index`.
     entries: Vec<EntryLoc>,
     max_payload: u64,
+    fs: Arc<dyn FileSystem>,
 }
 
 impl DirScan {
@@ -194,7 +169,7 @@ impl DirScan {
 pub struct EntryReader<'a> {
     scan: &'a DirScan,
     locs: std::slice::Iter<'a, EntryLoc>,
-    open: Option<(usize, File)>,
+    open: Option<(usize, Arc<dyn FileHandle>)>,
 }
 
 impl Iterator for EntryReader<'_> {
@@ -213,7 +188,9 @@ impl EntryReader<'_> {
         })?;
         let path = &seg.path;
         if self.open.as_ref().map(|o| o.0) != Some(loc.segment) {
-            let f = File::open(path).map_err(|e| Error::io("open segment", path, e))?;
+            let f = (self.scan.fs)
+                .open_read(path)
+                .map_err(|e| Error::io("open segment", path, e))?;
             self.open = Some((loc.segment, f));
         }
         let Some((_, file)) = self.open.as_ref() else {
@@ -277,702 +254,117 @@ pub fn scan_dir_with(
     max_entry_size: u64,
     progress: &mut dyn FnMut(u64),
 ) -> Result<DirScan> {
-    let listed = segment::list(&crate::fs::StdFileSystem, dir)?;
-    let max_payload = max_entry_size.saturating_add(ENTRY_OVERHEAD);
+    scan_dir_in(Arc::new(StdFileSystem), dir, max_entry_size, progress)
+}
+
+/// [`scan_dir_with`] on the file system `fs` (the one the log was opened
+/// with, see [`Options::file_system`](crate::Options::file_system)): every
+/// file is opened with [`FileSystem::open_read`], the scan's entries read
+/// through `fs` too.
+pub fn scan_dir_in(
+    fs: Arc<dyn FileSystem>,
+    dir: &Path,
+    max_entry_size: u64,
+    progress: &mut dyn FnMut(u64),
+) -> Result<DirScan> {
+    let listed = segment::list(&*fs, dir)?;
+    let open_file = |path: &Path| {
+        fs.open_read(path)
+            .map_err(|e| Error::io("open segment", path, e))
+    };
     let files = listed
         .into_iter()
         .map(|(seq, first, path)| SegmentFile::read(&open_file, seq, first, path))
         .collect::<Result<Vec<_>>>()?;
-    // Progress only ever grows, even when the scan starts over (below).
-    let mut reported = 0;
-    let mut report = |n: u64| {
-        if n > reported {
-            reported = n;
-            progress(n);
+    // Progress only ever grows, even when the replay starts over.
+    let reported = Cell::new(0);
+    let progress = RefCell::new(progress);
+    let report = |n: u64| {
+        if n > reported.get() {
+            reported.set(n);
+            (progress.borrow_mut())(n);
         }
     };
-    // As recovery: the files from `limit` on are left out, newer than a
-    // segment whose name a crash lost.
-    let mut limit = files.len();
-    let mut gap = Vec::new();
-    loop {
-        let now = files.get(..limit).unwrap_or_default();
-        // The files that make up the log, as recovery decides them.
-        let plan = chain::plan(now, &open_file, max_payload, false)?;
-        let mut s = State::new(dir, &files, &plan, max_payload, &mut report);
-        // Recovery reads the log's files in order and stops at the first
-        // problem; the scan goes on checking the log's later files frame by
-        // frame. Superseded files are not read.
-        for (k, f) in files.iter().enumerate() {
-            if plan.chain.contains(&k) {
-                s.segment(k, f, &plan.later(now, k))?;
-            }
-            s.done += f.len;
-            (s.progress)(s.done);
-        }
-        // Unreadable headers (always after the log's files), reported
-        // where they are; a file dropped for coming after one is no problem
-        // of its own.
-        for d in plan.dropped.iter().rev().filter(|d| !d.follows) {
-            s.problem(d.pos, d.offset, d.reason.clone(), d.torn);
-        }
-        let Some(missing) = s.finish(plan.missing) else {
-            s.scan.problems.extend(gap);
-            s.sort_problems();
-            return Ok(s.scan);
+    // The log `TolerateAnyCorruption` would keep, every frame checked and
+    // every problem recorded as the default mode would judge it.
+    let rules = replay::Rules {
+        mode: RecoveryMode::TolerateAnyCorruption,
+        max_entry_size,
+        open: &open_file,
+        every_frame: true,
+        progress: &report,
+    };
+    let r = replay::run(&files, &rules)?;
+    let bytes = files.iter().map(|f| f.len).sum();
+    report(bytes);
+    let mut segments: Vec<SegmentInfo> = files
+        .iter()
+        .zip(&r.seen)
+        .map(|(f, seen)| SegmentInfo {
+            path: f.path.clone(),
+            sequence: f.sequence,
+            first_index: f.name_first,
+            size: f.len,
+            preallocated: seen.preallocated,
+            data_len: seen.data_len,
+            frames: seen.frames,
+            entry_frames: seen.entry_frames,
+            live: None,
+            sealed: seen.sealed,
+            torn_seal: seen.torn_seal,
+            superseded: r.superseded.contains(&f.path),
+        })
+        .collect();
+    let ix = &r.ix;
+    let (first_index, last_index) = match ix.first_index {
+        // Not even the first segment's header was readable.
+        0 => (1, 0),
+        first => (first, ix.last_index),
+    };
+    let mut entries = Vec::new();
+    for seg in &ix.segments {
+        let Some(k) = files.iter().position(|f| f.sequence == seg.sequence) else {
+            continue;
         };
-        // A missing predecessor no compaction explains: a name lost in a
-        // crash (recovery removes the files from there on and replays the
-        // rest), or missing history.
-        let g = chain::judge_gap(now, &plan, missing, &open_file, max_payload)?;
-        let problem = Problem {
-            path: g.path,
-            offset: 0,
-            kind: if g.torn {
-                ProblemKind::TornTail
-            } else {
-                ProblemKind::MissingHistory
-            },
-            reason: g.reason,
-        };
-        if !g.torn {
-            s.scan.problems.push(problem);
-            s.scan.problems.extend(gap);
-            s.sort_problems();
-            return Ok(s.scan);
-        }
-        gap.push(problem);
-        limit = g.cut;
-    }
-}
-
-struct State<'p> {
-    scan: DirScan,
-    /// Segments recovery would keep (positions in `scan.segments`), with
-    /// the number of their entries that are part of the log.
-    kept: Vec<(usize, u64)>,
-    /// False after the first problem: later segments are only checked
-    /// frame by frame, as recovery would not read them into the log.
-    logical: bool,
-    /// Per file: where its last whole write ends (its data end, before any
-    /// footer), as a newer segment's header may name it.
-    data_ends: Vec<u64>,
-    /// Whether a marker was read into the log.
-    marker_seen: bool,
-    /// The origin of the segment being read (its opening marker must
-    /// match).
-    opening: segment::Origin,
-    done: u64,
-    progress: &'p mut dyn FnMut(u64),
-}
-
-impl<'p> State<'p> {
-    /// The scan of `files` as `plan` makes the log of them: every file
-    /// listed, none read yet.
-    fn new(
-        dir: &Path,
-        files: &[SegmentFile],
-        plan: &chain::Plan,
-        max_payload: u64,
-        progress: &'p mut dyn FnMut(u64),
-    ) -> State<'p> {
-        let segments = files
-            .iter()
-            .enumerate()
-            .map(|(k, f)| SegmentInfo {
-                path: f.path.clone(),
-                sequence: f.sequence,
-                first_index: f.name_first,
-                size: f.len,
-                preallocated: 0,
-                data_len: f.len,
-                frames: 0,
-                entry_frames: 0,
-                live: None,
-                sealed: false,
-                torn_seal: false,
-                superseded: plan.superseded.contains(&k),
-            })
-            .collect();
-        State {
-            scan: DirScan {
-                dir: dir.to_path_buf(),
-                segments,
-                first_index: 0,
-                last_index: 0,
-                prev_term: 0,
-                state: None,
-                problems: Vec::new(),
-                bytes: files.iter().map(|f| f.len).sum(),
-                entries: Vec::new(),
-                max_payload,
-            },
-            kept: Vec::new(),
-            logical: true,
-            data_ends: vec![0; files.len()],
-            marker_seen: false,
-            opening: segment::Origin::Legacy,
-            done: 0,
-            progress,
-        }
-    }
-
-    /// Puts the problems in file order (then by offset).
-    fn sort_problems(&mut self) {
-        let segments = &self.scan.segments;
-        let pos = |p: &Problem| segments.iter().position(|s| s.path == p.path);
-        self.scan
-            .problems
-            .sort_by_key(|p| (pos(p).unwrap_or(usize::MAX), p.offset));
-    }
-
-    fn problem(&mut self, k: usize, offset: u64, reason: String, torn: bool) {
-        let kind = if torn {
-            ProblemKind::TornTail
-        } else {
-            ProblemKind::Corruption
-        };
-        if let Some(seg) = self.scan.segments.get_mut(k) {
-            seg.data_len = seg.data_len.min(offset);
-            self.scan.problems.push(Problem {
-                path: seg.path.clone(),
-                offset,
-                reason,
-                kind,
-            });
-        }
-        self.logical = false;
-    }
-
-    /// Scans segment `k`. I/O errors are returned; damage is recorded.
-    fn segment(&mut self, k: usize, f: &SegmentFile, later: &[&Path]) -> Result<()> {
-        let last_file = later.is_empty();
-        let (file, path) = (&*f.file, f.path.as_path());
-        let Some(info) = self.scan.segments.get(k).cloned() else {
-            return Ok(());
-        };
-        // The plan puts only files with a usable header in the log.
-        let Some(&header) = f.header() else {
-            return Ok(());
-        };
-        if let Some(seg) = self.scan.segments.get_mut(k) {
-            seg.frames = 1;
-            seg.preallocated = header.preallocated;
-        }
-        self.opening = header.origin;
-        let mut logical = self.logical;
-        let fresh = logical && self.kept.is_empty() && self.scan.first_index == 0;
-        if fresh {
-            self.scan.first_index = header.first_index;
-            self.scan.last_index = header.first_index.saturating_sub(1);
-        }
-        let mut seg = Seg {
-            k,
-            first_index: header.first_index,
-            count: 0,
-            // A segment made by a cut or a reset opens with its marker.
-            needs_marker: (!fresh && header.first_index != self.scan.last_index.wrapping_add(1))
-                || header.origin.opens_with_marker(),
-            first_frame: true,
-        };
-        // Recovery removes this segment then; its frames are still checked.
-        if let Some(link) = header.origin.link().filter(|_| logical && !fresh) {
-            if self.broken_link(path, link, later)? {
-                logical = false;
-            }
-        }
-        if logical
-            && header.origin == segment::Origin::Legacy
-            && seg.needs_marker
-            && self.lost_tail_before(file, path, &header, &info, later)?
-        {
-            logical = false;
-        }
-        // As recovery: a valid footer means the segment was synced before
-        // it was written, so nothing in it is a torn tail. A trailer no
-        // crash leaves is damage.
-        let footer = match last_file {
-            true => Ok(None),
-            false => crate::footer::read(
-                file,
-                path,
-                info.size,
-                &header,
-                self.scan.max_payload.saturating_sub(ENTRY_OVERHEAD),
-            ),
-        };
-        let footer_verified = match footer {
-            Ok(f) => f.is_some(),
-            Err(Error::Corruption { offset, reason, .. }) => {
-                self.problem(k, offset, reason, false);
-                logical = false;
-                false
-            }
-            Err(e) => return Err(e),
-        };
-        // Where the last whole write ends: the data end a newer segment's
-        // header names.
-        let mut write_end = header.len;
-        let mut scanner = Scanner::new(file, path, info.size, &header, self.scan.max_payload);
-        let mut reported = self.done;
-        // Where the write being read started, until its last frame (marked
-        // END_OF_WRITE) is seen: recovery keeps a write only whole.
-        let mut write_start: Option<u64> = None;
-        loop {
-            let (offset, reason, claimed_len) = match scanner.next_frame()? {
-                Scanned::End => {
-                    if let Some(s) = self.scan.segments.get_mut(k) {
-                        s.data_len = scanner.position();
-                    }
-                    if let Some(e) = self.data_ends.get_mut(k) {
-                        *e = write_end;
-                    }
-                    if let Some(start) = write_start {
-                        let reason = "a write cut short: its last frame is missing".to_string();
-                        // As recovery: a cut's or a reset's opening write is
-                        // never torn (the file got its name after it).
-                        let torn = !seg.atomic_opening(&header)
-                            && is_torn_tail(
-                                !footer_verified,
-                                later,
-                                &open_file,
-                                self.scan.max_payload,
-                            )?;
-                        self.problem(k, start, reason, torn);
-                        if logical {
-                            self.keep(&seg);
-                        }
-                        return Ok(());
-                    }
-                    break;
-                }
-                Scanned::Bad {
-                    offset,
-                    reason,
-                    claimed_len,
-                } => (offset, reason, claimed_len),
-                Scanned::Frame {
-                    offset,
-                    ty,
-                    payload,
-                    end_of_write,
-                    ..
-                } => {
-                    let len = (payload.len() + HEADER_LEN) as u64;
-                    if !matches!(ty, FrameType::Footer | FrameType::Trailer) {
-                        if end_of_write {
-                            write_end = offset + len;
-                        }
-                        write_start = if end_of_write {
-                            None
-                        } else {
-                            write_start.or(Some(offset))
-                        };
-                    } else if let Some(start) = write_start {
-                        // A segment is sealed only after whole writes.
-                        let reason = "a write cut short before a footer".to_string();
-                        self.problem(k, start, reason, false);
-                        if logical {
-                            self.keep(&seg);
-                        }
-                        return Ok(());
-                    }
-                    let applied = if self.logical {
-                        self.apply(&mut seg, offset, ty, payload)
-                    } else {
-                        Ok(())
-                    };
-                    seg.first_frame = false;
-                    if let Some(s) = self.scan.segments.get_mut(k) {
-                        s.frames += 1;
-                        match ty {
-                            FrameType::Entry => s.entry_frames += 1,
-                            FrameType::Trailer => s.sealed = true,
-                            _ => {}
-                        }
-                    }
-                    if self.done + offset >= reported + PROGRESS_STEP {
-                        reported = self.done + offset;
-                        (self.progress)(reported);
-                    }
-                    match applied {
-                        Ok(()) => continue,
-                        Err(reason) => (offset, reason, Some(len)),
-                    }
-                }
-            };
-            // Damage with a write after it that was issued once it was
-            // durable is not a torn tail.
-            let followed = match claimed_len {
-                Some(n) => scanner.synced_write_from(offset.saturating_add(n))?,
-                None => false,
-            };
-            if !followed && !last_file && is_torn_seal(file, offset, info.size) {
-                // A crash while sealing the segment: the footer is optional,
-                // and recovery reads the segment without it.
-                if let Some(s) = self.scan.segments.get_mut(k) {
-                    s.data_len = offset;
-                    s.torn_seal = true;
-                }
-                if let Some(e) = self.data_ends.get_mut(k) {
-                    *e = write_end;
-                }
-                if logical {
-                    self.keep(&seg);
-                }
-                return Ok(());
-            }
-            let shape_torn = !footer_verified
-                && !followed
-                && !is_damage(file, offset, info.size, self.scan.max_payload);
-            let torn = !seg.atomic_opening(&header)
-                && is_torn_tail(shape_torn, later, &open_file, self.scan.max_payload)?;
-            self.problem(k, offset, reason, torn);
-            if logical {
-                self.keep(&seg);
-            }
-            return Ok(());
-        }
-        if logical && seg.needs_marker && header.origin != segment::Origin::Legacy {
-            // As recovery: a cut's or a reset's segment always holds its
-            // opening write, and a rolled-to one continues the log.
-            let reason =
-                "the segment does not continue the log and holds no opening marker".to_string();
-            self.problem(k, header.len, reason, false);
-            return Ok(());
-        }
-        if logical {
-            self.keep(&seg);
-        }
-        // A version-1 segment that needed a marker and ended without one is
-        // left by an interrupted truncation or reset; recovery removes it.
-        Ok(())
-    }
-
-    /// The segment at `path` names `link` as the segment it continues: as
-    /// recovery does, checks that the log read so far ends in that segment,
-    /// where it ended then. A shorter one lost its last writes in a crash
-    /// unless a write in this segment or later was prior-synced: a torn
-    /// tail at its data end (recovery cuts it there and removes this
-    /// segment and every later one). Anything else is damage. Returns
-    /// whether the log ends before this segment.
-    fn broken_link(&mut self, path: &Path, link: segment::Link, later: &[&Path]) -> Result<bool> {
-        let Some(&(prev, _)) = self.kept.last() else {
-            return Ok(false);
-        };
-        let Some(p) = self.scan.segments.get(prev) else {
-            return Ok(false);
-        };
-        let end = self.data_ends.get(prev).copied().unwrap_or(0);
-        if p.sequence != link.sequence {
-            let reason = format!(
-                "the segment continues segment {}, but the log read so far ends in segment {}",
-                link.sequence, p.sequence
-            );
-            let k = self.position_of(path);
-            self.problem(k, 0, reason, false);
-            return Ok(true);
-        }
-        if end == link.end {
-            return Ok(false);
-        }
-        let reason = format!(
-            "the next segment says this one's data ends at offset {}, but it ends at {end}",
-            link.end
-        );
-        if end > link.end || p.sealed {
-            self.problem(prev, end.min(link.end), reason, false);
-            return Ok(true);
-        }
-        let mut from_here: Vec<&Path> = vec![path];
-        from_here.extend_from_slice(later);
-        let torn = !link.synced && !synced_write_in(&open_file, &from_here, self.scan.max_payload)?;
-        let reason = match torn {
-            true => format!("{reason}: its last writes were lost in a crash"),
-            false => format!("{reason}, yet a later write shows they were durable"),
-        };
-        self.problem(prev, end, reason, torn);
-        Ok(true)
-    }
-
-    /// The position of `path` among the scanned files.
-    fn position_of(&self, path: &Path) -> usize {
-        self.scan
-            .segments
-            .iter()
-            .position(|s| s.path == path)
-            .unwrap_or(usize::MAX)
-    }
-
-    /// Segment `info` does not continue the log: whether it shows that the
-    /// tail of the segment kept before it was lost in a crash (see
-    /// `damage::is_lost_tail`). Then that is reported as a torn tail at the
-    /// end of that segment's data, as recovery cuts it there and removes
-    /// this segment and every later one.
-    fn lost_tail_before(
-        &mut self,
-        file: &dyn crate::fs::FileHandle,
-        path: &Path,
-        header: &segment::Header,
-        info: &SegmentInfo,
-        later: &[&Path],
-    ) -> Result<bool> {
-        let Some(&(prev, _)) = self.kept.last() else {
-            return Ok(false);
-        };
-        let Some(p) = self.scan.segments.get(prev) else {
-            return Ok(false);
-        };
-        let (prev_sealed, prev_end) = (p.sealed, p.data_len);
-        let next = self.scan.last_index.wrapping_add(1);
-        if prev_sealed || header.first_index <= next {
-            return Ok(false);
-        }
-        // A segment holding only its header is an interrupted reset or cut.
-        let mut scanner = Scanner::new(file, path, info.size, header, self.scan.max_payload);
-        if matches!(scanner.next_frame()?, Scanned::End) {
-            return Ok(false);
-        }
-        let mut from_here: Vec<&Path> = vec![path];
-        from_here.extend_from_slice(later);
-        let lost = is_lost_tail(
-            prev_sealed,
-            header.first_index,
-            next,
-            &from_here,
-            &open_file,
-            self.scan.max_payload,
-        )?;
-        if lost {
-            let reason = format!(
-                "the next segment starts at index {} but this one ends at {}: its tail was lost in a crash (no write after it was durable)",
-                header.first_index, self.scan.last_index
-            );
-            self.problem(prev, prev_end, reason, true);
-        }
-        Ok(lost)
-    }
-
-    fn keep(&mut self, seg: &Seg) {
-        if !seg.needs_marker {
-            self.kept.push((seg.k, seg.count));
-        }
-    }
-
-    /// Applies one valid frame to the log, as recovery does. An `Err` is a
-    /// reason the frame cannot be part of the log.
-    fn apply(
-        &mut self,
-        seg: &mut Seg,
-        offset: u64,
-        ty: FrameType,
-        payload: &[u8],
-    ) -> std::result::Result<(), String> {
-        if seg.needs_marker && !(seg.first_frame && ty == FrameType::Marker) {
-            return Err(format!(
-                "segment starts at index {} but the log ends at {} and no reset marker follows",
-                seg.first_index, self.scan.last_index
-            ));
-        }
-        match ty {
-            FrameType::Entry => {
-                let m = proto::EntryMeta::decode(payload)
-                    .map_err(|e| format!("entry does not decode: {e}"))?;
-                if m.index == u64::MAX {
-                    return Err("an entry at index u64::MAX".into());
-                }
-                let want = self.scan.last_index.wrapping_add(1);
-                if m.index != want || m.index != seg.first_index.wrapping_add(seg.count) {
-                    return Err(format!("entry index {} where {want} was expected", m.index));
-                }
-                let prev = match self.scan.entries.last() {
-                    Some(e) if self.scan.last_index >= self.scan.first_index => e.term,
-                    _ => self.scan.prev_term,
-                };
-                if m.term < prev {
-                    return Err(format!(
-                        "entry {} has term {} below the previous term {prev}",
-                        m.index, m.term
-                    ));
-                }
-                self.scan.entries.push(EntryLoc {
-                    index: m.index,
-                    term: m.term,
-                    segment: seg.k,
-                    offset,
-                    len: (payload.len() + HEADER_LEN) as u32,
-                });
-                seg.count += 1;
-                self.scan.last_index = m.index;
-            }
-            FrameType::State => {
-                let s = proto::State::decode(payload)
-                    .map_err(|e| format!("state does not decode: {e}"))?;
-                self.scan.state = Some(s.data);
-            }
-            FrameType::Marker => {
-                let m = proto::Marker::decode(payload)
-                    .map_err(|e| format!("marker does not decode: {e}"))?;
-                self.marker(seg, &m)?;
-            }
-            // A sealed segment's index block and its pointer.
-            FrameType::Footer | FrameType::Trailer => {}
-            FrameType::Header => return Err("a second segment header".into()),
-        }
-        Ok(())
-    }
-
-    fn marker(&mut self, seg: &mut Seg, m: &proto::Marker) -> std::result::Result<(), String> {
-        if m.first_index == 0 {
-            return Err("a marker puts the first index at 0".into());
-        }
-        let wrong_opening = match self.opening {
-            segment::Origin::Cut(_) => m.reset || m.truncate_from != seg.first_index,
-            segment::Origin::Reset => !m.reset,
-            _ => false,
-        };
-        if seg.first_frame && wrong_opening {
-            return Err(format!(
-                "the segment was made by {:?} but opens with another marker",
-                self.opening
-            ));
-        }
-        self.marker_seen = true;
-        if m.reset {
-            if !seg.first_frame || m.first_index != seg.first_index {
-                return Err("a reset marker must open its segment".into());
-            }
-            seg.needs_marker = false;
-            self.kept.clear();
-            self.scan.entries.clear();
-            self.scan.last_index = m.first_index - 1;
-        } else {
-            if m.truncate_from != 0 {
-                let cut = m.truncate_from;
-                let end = seg.first_index.wrapping_add(seg.count);
-                let opens = seg.first_frame && cut == seg.first_index;
-                let inside = cut >= seg.first_index && cut <= end;
-                if !(opens || inside)
-                    || cut < self.scan.first_index
-                    || cut > self.scan.last_index.wrapping_add(1)
-                {
-                    return Err(format!(
-                        "truncation marker at index {cut} outside the log {}..={}",
-                        self.scan.first_index, self.scan.last_index
-                    ));
-                }
-                seg.needs_marker = false;
-                self.cut(seg, cut);
-            } else if seg.needs_marker {
-                return Err("segment does not continue the log".into());
-            }
-            if m.first_index > self.scan.last_index.wrapping_add(1) {
-                return Err(format!(
-                    "marker's first index {} is past the end of the log at {}",
-                    m.first_index, self.scan.last_index
-                ));
-            }
-        }
-        self.scan.first_index = m.first_index;
-        self.scan.prev_term = m.prev_term;
-        Ok(())
-    }
-
-    /// Drops entries `cut..` from the log and from the segments holding them.
-    fn cut(&mut self, seg: &mut Seg, cut: u64) {
-        if cut >= seg.first_index {
-            seg.count = seg.count.min(cut - seg.first_index);
-        }
-        while let Some(&(k, count)) = self.kept.last() {
-            let first = self.scan.segments.get(k).map_or(0, |s| s.first_index);
-            if first >= cut {
-                self.kept.pop();
+        for (index, loc) in (seg.first_index..).zip(&seg.locs) {
+            if index < first_index || index > last_index {
                 continue;
             }
-            if let Some(last) = self.kept.last_mut() {
-                last.1 = count.min(cut - first);
-            }
-            break;
+            entries.push(EntryLoc {
+                index,
+                term: ix.term_of(index).unwrap_or(0),
+                segment: k,
+                offset: u64::from(loc.offset),
+                len: loc.len,
+            });
         }
-        let keep = self.scan.entries.partition_point(|e| e.index < cut);
-        self.scan.entries.truncate(keep);
-        self.scan.last_index = cut - 1;
     }
-
-    /// Checks the first index against the oldest segment, drops the entries
-    /// below the first index and fills in each segment's live range.
-    /// `missing`: the oldest segment of the log names a predecessor that is
-    /// not there, which only a compaction marker may explain; returned when
-    /// none does (the caller decides what it is).
-    fn finish(&mut self, missing: Option<u64>) -> Option<u64> {
-        if self.scan.segments.is_empty() {
-            self.scan.first_index = 1;
-            self.scan.last_index = 0;
-            return None;
+    for e in &entries {
+        if let Some(seg) = segments.get_mut(e.segment) {
+            seg.live = Some(match seg.live {
+                Some((lo, _)) => (lo, e.index),
+                None => (e.index, e.index),
+            });
         }
-        let mut gap = None;
-        if let Some(&(k, _)) = self.kept.first() {
-            if let Some(front) = self.scan.segments.get(k) {
-                let covered = self.marker_seen && self.scan.first_index >= front.first_index;
-                if let (Some(missing), false) = (missing, covered) {
-                    gap = Some(missing);
-                } else if self.scan.first_index < front.first_index {
-                    let reason = format!(
-                        "the newest marker puts the first index at {} but the oldest segment starts at {}",
-                        self.scan.first_index, front.first_index
-                    );
-                    self.scan.problems.push(Problem {
-                        path: front.path.clone(),
-                        offset: 0,
-                        reason,
-                        kind: ProblemKind::MissingHistory,
-                    });
-                }
-            }
-        }
-        if self.scan.first_index == 0 {
-            // Not even the first segment's header was readable.
-            self.scan.first_index = 1;
-            self.scan.last_index = 0;
-        }
-        let first = self.scan.first_index;
-        let below = self.scan.entries.partition_point(|e| e.index < first);
-        self.scan.entries.drain(..below);
-        for e in &self.scan.entries {
-            if let Some(seg) = self.scan.segments.get_mut(e.segment) {
-                seg.live = Some(match seg.live {
-                    Some((lo, _)) => (lo, e.index),
-                    None => (e.index, e.index),
-                });
-            }
-        }
-        gap
     }
-}
-
-/// Opens a segment file read-only, for the rules in `damage`.
-fn open_file(path: &Path) -> Result<std::sync::Arc<dyn crate::fs::FileHandle>> {
-    let f = File::open(path).map_err(|e| Error::io("open segment", path, e))?;
-    Ok(std::sync::Arc::new(f))
-}
-
-/// The segment being scanned.
-struct Seg {
-    k: usize,
-    first_index: u64,
-    /// Entries of this segment in the log so far.
-    count: u64,
-    needs_marker: bool,
-    first_frame: bool,
-}
-
-impl Seg {
-    /// Whether this segment's opening write is still to come and is a
-    /// cut's or a reset's: the file got its name only once that write was
-    /// on disk, so no crash tears it (recovery's rule too).
-    fn atomic_opening(&self, header: &segment::Header) -> bool {
-        self.needs_marker && header.origin.opens_with_marker()
-    }
+    // In file order, then by offset.
+    let mut problems = r.problems.clone();
+    let pos = |p: &Problem| files.iter().position(|f| f.path == p.path);
+    problems.sort_by_key(|p| (pos(p).unwrap_or(usize::MAX), p.offset));
+    problems.dedup();
+    Ok(DirScan {
+        dir: dir.to_path_buf(),
+        segments,
+        first_index,
+        last_index,
+        prev_term: ix.prev_term,
+        state: ix.state.as_ref().map(|s| s.0.clone()),
+        problems,
+        bytes,
+        entries,
+        max_payload: max_entry_size.saturating_add(ENTRY_OVERHEAD),
+        fs,
+    })
 }
 
 #[cfg(test)]

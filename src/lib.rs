@@ -116,6 +116,7 @@ mod raft_store;
 mod read;
 mod recovery;
 mod remove;
+mod replay;
 pub mod segment;
 mod snapshot;
 mod stage;

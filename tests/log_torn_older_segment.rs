@@ -82,8 +82,13 @@ fn assert_one_torn_tail(dir: &Path, path: &Path, at: u64, last_index: u64) {
 #[test]
 fn a_torn_older_segment_with_nothing_synced_after_is_a_torn_tail() {
     let (dir, first, second, first_end) = two_segments(false);
-    let at = tear_last_entry(&first);
-    assert_one_torn_tail(dir.path(), &first, at, first_end - 1);
+    // The last write holds two entries; its second frame is torn, so the
+    // whole write goes, and the scan says so where open cuts: at the
+    // write's start (it once named the torn frame and kept the write's
+    // first entry, which open drops).
+    let write_start = entry_frames(&first).iter().rev().nth(1).unwrap().offset;
+    tear_last_entry(&first);
+    assert_one_torn_tail(dir.path(), &first, write_start, first_end - 2);
     let log = Log::open(dir.path(), opts()).unwrap();
     // The last entry (one write of two entries, torn) is gone, and so is
     // the second segment: nothing in it was acknowledged.
