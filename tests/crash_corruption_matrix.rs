@@ -23,6 +23,8 @@
 //!
 //! Prints `crash_corruption_matrix: N corruption cases ...`.
 
+#[path = "common/agree.rs"]
+mod agree;
 #[path = "common/fs_sim.rs"]
 mod fs_sim;
 
@@ -486,6 +488,8 @@ fn log_case(
     let ctx = format!("{place:?} at {pos:?} under {mode:?} (preallocate {preallocate:?})");
     let b = build(preallocate, place == StateFrame && pos == Tail);
     let d = damage_log(&b, place, pos);
+    // What `raftwal inspect` says of the damage is what the open does.
+    let scan = agree::scan(&opts(&b.fs, mode, preallocate), DIR).unwrap();
     let before = b.fs.image();
     let (opened, largest) = tracked(|| {
         let r = Log::open(DIR, opts(&b.fs, mode, preallocate));
@@ -502,6 +506,9 @@ fn log_case(
         largest <= ALLOC_BOUND,
         "{ctx}: an allocation of {largest} bytes"
     );
+    if let Err(e) = agree::agrees(&scan, mode, &opened) {
+        panic!("{ctx}: {e}");
+    }
     match expect {
         Expect::Error => {
             match opened {
@@ -718,12 +725,13 @@ fn corruption_matrix() {
     }
     std::panic::set_hook(hook);
     eprintln!(
-        "crash_corruption_matrix: {cases} corruption cases ({} places x positions x 3 recovery modes, log cases without preallocation, fallocated and zero-filled): {} errors with path and offset, {} repairs or kept prefixes, {} errors on read, {} snapshots forgotten",
+        "crash_corruption_matrix: {cases} corruption cases ({} places x positions x 3 recovery modes, log cases without preallocation, fallocated and zero-filled): {} errors with path and offset, {} repairs or kept prefixes, {} errors on read, {} snapshots forgotten; {} log cases scanned as `raftwal inspect` does, the scan agreeing with the open",
         TABLE.len(),
         by_outcome[0],
         by_outcome[1],
         by_outcome[2],
-        by_outcome[3]
+        by_outcome[3],
+        agree::CHECKED.load(std::sync::atomic::Ordering::Relaxed)
     );
     assert!(
         failures.is_empty(),

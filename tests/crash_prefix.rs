@@ -222,7 +222,7 @@ fn power_loss_leaves_a_prefix_of_the_writes() {
     });
     let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
     eprintln!(
-        "crash_prefix: {} crash points over {seeds} workloads, every one a prefix of the writes and nothing durable lost; {} with reordered directory operations (a later one persisted, an earlier one not), {} after an unsynced cut or state write followed by a roll, {} with the remover's unlinks held (a reset or cut racing it), {} after a failed background unlink; {} kept fewer operations than were acknowledged (unsynced), the in-flight one kept {} times",
+        "crash_prefix: {} crash points over {seeds} workloads, every one a prefix of the writes and nothing durable lost; {} with reordered directory operations (a later one persisted, an earlier one not), {} after an unsynced cut or state write followed by a roll, {} with the remover's unlinks held (a reset or cut racing it), {} after a failed background unlink; {} kept fewer operations than were acknowledged (unsynced), the in-flight one kept {} times; {} crash images scanned as `raftwal inspect` does, the scan agreeing with the open",
         get(&tally.points),
         get(&tally.reordered),
         get(&tally.unsynced_cut_before_roll),
@@ -230,6 +230,7 @@ fn power_loss_leaves_a_prefix_of_the_writes() {
         get(&tally.failed),
         get(&tally.shorter_than_acked),
         get(&tally.in_flight_kept),
+        get(&log_prefix::agree::CHECKED),
     );
     let failures = failures.into_inner().unwrap();
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));

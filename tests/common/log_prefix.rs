@@ -17,6 +17,9 @@ use raftwal::{Entry, Log, Options, Preallocate, Ticket, WriteBatch};
 
 use crate::fs_sim::{Choose, SimFs};
 
+#[path = "agree.rs"]
+pub mod agree;
+
 /// The options of these workloads on `fs`: 4 KiB segments, the sync
 /// policy `issue` needs, `preallocate`.
 pub fn opts(fs: &SimFs, issue: Issue, preallocate: Preallocate) -> Options {
@@ -477,7 +480,11 @@ pub fn check_after_power_cut(
     r: &Run,
 ) -> Result<usize, String> {
     let hi = r.acked + usize::from(r.in_flight);
-    let log = Log::open(dir, opts.clone()).map_err(|e| format!("reopen: {e}"))?;
+    // What `raftwal inspect` says of the image is what the open does.
+    let scan = agree::scan(opts, dir)?;
+    let opened = Log::open(dir, opts.clone());
+    agree::agrees(&scan, opts.recovery_mode, &opened)?;
+    let log = opened.map_err(|e| format!("reopen: {e}"))?;
     let got = observe(&log).map_err(|e| format!("observe: {e}"))?;
     let Some(j) = prefix_of(&got, states, r.durable, hi) else {
         let near: Vec<String> = (r.durable..=hi.min(states.len() - 1))
