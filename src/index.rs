@@ -154,6 +154,31 @@ impl Index {
         self.terms.get(k).map(|&(_, t)| t)
     }
 
+    /// Drops entries `cut..`, as a truncation marker says (written by the
+    /// writer, read back by the replay): the segments starting at or after
+    /// `cut` leave the index (their paths are returned: superseded), except
+    /// the last one when `keep_last` (the active segment, cut inside), and
+    /// the segment holding `cut - 1` keeps only the entries before it. Its
+    /// stale frames stay in the file; the marker cuts them again on every
+    /// open until the segment is compacted away.
+    pub(crate) fn cut_from(&mut self, cut: u64, keep_last: bool) -> Vec<PathBuf> {
+        let mut removed = Vec::new();
+        while let Some(last) = self.segments.back_mut() {
+            if last.first_index >= cut && !(keep_last && removed.is_empty()) {
+                if let Some(s) = self.segments.pop_back() {
+                    removed.push(s.path);
+                }
+                continue;
+            }
+            let keep = cut.saturating_sub(last.first_index) as usize;
+            last.locs.truncate(keep);
+            break;
+        }
+        self.truncate_terms(cut);
+        self.last_index = cut - 1;
+        removed
+    }
+
     /// Records that entry `index` has `term` (entries are pushed in order).
     pub fn push_term(&mut self, index: u64, term: u64) {
         match self.terms.last() {

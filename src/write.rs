@@ -420,7 +420,7 @@ impl Log {
         }
         let mut ix = inner.index.write();
         if let Some(t) = cut {
-            cut_index(&mut ix, t, false);
+            ix.cut_from(t, true);
         }
         publish(&mut ix, batch, sequence, offset, layout, None);
         if let Some(a) = ix.segments.back_mut() {
@@ -671,7 +671,7 @@ impl Log {
         // The new segment is durable: now the cut takes effect.
         let removed = {
             let mut ix = inner.index.write();
-            let removed = cut_index(&mut ix, cut, true);
+            let removed = ix.cut_from(cut, false);
             let sequence = seg.sequence;
             ix.segments.push_back(seg);
             publish(&mut ix, batch, sequence, offset, layout, copy);
@@ -1039,26 +1039,4 @@ fn publish(
     if let (Some((rel, _)), Some(data)) = (layout.state, &batch.state) {
         ix.state = Some((data.clone(), pos(rel)));
     }
-}
-
-/// Drops entries `cut..` from the index. With `new_segment` (a cut below
-/// the active segment, into a new one) every segment starting at or after
-/// `cut` is removed too; their paths are returned for deletion.
-fn cut_index(ix: &mut Index, cut: u64, new_segment: bool) -> Vec<std::path::PathBuf> {
-    let mut removed = Vec::new();
-    while let Some(last) = ix.segments.back_mut() {
-        // The active segment is never removed by a cut inside it.
-        if new_segment && last.first_index >= cut {
-            if let Some(s) = ix.segments.pop_back() {
-                removed.push(s.path);
-            }
-            continue;
-        }
-        let keep = cut.saturating_sub(last.first_index) as usize;
-        last.locs.truncate(keep);
-        break;
-    }
-    ix.truncate_terms(cut);
-    ix.last_index = cut - 1;
-    removed
 }

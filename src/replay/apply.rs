@@ -297,28 +297,13 @@ impl Replay<'_> {
         Ok(())
     }
 
-    /// Drops entries `cut..` from the index: from `seg` (being scanned) and
-    /// from every earlier segment.
+    /// Drops entries `cut..` from the index: from `seg` (being scanned,
+    /// not in the index yet) and from every earlier segment.
     fn cut(&mut self, seg: &mut Segment, cut: u64) {
         if cut >= seg.first_index {
             seg.locs.truncate((cut - seg.first_index) as usize);
         }
-        while let Some(last) = self.ix.segments.back_mut() {
-            if last.first_index >= cut {
-                if let Some(s) = self.ix.segments.pop_back() {
-                    self.superseded.push(s.path);
-                }
-                continue;
-            }
-            let keep = (cut - last.first_index) as usize;
-            if keep < last.locs.len() {
-                // Stale frames stay in that file; they are cut again by this
-                // marker on every open until the segment is compacted away.
-                last.locs.truncate(keep);
-            }
-            break;
-        }
-        self.ix.truncate_terms(cut);
-        self.ix.last_index = cut - 1;
+        let superseded = self.ix.cut_from(cut, false);
+        self.superseded.extend(superseded);
     }
 }
