@@ -22,7 +22,7 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use raftwal::{Entry, Error, Log, Options, Result};
+use raftwal::{Damage, Entry, Error, Log, Options, Result};
 
 /// The snapshot file's first bytes.
 const SNAPSHOT_MAGIC: &[u8; 8] = b"RWKVSNAP";
@@ -236,6 +236,8 @@ fn corrupt(path: &Path, reason: String) -> Error {
     Error::Corruption {
         path: path.to_path_buf(),
         offset: 0,
+        // An entry the log verified whose data is not one of our records.
+        damage: Damage::Payload,
         reason,
     }
 }

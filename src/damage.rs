@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::frame::{FrameType, HEADER_LEN};
+use crate::frame::{FrameHeader, FrameType, HEADER_LEN};
 use crate::fs::FileHandle;
 use crate::segment::{self, Scanner};
 
@@ -54,7 +54,7 @@ pub(crate) fn is_damage(
     if ty != 0 && !matches!(FrameType::from_u8(ty), Some(t) if t != FrameType::Header) {
         return true;
     }
-    n == HEADER_LEN && u64::from(u32::from_le_bytes([h[1], h[2], h[3], h[4]])) > max_payload
+    n == HEADER_LEN && u64::from(FrameHeader::parse(&h).len) > max_payload
 }
 
 /// Whether a segment whose header does not verify is a creation a crash

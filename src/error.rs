@@ -33,7 +33,9 @@ pub enum Error {
         path: PathBuf,
         /// The byte offset of the first bad frame in that file.
         offset: u64,
-        /// What is wrong there.
+        /// What kind of damage it is.
+        damage: Damage,
+        /// What is wrong there, in words.
         reason: String,
     },
 
@@ -115,6 +117,15 @@ pub enum Error {
         stored: u64,
     },
 
+    /// A bug in raftwal: one of its own invariants does not hold (the
+    /// index lists an entry it has no location for, say). Nothing on disk
+    /// is known to be wrong; please report it with the message.
+    #[error("internal error (a raftwal bug, please report it): {what}")]
+    Internal {
+        /// The invariant that broke, and where.
+        what: String,
+    },
+
     /// The application's [`SnapshotSource`](crate::SnapshotSource) failed to
     /// give the state machine's data.
     #[error("the application's snapshot source failed: {source}")]
@@ -123,6 +134,41 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+}
+
+/// What kind of damage an [`Error::Corruption`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Damage {
+    /// A crash's torn tail: a frame or a write cut short, writes lost at
+    /// the end of a segment, a segment whose creation a crash interrupted.
+    /// Nothing acknowledged is in it; only
+    /// [`RecoveryMode::AbsoluteConsistency`](crate::RecoveryMode::AbsoluteConsistency)
+    /// refuses it.
+    TornTail,
+    /// A frame's bytes do not verify (its CRC, type byte or length), and
+    /// no crash explains it.
+    Frame,
+    /// A frame passed its CRC but its payload does not decode.
+    Payload,
+    /// Valid frames that do not continue the log: an entry index or term
+    /// out of order, a marker outside the log, a segment that does not
+    /// continue the one before it.
+    Continuity,
+    /// A segment file's name or header: it does not verify, or says
+    /// another segment than the name does.
+    Header,
+    /// A sealed segment's footer or trailer.
+    Footer,
+    /// The log's history is missing: its oldest segment continues one that
+    /// is not there, or the newest marker puts the first index below it.
+    MissingHistory,
+    /// A snapshot file: missing, damaged, or another snapshot than the
+    /// store's state names.
+    Snapshot,
+    /// The raft adapter's records (its state blob, the raft entries it
+    /// stored) do not decode or disagree with the log.
+    RaftData,
 }
 
 impl Error {
@@ -134,7 +180,13 @@ impl Error {
         }
     }
 
+    /// A broken internal invariant (see [`Error::Internal`]).
+    pub(crate) fn internal(what: impl Into<String>) -> Error {
+        Error::Internal { what: what.into() }
+    }
+
     pub(crate) fn corruption(
+        damage: Damage,
         path: impl Into<PathBuf>,
         offset: u64,
         reason: impl Into<String>,
@@ -142,6 +194,7 @@ impl Error {
         Error::Corruption {
             path: path.into(),
             offset,
+            damage,
             reason: reason.into(),
         }
     }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use prost::Message;
 
-use crate::error::{Error, Result};
+use crate::error::{Damage, Error, Result};
 use crate::frame::{self, FrameHeader, FrameType, HEADER_LEN};
 use crate::fs::FileHandle;
 use crate::index::{FrameAt, Loc, Segment, SegmentMeta};
@@ -116,9 +116,10 @@ pub(crate) fn seal(inner: &Inner, sequence: u64) -> Result<()> {
     };
     frame::encode_message(&mut buf, FrameType::Trailer, salt, &trailer);
     if buf.len() - footer_len != TRAILER_LEN as usize {
-        return Err(Error::InvalidArgument(
-            "internal: trailer has an unexpected size".into(),
-        ));
+        return Err(Error::internal(format!(
+            "the trailer of {} has an unexpected size",
+            path.display()
+        )));
     }
     file.write_all_at(&buf, data_end)
         .map_err(|e| Error::io("write footer", &path, e))?;
@@ -144,6 +145,7 @@ pub(crate) fn read(
     match try_read(file, file_len, header, max_entry) {
         Ok(f) => Ok(f),
         Err(Unusable::Damaged(reason)) => Err(Error::corruption(
+            Damage::Footer,
             path,
             file_len.saturating_sub(TRAILER_LEN),
             reason,
@@ -286,7 +288,8 @@ pub(crate) fn read_frame(seg: &Segment, at: FrameAt, ty: FrameType) -> Result<Ve
     seg.file
         .read_exact_at(&mut buf, offset)
         .map_err(|e| Error::io("read frame", &seg.path, e))?;
-    let bad = |reason: &str| Error::corruption(&seg.path, offset, reason.to_string());
+    let bad =
+        |reason: &str| Error::corruption(Damage::Frame, &seg.path, offset, reason.to_string());
     if buf.len() < HEADER_LEN {
         return Err(bad("frame named by the footer is too short"));
     }

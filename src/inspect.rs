@@ -40,7 +40,7 @@ use prost::bytes::Bytes;
 use prost::Message;
 
 use crate::chain::SegmentFile;
-use crate::error::{Error, Result};
+use crate::error::{Damage, Error, Result};
 use crate::frame::{self, FrameHeader, FrameType, HEADER_LEN};
 use crate::fs::{FileHandle, FileSystem, StdFileSystem};
 use crate::log::Entry;
@@ -196,7 +196,7 @@ impl EntryReader<'_> {
         let Some((_, file)) = self.open.as_ref() else {
             return Err(Error::InvalidArgument("segment not open".into()));
         };
-        let bad = |reason: String| Error::corruption(path, loc.offset, reason);
+        let bad = |reason: String| Error::corruption(Damage::Frame, path, loc.offset, reason);
         let len = u64::from(loc.len);
         if len < HEADER_LEN as u64 || len - HEADER_LEN as u64 > self.scan.max_payload {
             return Err(bad(format!("impossible frame length {len}")));

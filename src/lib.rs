@@ -134,7 +134,7 @@ pub mod proto {
 
 pub use crate::batch::WriteBatch;
 pub use crate::durability::Ticket;
-pub use crate::error::{Error, Result};
+pub use crate::error::{Damage, Error, Result};
 pub use crate::log::{Entry, Iter, Log, LogStats, LOCK_FILE};
 pub use crate::options::{Options, Preallocate, RecoveryMode, SyncPolicy};
 pub use crate::raft_store::{

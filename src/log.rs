@@ -443,7 +443,7 @@ fn lock_dir(fs: &dyn FileSystem, dir: &Path) -> Result<Box<dyn Any + Send + Sync
 }
 
 pub(crate) fn internal(dir: &Path, msg: String) -> Error {
-    Error::corruption(dir, 0, format!("internal inconsistency: {msg}"))
+    Error::internal(format!("{msg} (log {})", dir.display()))
 }
 
 pub(crate) fn term_in(ix: &Index, index: u64) -> Result<u64> {

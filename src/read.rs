@@ -15,7 +15,7 @@ use prost::bytes::{Buf, Bytes};
 use prost::encoding::decode_varint;
 use prost::Message;
 
-use crate::error::{Error, Result};
+use crate::error::{Damage, Error, Result};
 use crate::frame::{self, FrameHeader, FrameType, HEADER_LEN};
 use crate::index::{Index, Loc, Segment};
 use crate::log::{check_range, internal, Entry, Log};
@@ -246,7 +246,7 @@ enum Data {
 /// limit, salted CRC, index) and finds its term and data.
 fn verify(seg: &Segment, loc: Loc, frame: &[u8], index: u64, max: u64) -> Result<Data> {
     let offset = u64::from(loc.offset);
-    let bad = |reason: String| Error::corruption(&seg.path, offset, reason);
+    let bad = |reason: String| Error::corruption(Damage::Frame, &seg.path, offset, reason);
     let head: [u8; HEADER_LEN] = frame
         .get(..HEADER_LEN)
         .and_then(|h| h.try_into().ok())

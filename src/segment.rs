@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use prost::Message;
 
-use crate::error::{Error, Result};
+use crate::error::{Damage, Error, Result};
 use crate::frame::{self, FrameHeader, FrameType, HEADER_LEN};
 use crate::fs::{FileHandle, FileSystem};
 use crate::proto;
@@ -522,7 +522,8 @@ pub struct Header {
 /// Reads and checks the header of a segment whose file is `file_len` long.
 /// Any problem is [`Error::Corruption`] at offset 0.
 pub fn read_header(file: &dyn FileHandle, path: &Path, file_len: u64) -> Result<Header> {
-    check_header(file, path, file_len)?.map_err(|bad| Error::corruption(path, 0, bad.reason))
+    check_header(file, path, file_len)?
+        .map_err(|bad| Error::corruption(Damage::Header, path, 0, bad.reason))
 }
 
 /// Why a segment header cannot be used.
@@ -748,10 +749,13 @@ impl<'f> Scanner<'f> {
             );
         }
         self.fill(pos, HEADER_LEN as u64)?;
-        let head: [u8; HEADER_LEN] = self
-            .slice(pos, HEADER_LEN as u64)
-            .try_into()
-            .map_err(|_| Error::corruption(self.path, pos, "internal: short header slice"))?;
+        let head: [u8; HEADER_LEN] =
+            self.slice(pos, HEADER_LEN as u64).try_into().map_err(|_| {
+                Error::internal(format!(
+                    "a short frame header slice at offset {pos} of {}",
+                    self.path.display()
+                ))
+            })?;
         let h = FrameHeader::parse(&head);
         if h.is_zero() && pos < self.preallocated {
             return Ok(Scanned::End);

@@ -30,7 +30,7 @@ use prost::bytes::Bytes;
 use protobuf::Message as _;
 use raft::eraftpb::SnapshotMetadata;
 
-use crate::error::{Error, Result};
+use crate::error::{Damage, Error, Result};
 use crate::fs::{FileHandle, FileSystem};
 
 /// The first eight bytes of every snapshot file.
@@ -180,7 +180,8 @@ pub(crate) fn open(fs: &dyn FileSystem, path: &Path) -> Result<Opened> {
     let file_len = file
         .len()
         .map_err(|e| Error::io("stat snapshot", path, e))?;
-    let bad = |offset: u64, reason: String| Error::corruption(path, offset, reason);
+    let bad =
+        |offset: u64, reason: String| Error::corruption(Damage::Snapshot, path, offset, reason);
     if file_len < HEADER_LEN as u64 {
         return Err(bad(
             0,
@@ -254,6 +255,7 @@ impl Opened {
         let at = HEADER_LEN as u64 + u64::from(self.meta_len);
         let len = usize::try_from(self.data_len).map_err(|_| {
             Error::corruption(
+                Damage::Snapshot,
                 &self.path,
                 16,
                 format!("data length {} does not fit in memory", self.data_len),
@@ -266,6 +268,7 @@ impl Opened {
             .map_err(|e| Error::io("read snapshot", &self.path, e))?;
         if crc32fast::hash(&data) != self.data_crc {
             return Err(Error::corruption(
+                Damage::Snapshot,
                 &self.path,
                 at,
                 "CRC mismatch in the snapshot data",

@@ -114,8 +114,8 @@ impl Stage {
         let end = s.at + s.bytes.len() as u64;
         match (&s.target, s.unwritten) {
             (Some((_, _, seq)), Some(_)) if *seq != sequence || end != offset => {
-                return Err(Error::InvalidArgument(format!(
-                    "internal: a staged write to segment {sequence} at offset {offset} does not continue the staged bytes (segment {seq}, ending at {end})"
+                return Err(Error::internal(format!(
+                    "a staged write to segment {sequence} at offset {offset} does not continue the staged bytes (segment {seq}, ending at {end})"
                 )));
             }
             (_, Some(_)) => {}
@@ -170,9 +170,7 @@ impl Stage {
                 return Ok(());
             }
             let Some((file, path, _)) = s.target.clone() else {
-                return Err(Error::InvalidArgument(
-                    "internal: staged bytes without a file".into(),
-                ));
+                return Err(Error::internal("staged bytes without a file"));
             };
             let spare = std::mem::take(&mut s.spare);
             let bytes = std::mem::replace(&mut s.bytes, spare);

@@ -887,7 +887,7 @@ pub(crate) fn prepare_mark(capacity: u64, segment_size: u64) -> u64 {
 fn active(ix: &Index) -> Result<&Segment> {
     ix.segments
         .back()
-        .ok_or_else(|| Error::InvalidArgument("internal: the log has no active segment".into()))
+        .ok_or_else(|| Error::internal("the log has no active segment"))
 }
 
 /// Where the parts of a composed write are, relative to its start.

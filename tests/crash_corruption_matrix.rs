@@ -36,7 +36,9 @@ use fs_sim::SimFs;
 use prost::Message;
 use raft::eraftpb::{ConfState, Entry as RaftEntry, HardState};
 use raft::Storage;
-use raftwal::{Entry, Error, Log, Options, Preallocate, RaftLogStore, RecoveryMode};
+use raftwal::{
+    Damage as Kind, Entry, Error, Log, Options, Preallocate, RaftLogStore, RecoveryMode,
+};
 
 // ---------------------------------------------------------------------------
 // The largest allocation made while a case opens and reads.
@@ -211,6 +213,20 @@ fn opts(fs: &SimFs, mode: RecoveryMode, preallocate: Preallocate) -> Options {
         .max_entry_size(MAX_ENTRY)
         .recovery_mode(mode)
         .file_system(fs.handle())
+}
+
+/// The kind of damage a refused open names for `place` at `pos`: a torn
+/// tail only where the default mode would cut it (refused here under
+/// `AbsoluteConsistency`), else damage to the frame or the header.
+fn damage_of(place: Place, pos: Position, mode: RecoveryMode) -> Kind {
+    match (place, pos) {
+        (SegmentHeader, _) => Kind::Header,
+        (SnapshotFile, _) => Kind::Snapshot,
+        (Crc | Payload | StateFrame, Tail) if mode == RecoveryMode::AbsoluteConsistency => {
+            Kind::TornTail
+        }
+        _ => Kind::Frame,
+    }
 }
 
 fn entry(i: u64) -> Entry {
@@ -512,8 +528,14 @@ fn log_case(
     match expect {
         Expect::Error => {
             match opened {
-                Err(Error::Corruption { path, offset, .. }) => {
-                    assert_eq!((path, offset), (d.path.clone(), d.offset), "{ctx}")
+                Err(Error::Corruption {
+                    path,
+                    offset,
+                    damage,
+                    ..
+                }) => {
+                    assert_eq!((path, offset), (d.path.clone(), d.offset), "{ctx}");
+                    assert_eq!(damage, damage_of(place, pos, mode), "{ctx}");
                 }
                 Err(e) => panic!("{ctx}: expected corruption, got {e}"),
                 Ok(log) => panic!(
@@ -652,9 +674,13 @@ fn snapshot_case(pos: Position, mode: RecoveryMode, expect: Expect) {
         Expect::Error => {
             match opened {
                 Err(Error::Corruption {
-                    path: p, offset, ..
+                    path: p,
+                    offset,
+                    damage,
+                    ..
                 }) => {
-                    assert_eq!((p, offset), (path.clone(), 0), "{ctx}")
+                    assert_eq!((p, offset), (path.clone(), 0), "{ctx}");
+                    assert_eq!(damage, Kind::Snapshot, "{ctx}");
                 }
                 Err(e) => panic!("{ctx}: expected corruption, got {e}"),
                 Ok(_) => panic!("{ctx}: expected corruption, the store opened"),

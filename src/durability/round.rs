@@ -129,9 +129,7 @@ impl Durability {
                 s.active_last > s.synced || files.is_empty() || s.header_unsynced.is_some();
             if with_active {
                 let Some(active) = s.file.clone() else {
-                    return Err(Error::InvalidArgument(
-                        "internal: no active file to sync".into(),
-                    ));
+                    return Err(Error::internal("no active file to sync"));
                 };
                 files.push(active);
             }

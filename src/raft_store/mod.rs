@@ -43,7 +43,7 @@ use raft::{GetEntriesContext, RaftState, StorageError};
 
 use crate::batch::WriteBatch;
 use crate::durability::Ticket;
-use crate::error::{Error, Result};
+use crate::error::{Damage, Error, Result};
 // The state blob of a `RaftLogStore`, kept in the log's state frame: the
 // `RaftState` message of `proto/raftwal.proto`.
 use crate::log::Log;
@@ -97,7 +97,7 @@ impl Cache {
 /// The decoded state blob: the cache, with the snapshot file named but not
 /// yet opened.
 fn decode_state(dir: &Path, blob: &[u8]) -> Result<(Cache, Option<(u64, u64)>)> {
-    let bad = |reason: String| Error::corruption(dir, 0, reason);
+    let bad = |reason: String| Error::corruption(Damage::RaftData, dir, 0, reason);
     let s: StoredState = prost::Message::decode(blob)
         .map_err(|e| bad(format!("the state blob is not a RaftLogStore state: {e}")))?;
     if s.format != STATE_FORMAT {
@@ -247,6 +247,7 @@ impl RaftLogStore {
             let opened = match snapshot::open(&*fs, &path) {
                 Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                     Err(Error::corruption(
+                        Damage::Snapshot,
                         &path,
                         0,
                         "the state names this snapshot file but it is missing",
@@ -259,6 +260,7 @@ impl RaftLogStore {
                     Ok(o.meta)
                 } else {
                     Err(Error::corruption(
+                        Damage::Snapshot,
                         &path,
                         0,
                         format!(
@@ -296,6 +298,7 @@ impl RaftLogStore {
         if start == u64::MAX {
             // `apply_snapshot` refuses such an index before writing anything.
             return Err(Error::corruption(
+                Damage::RaftData,
                 log.dir(),
                 0,
                 "the stored state says the log starts after index u64::MAX",
@@ -466,9 +469,7 @@ impl RaftLogStore {
         conf_state: Option<&ConfState>,
     ) -> Result<Ticket> {
         self.write_ready(entries, hard_state, conf_state, true)
-            .and_then(|t| {
-                t.ok_or_else(|| Error::InvalidArgument("internal: submit issued no write".into()))
-            })
+            .and_then(|t| t.ok_or_else(|| Error::internal("submit issued no write")))
     }
 
     /// The shared body of `persist` and `submit`: one batch with the cut,
@@ -775,6 +776,7 @@ impl RaftLogStore {
             };
             if (opened.meta.index, opened.meta.term) != (meta.index, meta.term) {
                 return Err(Error::corruption(
+                    Damage::Snapshot,
                     &path,
                     0,
                     format!(
@@ -877,6 +879,7 @@ fn decode_entry(dir: &Path, index: u64, term: u64, data: Bytes) -> Result<Entry>
         Ok(r) => r,
         Err(data) => Entry::parse_from_carllerche_bytes(&data).map_err(|err| {
             Error::corruption(
+                Damage::RaftData,
                 dir,
                 0,
                 format!("log entry {index} is not a raft entry: {err}"),
@@ -885,6 +888,7 @@ fn decode_entry(dir: &Path, index: u64, term: u64, data: Bytes) -> Result<Entry>
     };
     if r.index != index || r.term != term {
         return Err(Error::corruption(
+            Damage::RaftData,
             dir,
             0,
             format!(

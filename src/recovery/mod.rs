@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use crate::chain::SegmentFile;
-use crate::error::{Error, Result};
+use crate::error::{Damage, Error, Result};
 use crate::frame::FrameType;
 use crate::index::{Index, Pos, Segment};
 use crate::options::{Options, Preallocate};
@@ -47,6 +47,7 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
         None => 1,
         Some(max) => max.checked_add(1).ok_or_else(|| {
             Error::corruption(
+                Damage::Header,
                 dir,
                 0,
                 "a segment file name holds the largest sequence number",

@@ -6,7 +6,7 @@
 use prost::Message;
 
 use super::Replay;
-use crate::error::{Error, Result};
+use crate::error::{Damage, Error, Result};
 use crate::footer::{self, Footer};
 use crate::frame::FrameType;
 use crate::index::{Loc, Pos, Segment};
@@ -54,26 +54,37 @@ pub(super) fn decode(
 
 fn decode_marker(seg: &Segment, at: crate::index::FrameAt) -> Result<proto::Marker> {
     let payload = footer::read_frame(seg, at, FrameType::Marker)?;
-    proto::Marker::decode(&payload[..])
-        .map_err(|e| Error::corruption(&seg.path, at.0, format!("marker does not decode: {e}")))
+    proto::Marker::decode(&payload[..]).map_err(|e| {
+        Error::corruption(
+            Damage::Payload,
+            &seg.path,
+            at.0,
+            format!("marker does not decode: {e}"),
+        )
+    })
 }
 
 impl Replay<'_> {
     /// Applies the frames of one whole write, in order. A frame that does
     /// not fit the log ends it: returns the problem (offset, reason, frame
-    /// length, verified) for the caller to handle like a bad frame.
+    /// length, the damage) for the caller to handle like a bad frame.
     pub(super) fn apply_write(
         &mut self,
         seg: &mut Segment,
         pending: &mut Vec<PendingFrame>,
         needs_marker: &mut bool,
-    ) -> Option<(u64, String, Option<u64>, bool)> {
+    ) -> Option<(u64, String, Option<u64>, Option<Damage>)> {
         let frames = std::mem::take(pending);
         for p in &frames {
             if let Err(reason) = self.apply(seg, p, needs_marker) {
                 // The frame passed its CRC but does not fit the log: damage,
                 // never a tear, reported at this frame.
-                return Some((p.offset, reason, Some(u64::from(p.frame_len)), true));
+                return Some((
+                    p.offset,
+                    reason,
+                    Some(u64::from(p.frame_len)),
+                    Some(Damage::Continuity),
+                ));
             }
         }
         None
@@ -153,7 +164,7 @@ impl Replay<'_> {
         needs_marker: &mut bool,
     ) -> Result<()> {
         let bad = |seg: &Segment, offset: u64, reason: String| {
-            Error::corruption(&seg.path, offset, reason)
+            Error::corruption(Damage::Continuity, &seg.path, offset, reason)
         };
         if let Some(at) = f.meta.opening {
             let m = decode_marker(seg, at)?;
@@ -217,8 +228,10 @@ impl Replay<'_> {
         }
         if let Some(at) = f.meta.state {
             let payload = footer::read_frame(seg, at, FrameType::State)?;
-            let st = proto::State::decode(&payload[..])
-                .map_err(|e| bad(seg, at.0, format!("state does not decode: {e}")))?;
+            let st = proto::State::decode(&payload[..]).map_err(|e| {
+                let reason = format!("state does not decode: {e}");
+                Error::corruption(Damage::Payload, &seg.path, at.0, reason)
+            })?;
             self.ix.state = Some((
                 st.data,
                 Pos {

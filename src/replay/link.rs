@@ -5,9 +5,9 @@
 
 use std::path::Path;
 
-use super::{Cut, Flow, ProblemKind, Replay};
+use super::{Cut, Flow, Replay};
 use crate::damage::{is_lost_tail, synced_write_in};
-use crate::error::Result;
+use crate::error::{Damage, Result};
 use crate::index::Segment;
 use crate::segment::{self, Link, Scanned, Scanner};
 
@@ -59,7 +59,7 @@ impl Replay<'_> {
             let reason = format!("{reason}, yet they were durable before the next segment's header or a later write was");
             return self.link_damage(seg, &prev_path, end, reason);
         }
-        self.judge(ProblemKind::TornTail, &prev_path, end, end, &reason)?;
+        self.judge(Damage::TornTail, &prev_path, end, end, &reason)?;
         let Some(prev) = self.ix.segments.back_mut() else {
             return Ok(false);
         };
@@ -85,7 +85,7 @@ impl Replay<'_> {
         offset: u64,
         reason: String,
     ) -> Result<bool> {
-        self.judge(ProblemKind::Corruption, path, offset, offset, &reason)?;
+        self.judge(Damage::Continuity, path, offset, offset, &reason)?;
         log::warn!(
             "raftwal: dropping {} and later segments: {reason}",
             seg.path.display()
@@ -97,9 +97,8 @@ impl Replay<'_> {
         Ok(true)
     }
 
-    /// Handles a bad frame at `at` (in a write starting at `cut`) of
-    /// `kind` (a torn tail, or damage): an error naming `at`, or the file
-    /// cut at `cut`.
+    /// Handles a bad frame at `at` (in a write starting at `cut`), a torn
+    /// tail or damage: an error naming `at`, or the file cut at `cut`.
     pub(super) fn bad_frame(
         &mut self,
         seg: &mut Segment,
@@ -107,10 +106,10 @@ impl Replay<'_> {
         at: u64,
         file_len: u64,
         reason: String,
-        kind: ProblemKind,
+        damage: Damage,
     ) -> Result<Flow> {
         let path = seg.path.clone();
-        self.judge(kind, &path, at, cut, &reason)?;
+        self.judge(damage, &path, at, cut, &reason)?;
         let dropped = file_len - cut;
         log::warn!(
             "raftwal: truncating {} at offset {cut}, dropping {dropped} bytes: {reason}",
@@ -167,7 +166,7 @@ impl Replay<'_> {
             header.first_index, self.ix.last_index
         );
         let (prev_path, offset) = (prev.path.clone(), prev.len);
-        self.judge(ProblemKind::TornTail, &prev_path, offset, offset, &reason)?;
+        self.judge(Damage::TornTail, &prev_path, offset, offset, &reason)?;
         let Some(prev) = self.ix.segments.back_mut() else {
             return Ok(false);
         };

@@ -26,7 +26,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::chain::{self, Opener, SegmentFile};
-use crate::error::{Error, Result};
+use crate::error::{Damage, Error, Result};
 use crate::index::Index;
 use crate::options::RecoveryMode;
 use crate::segment::{Origin, ENTRY_OVERHEAD};
@@ -196,11 +196,11 @@ pub(crate) fn run<'r>(files: &[SegmentFile], rules: &'r Rules<'r>) -> Result<Rep
         // The log's oldest segment continues one that is not there, and no
         // compaction explains it: a name lost in a crash, or damage.
         let gap = chain::judge_gap(now, &plan, missing, rules.open, max_payload)?;
-        let kind = match gap.torn {
-            true => ProblemKind::TornTail,
-            false => ProblemKind::MissingHistory,
+        let damage = match gap.torn {
+            true => Damage::TornTail,
+            false => Damage::MissingHistory,
         };
-        let problem = r.judge(kind, &gap.path, 0, 0, &gap.reason)?;
+        let problem = r.judge(damage, &gap.path, 0, 0, &gap.reason)?;
         log::warn!("raftwal: {}: {}", gap.path.display(), gap.reason);
         if !gap.torn {
             // Damage, tolerated: keep the longest prefix instead,
@@ -305,19 +305,24 @@ impl<'r> Replay<'r> {
         Ok(())
     }
 
-    /// A problem of `kind` at `at` in `path` (`cut`: where a repair cuts
+    /// A problem (`damage`) at `at` in `path` (`cut`: where a repair cuts
     /// the file): `Error::Corruption` at `at` when the mode refuses it,
     /// else recorded (and returned) for the caller to cut.
     pub(crate) fn judge(
         &mut self,
-        kind: ProblemKind,
+        damage: Damage,
         path: &Path,
         at: u64,
         cut: u64,
         reason: &str,
     ) -> Result<Problem> {
+        let kind = match damage {
+            Damage::TornTail => ProblemKind::TornTail,
+            Damage::MissingHistory => ProblemKind::MissingHistory,
+            _ => ProblemKind::Corruption,
+        };
         if !self.rules.tolerates(kind) {
-            return Err(Error::corruption(path, at, reason.to_string()));
+            return Err(Error::corruption(damage, path, at, reason.to_string()));
         }
         let offset = match kind {
             ProblemKind::TornTail => cut,
@@ -352,11 +357,11 @@ impl<'r> Replay<'r> {
         own.sort_by_key(|d| d.pos);
         for d in own {
             let path = files.get(d.pos).map(|f| f.path.clone()).unwrap_or_default();
-            let kind = match d.torn {
-                true => ProblemKind::TornTail,
-                false => ProblemKind::Corruption,
+            let damage = match d.torn {
+                true => Damage::TornTail,
+                false => Damage::Header,
             };
-            self.judge(kind, &path, d.offset, d.offset, &d.reason)?;
+            self.judge(damage, &path, d.offset, d.offset, &d.reason)?;
         }
         for d in &plan.dropped {
             let Some(f) = files.get(d.pos) else { continue };
@@ -396,7 +401,7 @@ impl<'r> Replay<'r> {
                     "the newest marker puts the first index at {} but the oldest segment starts at {start}",
                     self.ix.first_index
                 );
-                self.judge(ProblemKind::MissingHistory, &path, 0, 0, &reason)?;
+                self.judge(Damage::MissingHistory, &path, 0, 0, &reason)?;
                 log::warn!("raftwal: {reason}; the term before the first index is unknown");
                 self.ix.first_index = start;
                 self.ix.prev_term = 0;

@@ -9,7 +9,7 @@ use super::apply::{decode, PendingFrame};
 use super::{Flow, ProblemKind, Replay};
 use crate::chain::SegmentFile;
 use crate::damage::{is_damage, is_torn_seal, is_torn_tail};
-use crate::error::{Error, Result};
+use crate::error::{Damage, Error, Result};
 use crate::footer;
 use crate::frame::{FrameType, HEADER_LEN};
 use crate::fs::FileHandle;
@@ -93,11 +93,10 @@ impl Replay<'_> {
     ) -> Result<Flow> {
         let last_file = later.is_empty();
         let Some(&header) = f.header() else {
-            return Err(Error::corruption(
-                &f.path,
-                0,
-                "internal: a segment without a valid header in the log",
-            ));
+            return Err(Error::internal(format!(
+                "{} is in the log without a valid header",
+                f.path.display()
+            )));
         };
         let (seq, path, file_len) = (f.sequence, f.path.clone(), f.len);
         self.report.segments_scanned += 1;
@@ -131,8 +130,9 @@ impl Replay<'_> {
                     path,
                     offset,
                     reason,
+                    damage,
                 }) => {
-                    self.judge(ProblemKind::Corruption, &path, offset, offset, &reason)?;
+                    self.judge(damage, &path, offset, offset, &reason)?;
                     log::warn!("raftwal: scanning {} in full: {reason}", path.display());
                     None
                 }
@@ -222,13 +222,13 @@ impl Replay<'_> {
                 Scanned::End => {
                     let reason = "a write cut short: its last frame is missing".to_string();
                     let start = pending.first().map_or(scanner.position(), |p| p.offset);
-                    Some((start, reason, None, false))
+                    Some((start, reason, None, None))
                 }
                 Scanned::Bad {
                     offset,
                     reason,
                     claimed_len,
-                } => Some((offset, reason, claimed_len, false)),
+                } => Some((offset, reason, claimed_len, None)),
                 Scanned::Frame {
                     offset,
                     ty,
@@ -260,11 +260,16 @@ impl Replay<'_> {
                             offset,
                             "a write cut short before a footer".to_string(),
                             Some(u64::from(frame_len)),
-                            true,
+                            Some(Damage::Continuity),
                         )),
                         // The frame passed its CRC: if it does not fit the
                         // log (a segment is missing, say), no crash wrote it.
-                        Err(reason) => Some((offset, reason, Some(u64::from(frame_len)), true)),
+                        Err(reason) => Some((
+                            offset,
+                            reason,
+                            Some(u64::from(frame_len)),
+                            Some(Damage::Payload),
+                        )),
                         Ok(Some(decoded)) => {
                             pending.push(PendingFrame {
                                 offset,
@@ -288,6 +293,8 @@ impl Replay<'_> {
                     }
                 }
             };
+            // `verified`: a frame whose CRC verified but that does not fit
+            // the log, and how.
             let Some((at, reason, claimed_len, verified)) = problem else {
                 continue;
             };
@@ -300,7 +307,7 @@ impl Replay<'_> {
                 at,
                 claimed_len,
                 in_write: cut != at,
-                verified,
+                verified: verified.is_some(),
                 footer_verified,
                 // A cut's or a reset's segment got its name only once its
                 // opening write was on disk: no crash tears that write.
@@ -326,8 +333,8 @@ impl Replay<'_> {
                     (self.rules.progress)(base + file_len);
                     return Ok(Flow::Continue);
                 }
-                Bad::TornTail => ProblemKind::TornTail,
-                Bad::Damage => ProblemKind::Corruption,
+                Bad::TornTail => Damage::TornTail,
+                Bad::Damage => verified.unwrap_or(Damage::Frame),
             };
             let flow = self.bad_frame(&mut seg, cut, at, file_len, reason, kind)?;
             self.report.bytes_scanned += cut;
@@ -352,13 +359,7 @@ impl Replay<'_> {
                 // write, and a rolled-to one continues the log.
                 let reason =
                     "the segment does not continue the log and holds no opening marker".to_string();
-                self.judge(
-                    ProblemKind::Corruption,
-                    &path,
-                    header.len,
-                    header.len,
-                    &reason,
-                )?;
+                self.judge(Damage::Continuity, &path, header.len, header.len, &reason)?;
                 log::warn!("raftwal: removing {}: {reason}", path.display());
                 self.report.repairs.push((path, header.len, reason));
                 self.torn.push(seg.path);
