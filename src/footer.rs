@@ -5,7 +5,6 @@
 //! its payloads. A missing or damaged footer only means a full scan.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use prost::Message;
 
@@ -13,7 +12,6 @@ use crate::error::{Damage, Error, Result};
 use crate::frame::{self, FrameHeader, FrameType, HEADER_LEN};
 use crate::fs::FileHandle;
 use crate::index::{FrameAt, Loc, Segment, SegmentMeta};
-use crate::log::Inner;
 use crate::proto;
 use crate::segment::{Header, ENTRY_OVERHEAD};
 
@@ -33,66 +31,18 @@ fn at(offset: u64, len: u32) -> Option<FrameAt> {
     (len > 0).then_some((offset, len))
 }
 
-/// Seals segment `sequence` (no longer the active one): makes its data
-/// durable, then writes its footer and trailer after it, trims the
-/// preallocated space and syncs. Runs on a background thread after a roll.
-///
-/// The data is synced first so that a valid footer never names data that
-/// is not on disk. The roll left that sync to this thread (or to the next
-/// sync round); a failure poisons the log, since later writes may have been
-/// acknowledged on the strength of it. A failure after it (the footer) only
-/// leaves the segment unsealed: the next open scans it.
-pub(crate) fn seal(inner: &Inner, sequence: u64) -> Result<()> {
-    let snapshot = {
-        let ix = inner.index.read();
-        let n = ix.segments.len();
-        let Some(s) = ix
-            .segments
-            .iter()
-            .take(n.saturating_sub(1))
-            .find(|s| s.sequence == sequence)
-        else {
-            return Ok(()); // compacted away, or cut, meanwhile
-        };
-        let first = s.first_index;
-        let end = s.end_index();
-        let k = ix
-            .terms
-            .partition_point(|&(start, _)| start <= first)
-            .saturating_sub(1);
-        let runs: Vec<(u64, u64)> = ix
-            .terms
-            .get(k..)
-            .unwrap_or_default()
-            .iter()
-            .take_while(|&&(start, _)| start < end)
-            .copied()
-            .collect();
-        (
-            Arc::clone(&s.file),
-            s.path.clone(),
-            s.first_index,
-            s.locs.clone(),
-            runs,
-            s.meta,
-            s.len,
-        )
-    };
-    let (file, path, first_index, locs, runs, meta, data_end) = snapshot;
-    if inner.durability.is_pending(&file) {
-        inner.durability.check()?;
-        let started = std::time::Instant::now();
-        let res = file.sync_data();
-        crate::metrics::fsync(started.elapsed());
-        res.map_err(|e| inner.durability.poison(Error::io("fdatasync", &path, e)))?;
-        // The file's name may still wait for a directory fsync (a roll
-        // leaves it to the next round): a file is durable, and a footer
-        // follows, only once its name is.
-        inner.durability.sync_dir_if_due()?;
-        inner.durability.file_synced(&file);
-    }
-    // Not pending: a sync round synced its writes, and the directory with
-    // them (its name is older than any of them).
+/// The footer and trailer of segment `sequence`, to be written at
+/// `data_end`, right after its data: the entry frames `locs` (the first is
+/// entry `first_index`), the term runs `runs` covering them, the marker
+/// and state frames `meta`.
+pub(crate) fn encode(
+    sequence: u64,
+    first_index: u64,
+    locs: &[Loc],
+    runs: &[(u64, u64)],
+    meta: SegmentMeta,
+    data_end: u64,
+) -> Result<Vec<u8>> {
     let footer = proto::SegmentFooter {
         first_index,
         offsets: locs.iter().map(|l| l.offset).collect(),
@@ -117,16 +67,10 @@ pub(crate) fn seal(inner: &Inner, sequence: u64) -> Result<()> {
     frame::encode_message(&mut buf, FrameType::Trailer, salt, &trailer);
     if buf.len() - footer_len != TRAILER_LEN as usize {
         return Err(Error::internal(format!(
-            "the trailer of {} has an unexpected size",
-            path.display()
+            "the trailer of segment {sequence} has an unexpected size"
         )));
     }
-    file.write_all_at(&buf, data_end)
-        .map_err(|e| Error::io("write footer", &path, e))?;
-    file.set_len(data_end + buf.len() as u64)
-        .map_err(|e| Error::io("trim sealed segment", &path, e))?;
-    file.sync_data()
-        .map_err(|e| Error::io("fdatasync", &path, e))
+    Ok(buf)
 }
 
 /// Reads the footer of a sealed segment whose file is `file_len` long.

@@ -117,6 +117,7 @@ mod read;
 mod recovery;
 mod remove;
 mod replay;
+mod seal;
 pub mod segment;
 mod snapshot;
 mod stage;

@@ -48,7 +48,7 @@ pub(crate) struct Inner {
     pub opts: Options,
     /// Held for the life of the log: the directory's exclusive lock.
     _lock: Box<dyn Any + Send + Sync>,
-    pub index: RwLock<Index>,
+    pub index: Arc<RwLock<Index>>,
     pub writer: Mutex<Writer>,
     pub durability: Arc<Durability>,
     /// The background syncer of `Log::submit`, started on first use.
@@ -68,22 +68,13 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
-    /// Syncs when writes are issued that are not yet durable.
-    pub(crate) fn sync_if_dirty(&self) -> Result<()> {
-        if self.durability.dirty() {
-            self.durability.sync_all()
-        } else {
-            self.durability.check()
-        }
-    }
-
     /// Seals segment `sequence` (writes its footer) on a background thread.
     pub(crate) fn start_sealing(&self, this: &Arc<Inner>, sequence: u64) {
-        let inner = Arc::clone(this);
+        let (index, durability) = (Arc::clone(&this.index), Arc::clone(&this.durability));
         let spawned = std::thread::Builder::new()
             .name("raftwal-seal".into())
             .spawn(move || {
-                if let Err(e) = crate::footer::seal(&inner, sequence) {
+                if let Err(e) = crate::seal::seal(&index, &durability, sequence) {
                     // The segment stays valid: the next open scans it.
                     log::warn!("raftwal: could not seal segment {sequence}: {e}");
                 }
@@ -226,7 +217,7 @@ impl Log {
             sealers: Mutex::new(Vec::new()),
             remover: Remover::new(Arc::clone(&opts.file_system), &dir),
             writeback: crate::writeback::Writeback::new(),
-            index: RwLock::new(rec.index),
+            index: Arc::new(RwLock::new(rec.index)),
             report: rec.report,
             dir,
             opts,
@@ -254,7 +245,7 @@ impl Log {
                 wanted,
             ));
         }
-        let syncer = Syncer::start(&inner, sync);
+        let syncer = Syncer::start(Arc::clone(&inner.durability), sync);
         Ok(Log { inner, syncer })
     }
 
@@ -371,7 +362,7 @@ impl Drop for Log {
         self.inner.join_sealers();
         self.inner.remover.stop();
         self.inner.writeback.stop();
-        if let Err(e) = self.inner.sync_if_dirty() {
+        if let Err(e) = self.inner.durability.sync_if_dirty() {
             log::error!(
                 "raftwal: final sync of {} failed: {e}",
                 self.inner.dir.display()

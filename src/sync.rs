@@ -4,7 +4,7 @@ use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use crate::log::Inner;
+use crate::durability::Durability;
 use crate::options::SyncPolicy;
 
 /// A thread that syncs the log every interval while it has unsynced data.
@@ -16,18 +16,17 @@ pub(crate) struct Syncer {
 
 impl Syncer {
     /// Starts the syncer for `policy`, if the policy needs one.
-    pub(crate) fn start(inner: &Arc<Inner>, policy: SyncPolicy) -> Option<Syncer> {
+    pub(crate) fn start(durability: Arc<Durability>, policy: SyncPolicy) -> Option<Syncer> {
         let SyncPolicy::Interval(every) = policy else {
             return None;
         };
         let (stop, rx) = mpsc::channel::<()>();
-        let inner = Arc::clone(inner);
         let thread = std::thread::Builder::new()
             .name("raftwal-sync".into())
             .spawn(move || loop {
                 match rx.recv_timeout(every) {
                     Err(RecvTimeoutError::Timeout) => {
-                        if let Err(e) = inner.sync_if_dirty() {
+                        if let Err(e) = durability.sync_if_dirty() {
                             log::error!("raftwal: background sync failed: {e}");
                             // A poisoned log stays poisoned; keep waiting for
                             // the stop signal without spinning on errors.

@@ -416,6 +416,17 @@ impl Durability {
         self.rolls_synced.store(s.rolls_synced(), Ordering::Release);
     }
 
+    /// Syncs when writes are issued that are not yet durable (else only
+    /// reports a poisoned log): the `Interval` syncer's tick, and a closing
+    /// log's last sync.
+    pub(crate) fn sync_if_dirty(&self) -> Result<()> {
+        if self.dirty() {
+            self.sync_all()
+        } else {
+            self.check()
+        }
+    }
+
     /// `(writes issued, writes durable, sync rounds run)` so far.
     pub(crate) fn counters(&self) -> (u64, u64, u64) {
         let s = self.state.lock();
