@@ -10,8 +10,9 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use prost::Message;
-use raftwal::frame::{self, FrameHeader, HEADER_LEN};
-use raftwal::{proto, Log, Options, SyncPolicy, WriteBatch};
+use raftwal::tools::frame::{self, FrameHeader, HEADER_LEN};
+use raftwal::tools::proto;
+use raftwal::{Log, Options, SyncPolicy, WriteBatch};
 
 /// The entry sizes measured: BENCH.md's small and big entries.
 const SIZES: [(&str, usize); 2] = [("256B", 256), ("16KiB", 16 << 10)];

@@ -59,7 +59,7 @@ pub trait FileSystem: Send + Sync + Debug {
     /// Opens an existing file for reading and writing.
     fn open(&self, path: &Path) -> io::Result<Arc<dyn FileHandle>>;
     /// Opens an existing file only to read it (the read-only scan of
-    /// [`inspect`](crate::inspect)). Default: [`open`](FileSystem::open).
+    /// [`inspect`](crate::tools::inspect)). Default: [`open`](FileSystem::open).
     fn open_read(&self, path: &Path) -> io::Result<Arc<dyn FileHandle>> {
         self.open(path)
     }

@@ -24,7 +24,7 @@
 //! let log = Log::open(dir.path(), Options::default())?;
 //! log.append(&[Entry::new(1, 1, "a"), Entry::new(2, 1, "b")])?;
 //! // The log is open (and locked); the scan reads it all the same.
-//! let scan = raftwal::inspect::scan_dir(dir.path())?;
+//! let scan = raftwal::tools::inspect::scan_dir(dir.path())?;
 //! assert!(scan.is_clean());
 //! assert_eq!((scan.first_index, scan.last_index), (1, 2));
 //! let entries: Vec<_> = scan.entries(1, 3).collect::<Result<_, _>>()?;

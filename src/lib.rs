@@ -93,7 +93,10 @@
 //!
 //! The on-disk format, with the rules recovery follows and why they are
 //! safe, is in [`docs::format`]; how the modules and threads fit is in
-//! [`docs::architecture`].
+//! [`docs::architecture`]. Tools that read a log directory without opening
+//! it (such as the `raftwal` command-line tool, in the `raftwal-cli` crate)
+//! use [`tools`], whose modules follow the on-disk format and carry no
+//! other stability promise.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -103,10 +106,8 @@ mod damage;
 mod durability;
 mod error;
 mod footer;
-pub mod frame;
 pub mod fs;
 mod index;
-pub mod inspect;
 mod log;
 mod metrics;
 mod options;
@@ -118,20 +119,17 @@ mod recovery;
 mod remove;
 mod replay;
 mod seal;
-pub mod segment;
 mod snapshot;
 mod stage;
 mod sync;
+pub mod tools;
 mod worker;
 mod write;
 mod writeback;
 
-/// The protobuf messages of the on-disk format, generated from
-/// `proto/raftwal.proto` by `build.rs`.
-#[allow(missing_docs)]
-pub mod proto {
-    include!(concat!(env!("OUT_DIR"), "/raftwal.v1.rs"));
-}
+// The format-level modules live in `tools`; the rest of the crate reaches
+// them by their old paths.
+pub(crate) use crate::tools::{frame, proto, segment};
 
 pub use crate::batch::WriteBatch;
 pub use crate::durability::Ticket;

@@ -36,6 +36,7 @@ use fs_sim::SimFs;
 use prost::Message;
 use raft::eraftpb::{ConfState, Entry as RaftEntry, HardState};
 use raft::Storage;
+use raftwal::tools::{frame, proto};
 use raftwal::{
     Damage as Kind, Entry, Error, Log, Options, Preallocate, RaftLogStore, RecoveryMode,
 };
@@ -245,7 +246,7 @@ struct RawFrame {
     offset: u64,
     ty: u8,
     len: u64,
-    /// Whether it is the last frame of its write (raftwal::frame::END_OF_WRITE).
+    /// Whether it is the last frame of its write (`frame::END_OF_WRITE`).
     end: bool,
     /// An entry's index.
     index: Option<u64>,
@@ -268,8 +269,8 @@ fn parse(path: PathBuf, bytes: &[u8]) -> Seg {
     let mut at = 0usize;
     let mut footer_at = None;
     while at + 9 <= bytes.len() {
-        let end = raftwal::frame::is_end_of_write(bytes[at]);
-        let ty = bytes[at] & !raftwal::frame::FLAGS;
+        let end = frame::is_end_of_write(bytes[at]);
+        let ty = bytes[at] & !frame::FLAGS;
         let len = u32::from_le_bytes(bytes[at + 1..at + 5].try_into().unwrap()) as usize;
         if ty == 0 {
             break; // preallocated space
@@ -280,18 +281,10 @@ fn parse(path: PathBuf, bytes: &[u8]) -> Seg {
         }
         let payload = &bytes[at + 9..at + 9 + len];
         let (index, state) = match ty {
-            2 => (
-                Some(raftwal::proto::Entry::decode(payload).unwrap().index),
-                None,
-            ),
+            2 => (Some(proto::Entry::decode(payload).unwrap().index), None),
             3 => (
                 None,
-                Some(
-                    raftwal::proto::State::decode(payload)
-                        .unwrap()
-                        .data
-                        .to_vec(),
-                ),
+                Some(proto::State::decode(payload).unwrap().data.to_vec()),
             ),
             _ => (None, None),
         };

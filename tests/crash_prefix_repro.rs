@@ -337,8 +337,8 @@ fn sealed_and_synced(fs: &SimFs, path: &std::path::Path) -> bool {
         return false;
     };
     let sealed = bytes.len() >= TRAILER
-        && bytes[bytes.len() - TRAILER] & !raftwal::frame::FLAGS
-            == raftwal::frame::FrameType::Trailer as u8;
+        && bytes[bytes.len() - TRAILER] & !raftwal::tools::frame::FLAGS
+            == raftwal::tools::frame::FrameType::Trailer as u8;
     sealed && fs.is_synced(path)
 }
 

@@ -29,6 +29,7 @@ use fs_sim::SimFs;
 use raft::eraftpb::{ConfState, Entry as RaftEntry, HardState};
 use raft::{GetEntriesContext, Storage};
 use raftwal::fs::FileSystem;
+use raftwal::tools::{frame, proto};
 use raftwal::{Entry, Error, Log, Options, Preallocate, RaftLogStore, RecoveryMode, WriteBatch};
 
 const SIM_DIR: &str = "/fixture";
@@ -298,7 +299,7 @@ fn frames(bytes: &[u8]) -> Vec<(u64, u8, &[u8])> {
     while at + 9 <= bytes.len() {
         let len = u32::from_le_bytes(bytes[at + 1..at + 5].try_into().unwrap()) as usize;
         // The type without its END_OF_WRITE bit.
-        let ty = bytes[at] & !raftwal::frame::FLAGS;
+        let ty = bytes[at] & !frame::FLAGS;
         out.push((at as u64, ty, &bytes[at + 9..at + 9 + len]));
         at += 9 + len;
     }
@@ -319,7 +320,7 @@ fn damage(files: &mut BTreeMap<String, Vec<u8>>) -> DamagePlan {
     let (offset, index, len) = frames(bytes)
         .into_iter()
         .filter(|f| f.1 == 2)
-        .map(|(o, _, p)| (o, raftwal::proto::Entry::decode(p).unwrap().index, p.len()))
+        .map(|(o, _, p)| (o, proto::Entry::decode(p).unwrap().index, p.len()))
         .filter(|f| f.1 >= 20)
         .nth(2)
         .unwrap();

@@ -7,7 +7,7 @@
 mod common;
 
 use common::{entry_frames, segment_files};
-use raftwal::inspect::{self, ProblemKind};
+use raftwal::tools::inspect::{self, ProblemKind};
 use raftwal::{Entry, Log, Options, Preallocate, WriteBatch};
 
 fn opts() -> Options {

@@ -18,9 +18,10 @@ use std::path::{Path, PathBuf};
 
 use fs_sim::SimFs;
 use raft::eraftpb::{Entry as RaftEntry, HardState, Snapshot};
-use raftwal::frame::{self, FrameType};
-use raftwal::segment::{Link, Origin};
-use raftwal::{proto, segment, Error, Log, Options, RaftLogStore};
+use raftwal::tools::frame::{self, FrameType};
+use raftwal::tools::proto;
+use raftwal::tools::segment::{self, Link, Origin};
+use raftwal::{Error, Log, Options, RaftLogStore};
 use shown::show_store;
 
 /// The log directory (in the simulated file system).

@@ -226,7 +226,7 @@ fn rewrite_header(path: &Path, edit: impl FnOnce(&mut [u8])) {
     let h = frames(path)[0];
     let payload = &mut b[9..9 + h.len as usize];
     edit(payload);
-    let crc = raftwal::frame::checksum(0, b[0], h.len as u32, &b[9..9 + h.len as usize]);
+    let crc = raftwal::tools::frame::checksum(0, b[0], h.len as u32, &b[9..9 + h.len as usize]);
     b[5..9].copy_from_slice(&crc.to_le_bytes());
     std::fs::write(path, b).unwrap();
 }

@@ -158,11 +158,11 @@ fn damage_under_a_valid_footer_is_never_a_torn_tail() {
     f.write_all_at(&[b[0] ^ 0xff], at).unwrap();
     drop(f);
     // `raftwal verify` agrees.
-    let scan = raftwal::inspect::scan_dir(dir.path()).unwrap();
+    let scan = raftwal::tools::inspect::scan_dir(dir.path()).unwrap();
     assert_eq!(scan.problems.len(), 1, "{:?}", scan.problems);
     assert_ne!(
         scan.problems[0].kind,
-        raftwal::inspect::ProblemKind::TornTail
+        raftwal::tools::inspect::ProblemKind::TornTail
     );
     assert_eq!(scan.problems[0].path, files[0]);
     match Log::open(dir.path(), o) {

@@ -15,6 +15,7 @@ mod fs_sim;
 
 use common::{entries, Model};
 use fs_sim::{Fault, FaultFs, Op, Scope, SimFs};
+use raftwal::tools::proto;
 use raftwal::{Log, Options, Preallocate};
 
 const MODES: [Preallocate; 3] = [
@@ -68,7 +69,7 @@ fn a_preallocated_first_segment_records_its_full_length() {
         let log = Log::open(dir.path(), options(mode)).unwrap();
         append(&log, &mut Model::new(), 1, 5);
         drop(log);
-        let scan = raftwal::inspect::scan_dir(dir.path()).unwrap();
+        let scan = raftwal::tools::inspect::scan_dir(dir.path()).unwrap();
         assert!(scan.is_clean(), "{mode:?}");
         let seg = &scan.segments[0];
         let expect = if mode == Preallocate::None {
@@ -308,6 +309,6 @@ fn segments_start_small_and_double_up_to_the_segment_size() {
 fn preallocated_of(path: &std::path::Path) -> u64 {
     let bytes = std::fs::read(path).unwrap();
     let len = u32::from_le_bytes(bytes[1..5].try_into().unwrap()) as usize;
-    let h = <raftwal::proto::SegmentHeader as prost::Message>::decode(&bytes[9..9 + len]).unwrap();
+    let h = <proto::SegmentHeader as prost::Message>::decode(&bytes[9..9 + len]).unwrap();
     h.preallocated
 }

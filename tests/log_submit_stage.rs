@@ -79,7 +79,7 @@ struct GateFile {
 }
 
 fn is_segment(path: &Path) -> bool {
-    path.extension().and_then(|e| e.to_str()) == Some(raftwal::segment::EXTENSION)
+    path.extension().and_then(|e| e.to_str()) == Some(raftwal::tools::segment::EXTENSION)
 }
 
 impl GateFs {

@@ -11,7 +11,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{batch, frames, segment_files, unseal, TY_HEADER, TY_MARKER};
-use raftwal::inspect::{self, ProblemKind};
+use raftwal::tools::inspect::{self, ProblemKind};
 use raftwal::{Error, Log, Options, Preallocate, RecoveryMode, SyncPolicy};
 
 fn opts(preallocate: Preallocate) -> Options {

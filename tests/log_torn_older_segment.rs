@@ -10,7 +10,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{batch, entry_frames, segment_files, unseal, FRAME_HEADER};
-use raftwal::inspect::{self, ProblemKind};
+use raftwal::tools::inspect::{self, ProblemKind};
 use raftwal::{Error, Log, Options, Preallocate, RecoveryMode, SyncPolicy};
 
 fn opts() -> Options {

@@ -280,7 +280,7 @@ impl GroupCommit {
         let mut s = self.state.lock().expect("group state");
         let index = s.next_index;
         s.next_index += 1;
-        raftwal::frame::encode_entry(&mut s.pending, SALT, index, TERM, data);
+        raftwal::tools::frame::encode_entry(&mut s.pending, SALT, index, TERM, data);
         s.added += 1;
         let mine = s.added;
         while s.durable < mine {

@@ -12,7 +12,7 @@
 //! - recovery (`Log::open`) with the log's [`RecoveryMode`]: a problem the
 //!   mode does not tolerate is the open's `Error::Corruption`; what it does
 //!   tolerate is cut, and recovery then makes the cuts and removals;
-//! - the read-only scan ([`inspect`](crate::inspect)) with
+//! - the read-only scan ([`inspect`](crate::tools::inspect)) with
 //!   [`Rules::every_frame`]: every frame of every segment is read and
 //!   checked, every problem is recorded as a [`Problem`] (of the kind that
 //!   says how `Log::open` treats it), and the log it describes is the one

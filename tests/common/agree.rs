@@ -16,7 +16,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use raftwal::inspect::{self, DirScan, Problem, ProblemKind};
+use raftwal::tools::inspect::{self, DirScan, Problem, ProblemKind};
 use raftwal::{Error, Log, Options, RecoveryMode};
 
 /// How many times a scan was checked against an open.

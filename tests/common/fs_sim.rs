@@ -939,7 +939,7 @@ impl SimFs {
             .into_iter()
             .filter(|p| {
                 p.extension()
-                    .is_some_and(|e| e == raftwal::segment::EXTENSION)
+                    .is_some_and(|e| e == raftwal::tools::segment::EXTENSION)
             })
             .collect()
     }

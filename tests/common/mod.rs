@@ -86,7 +86,7 @@ pub fn frames_in(bytes: &[u8], path: &Path) -> Vec<RawFrame> {
         }
         // The frame type, without the END_OF_WRITE bit of a write's last
         // frame.
-        let ty = bytes[at] & !raftwal::frame::FLAGS;
+        let ty = bytes[at] & !raftwal::tools::frame::FLAGS;
         let len = u32::from_le_bytes(bytes[at + 1..at + 5].try_into().unwrap()) as usize;
         assert!(
             at + 9 + len <= bytes.len(),

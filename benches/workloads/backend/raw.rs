@@ -16,8 +16,8 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use raftwal::frame::{self, FrameHeader, FrameType, HEADER_LEN};
-use raftwal::proto;
+use raftwal::tools::frame::{self, FrameHeader, FrameType, HEADER_LEN};
+use raftwal::tools::proto;
 
 use super::{Backend, Durability};
 use crate::data::{encode_entry, encode_hard_state, Batch};

@@ -4,8 +4,8 @@
 //!
 //! `RaftLogStore` itself can only be opened with the directory's lock, which
 //! a running node holds, so the state blob is decoded here from the bytes
-//! [`raftwal::inspect`] finds. `StoredState` is the `RaftState` message of
-//! `proto/raftwal.proto`, shared with `src/raft.rs`.
+//! [`raftwal::tools::inspect`] finds. `StoredState` is the `RaftState`
+//! message of `proto/raftwal.proto`, shared with `src/raft_store/`.
 
 use std::path::{Path, PathBuf};
 
@@ -17,7 +17,7 @@ use serde::Serialize;
 const STATE_FORMAT: u32 = 1;
 
 /// `RaftLogStore`'s state blob: the `RaftState` message of `proto/raftwal.proto`.
-use raftwal::proto::RaftState as StoredState;
+use raftwal::tools::proto::RaftState as StoredState;
 
 /// A `RaftLogStore`'s state, for display.
 #[derive(Debug, Clone, Serialize)]

@@ -6,7 +6,8 @@ use std::io;
 use std::path::Path;
 
 use raftwal::fs::StdFileSystem;
-use raftwal::{segment, LOCK_FILE};
+use raftwal::tools::segment;
+use raftwal::LOCK_FILE;
 use serde::Serialize;
 
 use crate::failure::{Failure, LOCKED, NOT_A_LOG, OTHER};

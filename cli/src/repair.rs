@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use raftwal::fs::StdFileSystem;
-use raftwal::inspect::{self, Problem, ProblemKind, SegmentInfo};
-use raftwal::segment;
+use raftwal::tools::inspect::{self, Problem, ProblemKind, SegmentInfo};
+use raftwal::tools::segment;
 
 use crate::dir::{self, DirLock};
 use crate::failure::{Failure, DAMAGE, OTHER};

@@ -28,7 +28,7 @@ pub struct Args {
     #[arg(long)]
     pub raw: bool,
     /// The log's `Options::max_entry_size`: longer frames are damage.
-    #[arg(long, default_value_t = raftwal::inspect::DEFAULT_MAX_ENTRY_SIZE, value_name = "BYTES")]
+    #[arg(long, default_value_t = raftwal::tools::inspect::DEFAULT_MAX_ENTRY_SIZE, value_name = "BYTES")]
     pub max_entry_size: u64,
 }
 

@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 
 use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry as RaftEntry, EntryType, HardState};
-use raftwal::inspect::{scan_dir, EntryLoc};
+use raftwal::tools::inspect::{scan_dir, EntryLoc};
 use raftwal::{Entry, Log, Options, RaftLogStore, RecoveryMode};
 use serde_json::Value;
 

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use raftwal::fs::StdFileSystem;
-use raftwal::inspect::{self, ProblemKind};
-use raftwal::segment;
+use raftwal::tools::inspect::{self, ProblemKind};
+use raftwal::tools::segment;
 
 use crate::dir;
 use crate::failure::{Failure, DAMAGE, OTHER};

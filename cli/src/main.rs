@@ -1,10 +1,10 @@
 //! `raftwal`: look into, check, mend and measure raftwal log directories.
 //!
 //! `inspect`, `dump` and `verify` only read: they scan the segment files
-//! with [`raftwal::inspect`] and never take the directory's lock, so they
-//! work on a log that a running node holds open. `repair` takes the lock and
-//! refuses a directory in use. `bench` measures raftwal against the raw
-//! disk in a temporary directory.
+//! with [`raftwal::tools::inspect`] and never take the directory's lock, so
+//! they work on a log that a running node holds open. `repair` takes the
+//! lock and refuses a directory in use. `bench` measures raftwal against the
+//! raw disk in a temporary directory.
 
 mod bench;
 mod dir;

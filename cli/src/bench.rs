@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use protobuf::Message as _;
 use raft::eraftpb::Entry as RaftEntry;
 use raft::{GetEntriesContext, Storage};
-use raftwal::frame::{self, FrameHeader, HEADER_LEN};
+use raftwal::tools::frame::{self, FrameHeader, HEADER_LEN};
 use raftwal::{Entry, Options, RaftLogStore, SyncPolicy};
 
 use crate::failure::{Failure, OTHER, USAGE};

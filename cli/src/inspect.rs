@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use raftwal::inspect::{self, DirScan, Problem, ProblemKind};
+use raftwal::tools::inspect::{self, DirScan, Problem, ProblemKind};
 use serde::Serialize;
 
 use crate::dir::{self, LockStatus};
