@@ -752,6 +752,13 @@ fn corruption_matrix() {
         by_outcome[3],
         agree::CHECKED.load(std::sync::atomic::Ordering::Relaxed)
     );
+    // Every log case (all but the snapshot files') was scanned.
+    let log_cases = cases - TABLE.iter().filter(|t| t.0 == SnapshotFile).count() as u32 * 3;
+    assert_eq!(
+        agree::CHECKED.load(std::sync::atomic::Ordering::Relaxed),
+        u64::from(log_cases),
+        "every log case is scanned"
+    );
     assert!(
         failures.is_empty(),
         "{} of {cases} cases differ from the table:\n{}",

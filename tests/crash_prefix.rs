@@ -248,6 +248,11 @@ fn power_loss_leaves_a_prefix_of_the_writes() {
         ] {
             assert!(get(c) > 0, "no {what} over {seeds} workloads");
         }
+        assert_eq!(
+            get(&log_prefix::agree::CHECKED),
+            get(&tally.points),
+            "every crash image is scanned"
+        );
         assert!(
             get(&tally.points) >= 10_000,
             "{} crash points",

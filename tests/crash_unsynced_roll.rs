@@ -10,6 +10,8 @@
 //! Prints `crash_unsynced_roll: N crash points ...` (`--nocapture`).
 //! `RAFTWAL_CRASH_SEEDS=n` runs `n` workloads per configuration.
 
+#[path = "common/agree.rs"]
+mod agree;
 #[path = "common/fs_sim.rs"]
 mod fs_sim;
 
@@ -146,8 +148,12 @@ fn check(
     }
     let wal = img.segments();
     let before = img.image();
-    let log =
-        Log::open(DIR, opts(&img, mode, preallocate)).map_err(|e| what(format!("reopen: {e}")))?;
+    // What `raftwal inspect` says of the image is what the open does.
+    let o = opts(&img, mode, preallocate);
+    let scan = agree::scan(&o, DIR).map_err(&what)?;
+    let opened = Log::open(DIR, o.clone());
+    agree::agrees(&scan, o.recovery_mode, &opened).map_err(&what)?;
+    let log = opened.map_err(|e| what(format!("reopen: {e}")))?;
     let rep = log.recovery_report();
     if rep
         .repairs
@@ -261,7 +267,7 @@ fn power_loss_at_every_operation_across_unsynced_rolls() {
     let failures = failures.into_inner().unwrap();
     let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
     eprintln!(
-        "crash_unsynced_roll: {} crash points over {} workloads; {} unsynced entries survived; {} opens repaired an older segment than the last, {} removed segments, {} removed a torn creation holding frames; {} crash points with reordered directory operations",
+        "crash_unsynced_roll: {} crash points over {} workloads; {} unsynced entries survived; {} opens repaired an older segment than the last, {} removed segments, {} removed a torn creation holding frames; {} crash points with reordered directory operations; {} crash images scanned as `raftwal inspect` does, the scan agreeing with the open",
         get(&tally.points),
         cases.len(),
         get(&tally.unsynced_kept),
@@ -269,8 +275,14 @@ fn power_loss_at_every_operation_across_unsynced_rolls() {
         get(&tally.removed),
         get(&tally.torn_creations),
         get(&tally.reordered),
+        get(&agree::CHECKED),
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(
+        get(&agree::CHECKED),
+        get(&tally.points),
+        "every crash image is scanned"
+    );
     // The rule this test is about was exercised: torn tails in segments
     // that had a successor were repaired.
     assert!(get(&tally.repaired_older) > 0, "no torn older segment seen");

@@ -3,9 +3,10 @@
 //! story. Both run the one replay machine; this checks it stays so.
 //!
 //! Taken before the open (which repairs), the scan must say:
-//! - when the open succeeds: the same first and last index, and every torn
-//!   tail it reports is a repair the open made, at the same file and
-//!   offset; under the default mode nothing else (no damage);
+//! - when the open succeeds: the same first and last index, every entry's
+//!   term and the state blob the same, and every torn tail it reports is a
+//!   repair the open made, at the same file and offset; under the default
+//!   mode nothing else (no damage);
 //! - when the open fails with `Error::Corruption`: damage at that file and
 //!   offset.
 //!
@@ -72,9 +73,13 @@ pub fn agrees(
                     ));
                 }
             }
+            if scan.problems.iter().any(in_sealed) {
+                // The scan stops at damage the open does not read.
+                return Ok(());
+            }
             let scanned = (scan.first_index, scan.last_index);
             let open = (log.first_index(), log.last_index());
-            if !scan.problems.iter().any(in_sealed) && scanned != open {
+            if scanned != open {
                 return Err(format!(
                     "the scan shows entries {}..={}, the open {}..={}; problems {}",
                     scanned.0,
@@ -82,6 +87,25 @@ pub fn agrees(
                     open.0,
                     open.1,
                     problems()
+                ));
+            }
+            // Entry by entry: the same terms, at the same places.
+            for e in scan.entry_locations() {
+                let term = log
+                    .term(e.index)
+                    .map_err(|err| format!("term({}): {err}", e.index))?;
+                if term != e.term {
+                    return Err(format!(
+                        "entry {}: the scan says term {}, the open {term}",
+                        e.index, e.term
+                    ));
+                }
+            }
+            if scan.state != log.state() {
+                return Err(format!(
+                    "the scan's state blob is {:?}, the open's {:?}",
+                    scan.state,
+                    log.state()
                 ));
             }
         }
