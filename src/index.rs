@@ -4,6 +4,7 @@
 //! segment (8 bytes); terms are stored as runs `(first index, term)`, one per
 //! term change, so `term(i)` costs a binary search over a handful of runs.
 
+use crate::error::Error;
 use crate::fs::FileHandle;
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -211,6 +212,37 @@ impl Index {
             .sum();
         locs + self.terms.capacity() * std::mem::size_of::<(u64, u64)>()
     }
+}
+
+/// The term of entry `index`, or of the entry before the first index
+/// (`prev_term`).
+pub(crate) fn term_in(ix: &Index, index: u64) -> crate::Result<u64> {
+    if index.checked_add(1) == Some(ix.first_index) {
+        return Ok(ix.prev_term);
+    }
+    check_range(ix, index)?;
+    ix.term_of(index).ok_or(Error::Unavailable {
+        index,
+        last_index: ix.last_index,
+    })
+}
+
+/// Checks that `index` is in the log: `Compacted` below its first index,
+/// `Unavailable` past its last.
+pub(crate) fn check_range(ix: &Index, index: u64) -> crate::Result<()> {
+    if index < ix.first_index {
+        return Err(Error::Compacted {
+            index,
+            first_index: ix.first_index,
+        });
+    }
+    if index > ix.last_index {
+        return Err(Error::Unavailable {
+            index,
+            last_index: ix.last_index,
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

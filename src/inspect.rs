@@ -40,10 +40,10 @@ use prost::bytes::Bytes;
 use prost::Message;
 
 use crate::chain::SegmentFile;
+use crate::entry::Entry;
 use crate::error::{Damage, Error, Result};
 use crate::frame::{self, FrameHeader, FrameType, HEADER_LEN};
 use crate::fs::{FileHandle, FileSystem, StdFileSystem};
-use crate::log::Entry;
 use crate::options::RecoveryMode;
 use crate::proto;
 use crate::replay;

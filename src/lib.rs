@@ -104,10 +104,12 @@ mod batch;
 mod chain;
 mod damage;
 mod durability;
+mod entry;
 mod error;
 mod footer;
 pub mod fs;
 mod index;
+mod inner;
 mod log;
 mod metrics;
 mod options;
@@ -126,6 +128,7 @@ pub mod tools;
 mod worker;
 mod write;
 mod writeback;
+mod writer;
 
 // The format-level modules live in `tools`; the rest of the crate reaches
 // them by their old paths.
@@ -133,8 +136,9 @@ pub(crate) use crate::tools::{frame, proto, segment};
 
 pub use crate::batch::WriteBatch;
 pub use crate::durability::Ticket;
+pub use crate::entry::Entry;
 pub use crate::error::{Damage, Error, Result};
-pub use crate::log::{Entry, Iter, Log, LogStats, LOCK_FILE};
+pub use crate::log::{Iter, Log, LogStats, LOCK_FILE};
 pub use crate::options::{Options, Preallocate, RecoveryMode, SyncPolicy};
 pub use crate::raft_store::{
     RaftLogStore, SnapshotRequest, SnapshotSource, SourceError, SourcedSnapshot, Startup,

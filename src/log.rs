@@ -7,116 +7,23 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 use prost::bytes::Bytes;
 
+use crate::batch::WriteBatch;
 use crate::durability::Durability;
+use crate::durability::Ticket;
+use crate::entry::Entry;
 use crate::error::{Error, Result};
 use crate::fs::FileSystem;
-use crate::index::Index;
+use crate::index::term_in;
+use crate::inner::Inner;
 use crate::options::{Options, Preallocate};
 use crate::prepare::Preparer;
 use crate::recovery::{self, RecoveryReport};
 use crate::remove::Remover;
 use crate::sync::Syncer;
-use crate::write::Writer;
+use crate::writer::{prepare_mark, Writer};
 
 /// The name of the lock file in a log directory.
 pub const LOCK_FILE: &str = "LOCK";
-
-/// One log entry: its Raft index and term and its bytes.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Entry {
-    /// The entry's index (consecutive from the log's first index).
-    pub index: u64,
-    /// The Raft term in which the entry was created.
-    pub term: u64,
-    /// The entry's bytes, opaque to the log.
-    pub data: Bytes,
-}
-
-impl Entry {
-    /// An entry from its parts.
-    pub fn new(index: u64, term: u64, data: impl Into<Bytes>) -> Entry {
-        Entry {
-            index,
-            term,
-            data: data.into(),
-        }
-    }
-}
-
-pub(crate) struct Inner {
-    pub dir: PathBuf,
-    pub opts: Options,
-    /// Held for the life of the log: the directory's exclusive lock.
-    _lock: Box<dyn Any + Send + Sync>,
-    pub index: Arc<RwLock<Index>>,
-    pub writer: Mutex<Writer>,
-    pub durability: Arc<Durability>,
-    /// The background syncer of `Log::submit`, started on first use.
-    pipeline: Mutex<Option<std::thread::JoinHandle<()>>>,
-    /// Whether `pipeline` holds a running thread (checked without its lock
-    /// on every submit).
-    pipeline_started: std::sync::atomic::AtomicBool,
-    /// Keeps a preallocated segment ready (when `Options::preallocate`).
-    pub preparer: Mutex<Option<Preparer>>,
-    /// Threads writing the footers of sealed segments.
-    sealers: Mutex<Vec<std::thread::JoinHandle<()>>>,
-    /// Unlinks the segments a compaction superseded.
-    pub remover: Remover,
-    /// Starts writeback of filled ranges under relaxed sync policies.
-    pub writeback: crate::writeback::Writeback,
-    pub report: RecoveryReport,
-}
-
-impl Inner {
-    /// Seals segment `sequence` (writes its footer) on a background thread.
-    pub(crate) fn start_sealing(&self, this: &Arc<Inner>, sequence: u64) {
-        let (index, durability) = (Arc::clone(&this.index), Arc::clone(&this.durability));
-        let spawned = std::thread::Builder::new()
-            .name("raftwal-seal".into())
-            .spawn(move || {
-                if let Err(e) = crate::seal::seal(&index, &durability, sequence) {
-                    // The segment stays valid: the next open scans it.
-                    log::warn!("raftwal: could not seal segment {sequence}: {e}");
-                }
-            });
-        let mut sealers = self.sealers.lock();
-        sealers.retain(|h| !h.is_finished());
-        match spawned {
-            Ok(h) => sealers.push(h),
-            Err(e) => log::warn!("raftwal: could not start sealing segment {sequence}: {e}"),
-        }
-    }
-
-    /// Waits for every sealing thread.
-    fn join_sealers(&self) {
-        let handles: Vec<_> = self.sealers.lock().drain(..).collect();
-        for h in handles {
-            if h.join().is_err() {
-                log::error!("raftwal: a sealing thread panicked");
-            }
-        }
-    }
-
-    /// Whether the background syncer of `Log::submit` runs (then submitted
-    /// batches may be staged: its rounds write them out).
-    pub(crate) fn pipeline_running(&self) -> bool {
-        self.pipeline_started
-            .load(std::sync::atomic::Ordering::Acquire)
-    }
-
-    /// Starts the background syncer of `Log::submit` if it is not running.
-    pub(crate) fn ensure_pipeline(&self) {
-        use std::sync::atomic::Ordering;
-        if self.pipeline_started.load(Ordering::Acquire) {
-            return;
-        }
-        let mut p = self.pipeline.lock();
-        if p.is_none() {
-            *p = self.durability.start_syncer();
-            self.pipeline_started.store(p.is_some(), Ordering::Release);
-        }
-    }
-}
 
 /// A durable, positional log of entries in segment files.
 ///
@@ -193,7 +100,12 @@ impl Log {
             .segments
             .back()
             .map(|s| (Arc::clone(&s.file), s.path.clone()))
-            .ok_or_else(|| internal(&dir, "recovery left no active segment".into()))?;
+            .ok_or_else(|| {
+                Error::internal(format!(
+                    "recovery left no active segment in {}",
+                    dir.display()
+                ))
+            })?;
         let mut writer = Writer::new(rec.next_sequence);
         // Recovery gave the active segment's tail back as unwritten space:
         // under ZeroFill, move to a zero-filled segment as soon as the
@@ -234,9 +146,7 @@ impl Log {
                 .segments
                 .back()
                 .map(|a| (a.len, a.capacity(inner.opts.segment_size)))
-                .filter(|&(len, cap)| {
-                    len >= crate::write::prepare_mark(cap, inner.opts.segment_size)
-                })
+                .filter(|&(len, cap)| len >= prepare_mark(cap, inner.opts.segment_size))
                 .map(|(_, cap)| inner.opts.next_segment_size(Some(cap)));
             *inner.preparer.lock() = Some(Preparer::start(
                 Arc::clone(&inner.opts.file_system),
@@ -346,6 +256,137 @@ impl Log {
             .map(|s| (s.path.clone(), s.first_index, s.locs.len() as u64))
             .collect()
     }
+
+    // The write path (`write.rs`).
+
+    /// Appends `entries`, which must continue the log (the first has index
+    /// `last_index() + 1`, the rest follow one by one), in one write. Under
+    /// [`SyncPolicy::Always`](crate::SyncPolicy::Always) it returns once they are on disk.
+    pub fn append(&self, entries: &[Entry]) -> Result<()> {
+        self.inner.append(entries)
+    }
+
+    /// Writes a batch: its cut (if any), its entries and its state blob go
+    /// to disk in one `write` and, under [`SyncPolicy::Always`](crate::SyncPolicy::Always), one
+    /// `fdatasync` (shared with concurrent writers: group commit); once it
+    /// returns, all of it is durable. A crash before then leaves a prefix of
+    /// it in that order (see [`WriteBatch`]). A cut that
+    /// reaches below the active segment opens a new segment (one more file
+    /// and a directory sync).
+    ///
+    /// The batch's frames are sealed in place for the segment they land in;
+    /// the batch is otherwise unchanged and can be cleared and reused.
+    pub fn write(&self, batch: &mut WriteBatch) -> Result<()> {
+        self.inner.write(batch)
+    }
+
+    /// Writes a batch like [`Log::write`] but returns as soon as the write is
+    /// issued (visible to readers), whatever the sync policy. A background
+    /// thread makes it durable with one `fdatasync` covering every write
+    /// issued before that sync started; the returned [`Ticket`] tells when
+    /// ([`Ticket::wait`], [`Ticket::is_durable`]). This is the path for
+    /// raft-rs's asynchronous Ready handling.
+    ///
+    /// A batch of up to 64 KiB without a cut is *staged* once that thread
+    /// runs: copied to a buffer in memory rather than written to the file
+    /// at once. The thread's next round writes every staged batch with one
+    /// `pwrite` before its `fdatasync`, so a writer that does not wait pays
+    /// a copy per batch rather than a system call. Readers see staged
+    /// batches as any other (a read of one writes the staged batches out
+    /// first), every other write writes them out before itself, and
+    /// dropping the `Log` makes them durable. What differs is a crash of
+    /// the process: a batch still staged is lost with it, as a batch still
+    /// in the page cache is lost with a crash of the machine; neither was
+    /// durable. A failure to write staged batches out poisons the log like
+    /// a failed `fdatasync` ([`Error::Poisoned`] from then on, for writes,
+    /// tickets and reads of those batches).
+    pub fn submit(&self, batch: &mut WriteBatch) -> Result<Ticket> {
+        self.inner.submit(batch)
+    }
+
+    /// Appends one entry per element of `data`, all with `term`, at the
+    /// indexes that follow the log's last index, and returns the first index
+    /// assigned. Safe to call from many threads: each call is one write, and
+    /// under [`SyncPolicy::Always`](crate::SyncPolicy::Always) concurrent callers share one
+    /// `fdatasync` per round (group commit); each returns once its own
+    /// entries are durable.
+    pub fn append_assigned<D: AsRef<[u8]>>(&self, term: u64, data: &[D]) -> Result<u64> {
+        self.inner.append_assigned(term, data)
+    }
+
+    /// Discards entries from `index` on; the next append must be `index`.
+    /// Durable on return under [`SyncPolicy::Always`](crate::SyncPolicy::Always) (and always when the
+    /// cut reaches below the active segment). Errors with
+    /// [`Error::Compacted`] below the first index and
+    /// [`Error::Unavailable`] past `last_index() + 1`.
+    pub fn truncate_from_index(&self, index: u64) -> Result<()> {
+        self.inner.truncate_from_index(index)
+    }
+
+    /// Sets the state blob (newest wins; it survives truncation, compaction,
+    /// reset and segment deletion).
+    pub fn set_state(&self, state: impl Into<Bytes>) -> Result<()> {
+        self.inner.set_state(state)
+    }
+
+    /// Discards entries before `index`: records the new first index and the
+    /// term of `index - 1` durably (always synced, whatever the policy), then
+    /// deletes the segments that lie wholly below `index` on a background
+    /// thread (they are gone by the time the `Log` is dropped). A no-op when
+    /// `index <= first_index()`; [`Error::Unavailable`] when
+    /// `index > last_index() + 1`.
+    pub fn compact(&self, index: u64) -> Result<()> {
+        self.inner.compact(index)
+    }
+
+    /// Empties the log so that it continues at `next_index`, with
+    /// `term(next_index - 1) == term` (what a Raft node needs after
+    /// installing a snapshot). The state blob is kept. Durable on return
+    /// (always synced).
+    pub fn reset(&self, next_index: u64, term: u64) -> Result<()> {
+        self.inner.reset(next_index, term)
+    }
+
+    /// Makes everything written so far durable.
+    pub fn sync(&self) -> Result<()> {
+        self.inner.sync()
+    }
+
+    // The read path (`read.rs`).
+
+    /// Reads entry `index`: one lookup in memory, one `pread` of exactly its
+    /// frame, CRC verified.
+    ///
+    /// An entry still staged by [`Log::submit`] is written out first (with
+    /// every staged batch): if that write fails the read returns its
+    /// [`Error::Io`] and the log is poisoned; reads of staged entries then
+    /// return [`Error::Poisoned`].
+    pub fn get_entry(&self, index: u64) -> Result<Entry> {
+        self.inner.get_entry(index)
+    }
+
+    /// Reads entries `lo..hi` with one `pread` per segment. When
+    /// `max_bytes` is given, stops once the entries' data adds up to more
+    /// than it, but always returns at least one entry.
+    ///
+    /// Errors with [`Error::Compacted`] when `lo < first_index()` and
+    /// [`Error::Unavailable`] when `hi > last_index() + 1`; staged entries
+    /// are written out first, as [`Log::get_entry`] says.
+    pub fn entries(&self, lo: u64, hi: u64, max_bytes: Option<u64>) -> Result<Vec<Entry>> {
+        self.inner.entries(lo, hi, max_bytes)
+    }
+
+    /// [`Log::entries`], each entry handed to `make` as `(index, term, data)`
+    /// and the results collected: the same checks, limits and errors.
+    pub(crate) fn read_with<T>(
+        &self,
+        lo: u64,
+        hi: u64,
+        max_bytes: Option<u64>,
+        make: impl FnMut(u64, u64, Bytes) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        self.inner.read_with(lo, hi, max_bytes, make)
+    }
 }
 
 impl Drop for Log {
@@ -431,35 +472,4 @@ fn lock_dir(fs: &dyn FileSystem, dir: &Path) -> Result<Box<dyn Any + Send + Sync
         },
         _ => Error::io("lock", &path, e),
     })
-}
-
-pub(crate) fn internal(dir: &Path, msg: String) -> Error {
-    Error::internal(format!("{msg} (log {})", dir.display()))
-}
-
-pub(crate) fn term_in(ix: &Index, index: u64) -> Result<u64> {
-    if index.checked_add(1) == Some(ix.first_index) {
-        return Ok(ix.prev_term);
-    }
-    check_range(ix, index)?;
-    ix.term_of(index).ok_or(Error::Unavailable {
-        index,
-        last_index: ix.last_index,
-    })
-}
-
-pub(crate) fn check_range(ix: &Index, index: u64) -> Result<()> {
-    if index < ix.first_index {
-        return Err(Error::Compacted {
-            index,
-            first_index: ix.first_index,
-        });
-    }
-    if index > ix.last_index {
-        return Err(Error::Unavailable {
-            index,
-            last_index: ix.last_index,
-        });
-    }
-    Ok(())
 }

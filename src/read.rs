@@ -1,4 +1,4 @@
-//! The read path of [`Log`]: `get_entry` and `entries`, and the generic
+//! The read path of [`Log`](crate::Log): `get_entry` and `entries`, and the generic
 //! `read_with` that `RaftLogStore::entries` uses to go from index locations
 //! to raft entries without an intermediate `Vec<Entry>`.
 //!
@@ -15,50 +15,37 @@ use prost::bytes::{Buf, Bytes};
 use prost::encoding::decode_varint;
 use prost::Message;
 
+use crate::entry::Entry;
 use crate::error::{Damage, Error, Result};
 use crate::frame::{self, FrameHeader, FrameType, HEADER_LEN};
+use crate::index::check_range;
 use crate::index::{Index, Loc, Segment};
-use crate::log::{check_range, internal, Entry, Log};
+use crate::inner::Inner;
 use crate::proto;
 use crate::segment::ENTRY_OVERHEAD;
 
-impl Log {
-    /// Reads entry `index`: one lookup in memory, one `pread` of exactly its
-    /// frame, CRC verified.
-    ///
-    /// An entry still staged by [`Log::submit`] is written out first (with
-    /// every staged batch): if that write fails the read returns its
-    /// [`Error::Io`] and the log is poisoned; reads of staged entries then
-    /// return [`Error::Poisoned`].
-    pub fn get_entry(&self, index: u64) -> Result<Entry> {
-        let ix = self.inner.index.read();
+impl Inner {
+    /// See [`Log::get_entry`](crate::Log::get_entry).
+    pub(crate) fn get_entry(&self, index: u64) -> Result<Entry> {
+        let ix = self.index.read();
         check_range(&ix, index)?;
-        let (seg, loc) = ix.locate(index).ok_or_else(|| {
-            internal(
-                &self.inner.dir,
-                format!("index has no location for {index}"),
-            )
-        })?;
-        let max = self.inner.opts.max_entry_size;
+        let (seg, loc) = ix
+            .locate(index)
+            .ok_or_else(|| self.internal(format!("index has no location for {index}")))?;
+        let max = self.opts.max_entry_size;
         self.written_out(seg, loc.offset, loc.len)?;
         let (term, data) = read_one(seg, loc, index, max, "read entry")?;
         Ok(Entry { index, term, data })
     }
 
-    /// Reads entries `lo..hi` with one `pread` per segment. When
-    /// `max_bytes` is given, stops once the entries' data adds up to more
-    /// than it, but always returns at least one entry.
-    ///
-    /// Errors with [`Error::Compacted`] when `lo < first_index()` and
-    /// [`Error::Unavailable`] when `hi > last_index() + 1`; staged entries
-    /// are written out first, as [`Log::get_entry`] says.
-    pub fn entries(&self, lo: u64, hi: u64, max_bytes: Option<u64>) -> Result<Vec<Entry>> {
+    /// See [`Log::entries`](crate::Log::entries).
+    pub(crate) fn entries(&self, lo: u64, hi: u64, max_bytes: Option<u64>) -> Result<Vec<Entry>> {
         self.read_with(lo, hi, max_bytes, |index, term, data| {
             Ok(Entry { index, term, data })
         })
     }
 
-    /// [`Log::entries`], each entry handed to `make` as `(index, term, data)`
+    /// [`Log::entries`](crate::Log::entries), each entry handed to `make` as `(index, term, data)`
     /// and the results collected: the same checks, limits and errors.
     pub(crate) fn read_with<T>(
         &self,
@@ -67,14 +54,14 @@ impl Log {
         max_bytes: Option<u64>,
         mut make: impl FnMut(u64, u64, Bytes) -> Result<T>,
     ) -> Result<Vec<T>> {
-        let ix = self.inner.index.read();
+        let ix = self.index.read();
         check_window(&ix, lo, hi)?;
-        let max_entry = self.inner.opts.max_entry_size;
+        let max_entry = self.opts.max_entry_size;
         if hi - lo == 1 {
             // One entry (a Raft node's most common read): its own buffer.
             let (seg, loc) = ix
                 .locate(lo)
-                .ok_or_else(|| internal(&self.inner.dir, format!("no segment holds {lo}")))?;
+                .ok_or_else(|| self.internal(format!("no segment holds {lo}")))?;
             self.written_out(seg, loc.offset, loc.len)?;
             let (term, data) = read_one(seg, loc, lo, max_entry, "read entries")?;
             return Ok(vec![make(lo, term, data)?]);
@@ -91,7 +78,7 @@ impl Log {
         while next < hi {
             let k = ix
                 .segment_pos(next)
-                .ok_or_else(|| internal(&self.inner.dir, format!("no segment holds {next}")))?;
+                .ok_or_else(|| self.internal(format!("no segment holds {next}")))?;
             let seg = &ix.segments[k];
             let end = hi.min(seg.end_index());
             let mut stop = next;
@@ -150,9 +137,9 @@ impl Log {
         len: impl Into<u64>,
     ) -> Result<()> {
         let end = offset.into() + len.into();
-        match self.inner.durability.stage.is_written(seg.sequence, end) {
+        match self.durability.stage.is_written(seg.sequence, end) {
             true => Ok(()),
-            false => self.inner.durability.flush_staged(),
+            false => self.durability.flush_staged(),
         }
     }
 }

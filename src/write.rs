@@ -1,4 +1,4 @@
-//! The write path of [`Log`]: batches, truncation, compaction, reset,
+//! The write path of [`Log`](crate::Log): batches, truncation, compaction, reset,
 //! segment rolls, sync policies and poisoning.
 
 use std::sync::Arc;
@@ -7,55 +7,17 @@ use prost::bytes::Bytes;
 
 use crate::batch::WriteBatch;
 use crate::durability::Ticket;
+use crate::entry::Entry;
 use crate::error::{Error, Result};
 use crate::frame::{self, FrameType};
+use crate::index::term_in;
 use crate::index::{Index, Loc, Pos, Segment};
-use crate::log::{term_in, Entry, Log};
+use crate::inner::Inner;
 use crate::options::{SyncPolicy, MAX_SEGMENT_SIZE};
 use crate::proto;
 use crate::segment::{self, Link, Origin, ON_THE_SPOT};
 use crate::stage::{STAGE_CAP, STAGE_WRITE_MAX};
-
-/// State owned by the (single) writer, behind `Inner::writer`. Poisoning
-/// and durability live in [`Durability`](crate::durability::Durability).
-pub(crate) struct Writer {
-    /// The sequence number the next new segment gets.
-    next_sequence: u64,
-    /// Writes since the last forced sync (for `SyncPolicy::EveryN`).
-    unsynced_writes: u32,
-    /// A batch kept for `append_assigned`, to reuse its buffers.
-    batch_cache: WriteBatch,
-    /// Reused buffer for frames composed at write time.
-    scratch: Vec<u8>,
-    /// When and at which offset the first write into the active segment
-    /// since it became active (or since the log opened) started: the
-    /// writer's fill rate, told to the preparer at the prepare mark.
-    fill_start: Option<(std::time::Instant, u64)>,
-    /// Roll to the next segment as soon as a prepared one is ready: set
-    /// at open when recovery gave the active segment's tail back as
-    /// unwritten space under `Preallocate::ZeroFill` (synced appends into
-    /// it would pay for extent conversions until the next roll). The
-    /// preparer is asked for that segment at the first write, not at open:
-    /// a store that is only read never pays for it.
-    pub(crate) roll_when_prepared: bool,
-    /// The preparer was asked for the segment `roll_when_prepared` waits
-    /// for.
-    asked_after_open: bool,
-}
-
-impl Writer {
-    pub(crate) fn new(next_sequence: u64) -> Writer {
-        Writer {
-            next_sequence,
-            unsynced_writes: 0,
-            batch_cache: WriteBatch::new(),
-            scratch: Vec::new(),
-            fill_start: None,
-            roll_when_prepared: false,
-            asked_after_open: false,
-        }
-    }
-}
+use crate::writer::{prepare_mark, Writer};
 
 /// How much unsynced data the writer lets gather before it starts its
 /// writeback (see `FileHandle::start_writeback`).
@@ -70,76 +32,41 @@ enum Target {
     NewSegment,
 }
 
-impl Log {
-    /// Appends `entries`, which must continue the log (the first has index
-    /// `last_index() + 1`, the rest follow one by one), in one write. Under
-    /// [`SyncPolicy::Always`] it returns once they are on disk.
-    pub fn append(&self, entries: &[Entry]) -> Result<()> {
+impl Inner {
+    /// See [`Log::append`](crate::Log::append).
+    pub(crate) fn append(&self, entries: &[Entry]) -> Result<()> {
         let mut batch = WriteBatch::new();
-        batch.set_max_entry_size(self.inner.opts.max_entry_size);
+        batch.set_max_entry_size(self.opts.max_entry_size);
         for e in entries {
             batch.push(e.index, e.term, &e.data)?;
         }
         self.write(&mut batch)
     }
 
-    /// Writes a batch: its cut (if any), its entries and its state blob go
-    /// to disk in one `write` and, under [`SyncPolicy::Always`], one
-    /// `fdatasync` (shared with concurrent writers: group commit); once it
-    /// returns, all of it is durable. A crash before then leaves a prefix of
-    /// it in that order (see [`WriteBatch`]). A cut that
-    /// reaches below the active segment opens a new segment (one more file
-    /// and a directory sync).
-    ///
-    /// The batch's frames are sealed in place for the segment they land in;
-    /// the batch is otherwise unchanged and can be cleared and reused.
-    pub fn write(&self, batch: &mut WriteBatch) -> Result<()> {
+    /// See [`Log::write`](crate::Log::write).
+    pub(crate) fn write(&self, batch: &mut WriteBatch) -> Result<()> {
         let Some(ticket) = self.issue(batch, false)? else {
             return Ok(());
         };
         self.apply_policy(&ticket)
     }
 
-    /// Writes a batch like [`Log::write`] but returns as soon as the write is
-    /// issued (visible to readers), whatever the sync policy. A background
-    /// thread makes it durable with one `fdatasync` covering every write
-    /// issued before that sync started; the returned [`Ticket`] tells when
-    /// ([`Ticket::wait`], [`Ticket::is_durable`]). This is the path for
-    /// raft-rs's asynchronous Ready handling.
-    ///
-    /// A batch of up to 64 KiB without a cut is *staged* once that thread
-    /// runs: copied to a buffer in memory rather than written to the file
-    /// at once. The thread's next round writes every staged batch with one
-    /// `pwrite` before its `fdatasync`, so a writer that does not wait pays
-    /// a copy per batch rather than a system call. Readers see staged
-    /// batches as any other (a read of one writes the staged batches out
-    /// first), every other write writes them out before itself, and
-    /// dropping the `Log` makes them durable. What differs is a crash of
-    /// the process: a batch still staged is lost with it, as a batch still
-    /// in the page cache is lost with a crash of the machine; neither was
-    /// durable. A failure to write staged batches out poisons the log like
-    /// a failed `fdatasync` ([`Error::Poisoned`] from then on, for writes,
-    /// tickets and reads of those batches).
-    pub fn submit(&self, batch: &mut WriteBatch) -> Result<Ticket> {
+    /// See [`Log::submit`](crate::Log::submit).
+    pub(crate) fn submit(&self, batch: &mut WriteBatch) -> Result<Ticket> {
         let ticket = match self.issue(batch, true)? {
             Some(t) => t,
-            None => self.inner.durability.ticket_for_last(),
+            None => self.durability.ticket_for_last(),
         };
         if !ticket.is_durable() {
-            self.inner.ensure_pipeline();
-            self.inner.durability.request_async();
+            self.ensure_pipeline();
+            self.durability.request_async();
         }
         Ok(ticket)
     }
 
-    /// Appends one entry per element of `data`, all with `term`, at the
-    /// indexes that follow the log's last index, and returns the first index
-    /// assigned. Safe to call from many threads: each call is one write, and
-    /// under [`SyncPolicy::Always`] concurrent callers share one
-    /// `fdatasync` per round (group commit); each returns once its own
-    /// entries are durable.
-    pub fn append_assigned<D: AsRef<[u8]>>(&self, term: u64, data: &[D]) -> Result<u64> {
-        let max = self.inner.opts.max_entry_size;
+    /// See [`Log::append_assigned`](crate::Log::append_assigned).
+    pub(crate) fn append_assigned<D: AsRef<[u8]>>(&self, term: u64, data: &[D]) -> Result<u64> {
+        let max = self.opts.max_entry_size;
         if let Some(d) = data.iter().find(|d| d.as_ref().len() as u64 > max) {
             return Err(Error::EntryTooLarge {
                 len: d.as_ref().len() as u64,
@@ -147,9 +74,9 @@ impl Log {
             });
         }
         let (first, ticket) = {
-            let mut w = self.inner.writer.lock();
-            self.inner.durability.check()?;
-            let first = self.inner.index.read().last_index + 1;
+            let mut w = self.writer.lock();
+            self.durability.check()?;
+            let first = self.index.read().last_index + 1;
             let mut batch = std::mem::take(&mut w.batch_cache);
             batch.clear();
             for (k, d) in data.iter().enumerate() {
@@ -168,11 +95,11 @@ impl Log {
 
     /// Waits for a write as the sync policy says.
     fn apply_policy(&self, ticket: &Ticket) -> Result<()> {
-        match self.inner.opts.sync {
-            SyncPolicy::Always => self.inner.durability.wait_blocking(ticket.sequence()),
+        match self.opts.sync {
+            SyncPolicy::Always => self.durability.wait_blocking(ticket.sequence()),
             SyncPolicy::EveryN(n) => {
                 let due = {
-                    let mut w = self.inner.writer.lock();
+                    let mut w = self.writer.lock();
                     w.unsynced_writes += 1;
                     let due = w.unsynced_writes >= n;
                     if due {
@@ -181,7 +108,7 @@ impl Log {
                     due
                 };
                 if due {
-                    self.inner.durability.wait_blocking(ticket.sequence())
+                    self.durability.wait_blocking(ticket.sequence())
                 } else {
                     Ok(())
                 }
@@ -197,7 +124,7 @@ impl Log {
         if batch.is_empty() {
             return Ok(None);
         }
-        let mut w = self.inner.writer.lock();
+        let mut w = self.writer.lock();
         self.issue_locked(&mut w, batch, stage)
     }
 
@@ -207,7 +134,7 @@ impl Log {
         batch: &mut WriteBatch,
         stage: bool,
     ) -> Result<Option<Ticket>> {
-        let max = self.inner.opts.max_entry_size;
+        let max = self.opts.max_entry_size;
         if batch.max_data_len() > max {
             return Err(Error::EntryTooLarge {
                 len: batch.max_data_len(),
@@ -222,7 +149,7 @@ impl Log {
                 });
             }
         }
-        self.inner.durability.check()?;
+        self.durability.check()?;
         let (target, cut) = self.plan(batch)?;
         if cut.is_none() && batch.entries.is_empty() && batch.state.is_none() {
             return Ok(None); // a truncation at last_index + 1 cuts nothing
@@ -236,7 +163,7 @@ impl Log {
     /// Checks a batch against the log and decides where it goes. Returns the
     /// cut to make, if any.
     fn plan(&self, batch: &WriteBatch) -> Result<(Target, Option<u64>)> {
-        let ix = self.inner.index.read();
+        let ix = self.index.read();
         let start = match batch.truncate_from {
             Some(t) if t < ix.first_index => {
                 return Err(Error::Compacted {
@@ -291,7 +218,7 @@ impl Log {
         cut: Option<u64>,
         stage: bool,
     ) -> Result<Ticket> {
-        let inner = &*self.inner;
+        let inner = self;
         let bytes = batch.buf.len() as u64;
         // Only after a reopen (see `Writer::roll_when_prepared`).
         if w.roll_when_prepared && !w.asked_after_open {
@@ -447,11 +374,9 @@ impl Log {
     ) -> Error {
         let err = Error::io("write", path, e);
         if let Err(e2) = file.set_len(offset) {
-            return self.inner.durability.poison(Error::io(
-                "truncate after failed write",
-                path,
-                e2,
-            ));
+            return self
+                .durability
+                .poison(Error::io("truncate after failed write", path, e2));
         }
         if reserved > offset {
             if let Err(e3) = file.allocate(offset, reserved - offset) {
@@ -466,11 +391,7 @@ impl Log {
 
     /// Whether the preparer has a file ready.
     fn prepared_ready(&self) -> bool {
-        self.inner
-            .preparer
-            .lock()
-            .as_ref()
-            .is_some_and(|p| p.is_ready())
+        self.preparer.lock().as_ref().is_some_and(|p| p.is_ready())
     }
 
     /// Seals the active segment and starts a new one at `last_index + 1`.
@@ -492,7 +413,7 @@ impl Log {
     /// or after it is prior-synced) or the frames in a prepared file that
     /// kept its name (never adopted: it is not pristine).
     fn roll(&self, w: &mut Writer) -> Result<()> {
-        let inner = &*self.inner;
+        let inner = self;
         // The segment being left gets its staged batches before it is
         // sealed (its sealer and its pending sync work on the file).
         inner.durability.flush_staged()?;
@@ -534,7 +455,7 @@ impl Log {
             sealed
         };
         if let Some(sequence) = sealed {
-            self.inner.start_sealing(&self.inner, sequence);
+            self.start_sealing(sequence);
         }
         Ok(())
     }
@@ -544,7 +465,7 @@ impl Log {
     /// bytes allocated on the spot; none under `Preallocate::None`, or when
     /// allocating fails).
     fn next_segment(&self, w: &mut Writer, size: u64) -> (u64, Option<std::path::PathBuf>) {
-        let inner = &*self.inner;
+        let inner = self;
         let sequence = w.next_sequence;
         w.next_sequence += 1;
         // A new active segment: its fill rate starts afresh, and its tail is
@@ -585,7 +506,7 @@ impl Log {
         marker: &proto::Marker,
         state_copy: Option<&Bytes>,
     ) -> Result<(Segment, Layout, u64)> {
-        let inner = &*self.inner;
+        let inner = self;
         let fs = &*inner.opts.file_system;
         let size = {
             let ix = inner.index.read();
@@ -635,7 +556,7 @@ impl Log {
         batch: &mut WriteBatch,
         cut: u64,
     ) -> Result<Ticket> {
-        let inner = &*self.inner;
+        let inner = self;
         let (marker, state, prev) = {
             let ix = inner.index.read();
             let m = proto::Marker {
@@ -686,33 +607,23 @@ impl Log {
         Ok(ticket)
     }
 
-    /// Discards entries from `index` on; the next append must be `index`.
-    /// Durable on return under [`SyncPolicy::Always`] (and always when the
-    /// cut reaches below the active segment). Errors with
-    /// [`Error::Compacted`] below the first index and
-    /// [`Error::Unavailable`] past `last_index() + 1`.
-    pub fn truncate_from_index(&self, index: u64) -> Result<()> {
+    /// See [`Log::truncate_from_index`](crate::Log::truncate_from_index).
+    pub(crate) fn truncate_from_index(&self, index: u64) -> Result<()> {
         let mut batch = WriteBatch::new();
         batch.truncate_from(index);
         self.write(&mut batch)
     }
 
-    /// Sets the state blob (newest wins; it survives truncation, compaction,
-    /// reset and segment deletion).
-    pub fn set_state(&self, state: impl Into<Bytes>) -> Result<()> {
+    /// See [`Log::set_state`](crate::Log::set_state).
+    pub(crate) fn set_state(&self, state: impl Into<Bytes>) -> Result<()> {
         let mut batch = WriteBatch::new();
         batch.set_state(state);
         self.write(&mut batch)
     }
 
-    /// Discards entries before `index`: records the new first index and the
-    /// term of `index - 1` durably (always synced, whatever the policy), then
-    /// deletes the segments that lie wholly below `index` on a background
-    /// thread (they are gone by the time the `Log` is dropped). A no-op when
-    /// `index <= first_index()`; [`Error::Unavailable`] when
-    /// `index > last_index() + 1`.
-    pub fn compact(&self, index: u64) -> Result<()> {
-        let inner = &*self.inner;
+    /// See [`Log::compact`](crate::Log::compact).
+    pub(crate) fn compact(&self, index: u64) -> Result<()> {
+        let inner = self;
         let mut w = inner.writer.lock();
         inner.durability.check()?;
         let (marker, doomed, state_copy) = {
@@ -771,17 +682,14 @@ impl Log {
         Ok(())
     }
 
-    /// Empties the log so that it continues at `next_index`, with
-    /// `term(next_index - 1) == term` (what a Raft node needs after
-    /// installing a snapshot). The state blob is kept. Durable on return
-    /// (always synced).
-    pub fn reset(&self, next_index: u64, term: u64) -> Result<()> {
+    /// See [`Log::reset`](crate::Log::reset).
+    pub(crate) fn reset(&self, next_index: u64, term: u64) -> Result<()> {
         if next_index == 0 {
             return Err(Error::InvalidArgument(
                 "reset: next_index must be at least 1".into(),
             ));
         }
-        let inner = &*self.inner;
+        let inner = self;
         let mut w = inner.writer.lock();
         inner.durability.check()?;
         let state = inner.index.read().state.as_ref().map(|s| s.0.clone());
@@ -830,7 +738,7 @@ impl Log {
         marker: &proto::Marker,
         state: Option<Bytes>,
     ) -> Result<()> {
-        let inner = &*self.inner;
+        let inner = self;
         let (file, path, sequence, offset, reserved) = {
             let ix = inner.index.read();
             let a = active(&ix)?;
@@ -863,24 +771,9 @@ impl Log {
         Ok(())
     }
 
-    /// Makes everything written so far durable.
-    pub fn sync(&self) -> Result<()> {
-        self.inner.durability.sync_all()
-    }
-}
-
-/// The offset in the active segment (of `capacity` bytes, segments
-/// growing up to `segment_size`) past which the preparer is asked for the
-/// next one: half of a full-size segment; an eighth of a smaller one. A
-/// growing segment is followed by one twice its size, whose zero-fill
-/// takes about as long as the writer takes to fill this one: asked at the
-/// half mark, a busy writer would get there first and write into space
-/// that is only allocated; asked at the first write, every lightly used
-/// store would hold a second, unused segment.
-pub(crate) fn prepare_mark(capacity: u64, segment_size: u64) -> u64 {
-    match capacity < segment_size {
-        true => capacity / 8,
-        false => capacity / 2,
+    /// See [`Log::sync`](crate::Log::sync).
+    pub(crate) fn sync(&self) -> Result<()> {
+        self.durability.sync_all()
     }
 }
 
