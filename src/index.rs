@@ -87,15 +87,21 @@ impl Segment {
     /// `Options::first_segment_size`), or `segment_size` for a file that
     /// grows as written.
     pub(crate) fn capacity(&self, segment_size: u64) -> u64 {
-        match self.preallocated {
-            0 => segment_size,
-            n => n,
-        }
+        capacity(self.preallocated, segment_size)
     }
 
     /// One past the last index held.
     pub fn end_index(&self) -> u64 {
         self.first_index + self.locs.len() as u64
+    }
+}
+
+/// How large a segment preallocated to `preallocated` bytes (0: not
+/// preallocated) may grow: see [`Segment::capacity`].
+pub(crate) fn capacity(preallocated: u64, segment_size: u64) -> u64 {
+    match preallocated {
+        0 => segment_size,
+        n => n,
     }
 }
 

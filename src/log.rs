@@ -20,7 +20,7 @@ use crate::prepare::Preparer;
 use crate::recovery::{self, RecoveryReport};
 use crate::remove::Remover;
 use crate::sync::Syncer;
-use crate::writer::{prepare_mark, Writer};
+use crate::writer::{prepare_mark, Active, Writer};
 
 /// The name of the lock file in a log directory.
 pub const LOCK_FILE: &str = "LOCK";
@@ -95,10 +95,8 @@ impl Log {
             rec.report.bytes_dropped,
         );
         let sync = opts.sync;
-        let active = rec
-            .index
-            .segments
-            .back()
+        let last = rec.index.segments.back();
+        let active = last
             .map(|s| (Arc::clone(&s.file), s.path.clone()))
             .ok_or_else(|| {
                 Error::internal(format!(
@@ -106,7 +104,15 @@ impl Log {
                     dir.display()
                 ))
             })?;
-        let mut writer = Writer::new(rec.next_sequence);
+        let mut writer = Writer::new(
+            rec.next_sequence,
+            last.map(Active::of).ok_or_else(|| {
+                Error::internal(format!(
+                    "recovery left no active segment in {}",
+                    dir.display()
+                ))
+            })?,
+        );
         // Recovery gave the active segment's tail back as unwritten space:
         // under ZeroFill, move to a zero-filled segment as soon as the
         // preparer has one rather than append into it until it fills. Only

@@ -17,7 +17,7 @@ use crate::options::{SyncPolicy, MAX_SEGMENT_SIZE};
 use crate::proto;
 use crate::segment::{self, Link, Origin, ON_THE_SPOT};
 use crate::stage::{STAGE_CAP, STAGE_WRITE_MAX};
-use crate::writer::{prepare_mark, Writer};
+use crate::writer::{prepare_mark, Active, Writer};
 
 /// How much unsynced data the writer lets gather before it starts its
 /// writeback (see `FileHandle::start_writeback`).
@@ -210,7 +210,7 @@ impl Inner {
     /// Appends the batch to the active segment, rolling to a new segment
     /// first when it would overflow. `stage`: a batch without a cut may be
     /// staged for the background syncer's next round to write out, when
-    /// that syncer runs and the batch is small.
+    /// that syncer runs. Each step is a function of its own.
     fn write_active(
         &self,
         w: &mut Writer,
@@ -218,70 +218,24 @@ impl Inner {
         cut: Option<u64>,
         stage: bool,
     ) -> Result<Ticket> {
-        let inner = self;
-        let bytes = batch.buf.len() as u64;
-        // Only after a reopen (see `Writer::roll_when_prepared`).
-        if w.roll_when_prepared && !w.asked_after_open {
-            w.asked_after_open = true;
-            let next = {
-                let ix = inner.index.read();
-                inner
-                    .opts
-                    .next_segment_size(Some(active(&ix)?.capacity(inner.opts.segment_size)))
-            };
-            if let Some(p) = inner.preparer.lock().as_ref() {
-                p.want(None, next);
-            }
-        }
-        let early = w.roll_when_prepared && self.prepared_ready();
-        let roll = {
-            let ix = inner.index.read();
-            let a = active(&ix)?;
-            // Offsets inside a segment are u32: a write that would pass
-            // 4 GiB must start a new segment even if this one holds no
-            // entries yet.
-            let overflow = a.len + bytes + 1024 > MAX_SEGMENT_SIZE;
-            let full = a.len + bytes > a.capacity(inner.opts.segment_size);
-            cut.is_none()
-                && !batch.entries.is_empty()
-                && (overflow || (!a.locs.is_empty() && (full || early)))
-        };
-        if roll {
+        self.ask_after_open(w);
+        if self.must_roll(w, batch, cut) {
             self.roll(w)?;
         }
-        {
-            let ix = inner.index.read();
-            if active(&ix)?.len + bytes + 1024 > MAX_SEGMENT_SIZE {
-                return Err(Error::InvalidArgument(format!(
-                    "a write of {bytes} bytes does not fit a segment (segment offsets are 32-bit)"
-                )));
-            }
+        let bytes = batch.buf.len() as u64;
+        if w.active.len + bytes + 1024 > MAX_SEGMENT_SIZE {
+            return Err(Error::InvalidArgument(format!(
+                "a write of {bytes} bytes does not fit a segment (segment offsets are 32-bit)"
+            )));
         }
-        let (file, path, sequence, offset, marker, reserved, capacity) = {
-            let ix = inner.index.read();
-            let a = active(&ix)?;
-            let marker = cut.map(|t| proto::Marker {
-                first_index: ix.first_index,
-                prev_term: ix.prev_term,
-                reset: false,
-                truncate_from: t,
-            });
-            (
-                Arc::clone(&a.file),
-                a.path.clone(),
-                a.sequence,
-                a.len,
-                marker,
-                a.preallocated,
-                a.capacity(inner.opts.segment_size),
-            )
-        };
+        let offset = w.active.len;
         let fill_start = *w
             .fill_start
             .get_or_insert_with(|| (std::time::Instant::now(), offset));
-        let salt = frame::salt(sequence);
+        let marker = cut.map(|t| self.cut_marker(t));
         // Everything before this write is on disk: a crash cannot tear it.
-        let prior_synced = !inner.durability.dirty();
+        let prior_synced = !self.durability.dirty();
+        let salt = frame::salt(w.active.sequence);
         let layout = compose(
             &mut w.scratch,
             batch,
@@ -290,70 +244,146 @@ impl Inner {
             salt,
             prior_synced,
         );
-        let buf: &[u8] = if layout.composed {
-            &w.scratch
-        } else {
-            &batch.buf
+        let buf: &[u8] = match layout.composed {
+            true => &w.scratch,
+            false => &batch.buf,
         };
         let staged =
-            stage && cut.is_none() && buf.len() <= STAGE_WRITE_MAX && inner.pipeline_running();
-        let st = &inner.durability.stage;
-        if staged && st.push(&file, &path, sequence, offset, buf)? > STAGE_CAP {
-            // The disk is behind: write out what is staged here.
-            inner.durability.flush_staged()?;
-        } else if !staged {
-            // Staged batches come first in the file.
-            inner.durability.flush_staged()?;
-            if let Err(e) = file.write_all_at(buf, offset) {
-                return Err(self.roll_back_write(&*file, &path, offset, reserved, e));
-            }
-        }
+            stage && cut.is_none() && buf.len() <= STAGE_WRITE_MAX && self.pipeline_running();
+        self.issue_bytes(&w.active, buf, staged)?;
         let written = buf.len() as u64;
-        let ticket = inner.durability.issued(&file, &path);
-        // Without a sync per write, dirty pages pile up until the next sync
-        // (or the sealer's), which would then write them all at once (tens
-        // of ms with 64 MiB segments). Start their writeback as each
-        // WRITEBACK_CHUNK fills instead. (Staged batches need no hint:
-        // the round that writes them out syncs them at once.)
-        if !staged && inner.opts.sync != SyncPolicy::Always {
-            let (from, to) = (
-                offset / WRITEBACK_CHUNK,
-                (offset + written) / WRITEBACK_CHUNK,
-            );
-            if to > from {
-                // On a thread of its own: the hint itself can block for
-                // milliseconds when the device queue is full.
-                let start = from * WRITEBACK_CHUNK;
-                inner
-                    .writeback
-                    .hint(&file, start, to * WRITEBACK_CHUNK - start);
-            }
+        let ticket = self.durability.issued(&w.active.file, &w.active.path);
+        if !staged {
+            self.hint_writeback(&w.active, written);
         }
-        let mark = prepare_mark(capacity, inner.opts.segment_size);
-        if offset < mark && offset + written >= mark {
-            // Past the mark: time to prepare the next segment. At the rate it
-            // filled this one so far, the writer needs `rest` more.
-            let (t0, from) = fill_start;
-            let filled = offset + written - from;
-            let left = capacity.saturating_sub(offset + written);
-            let rest = (filled > 0).then(|| t0.elapsed().mul_f64(left as f64 / filled as f64));
-            if let Some(p) = inner.preparer.lock().as_ref() {
-                p.want(rest, inner.opts.next_segment_size(Some(capacity)));
-            }
-        }
+        self.pace_preparer(&w.active, fill_start, written);
         crate::metrics::write(batch.entries.len(), buf.len());
         if cut.is_some() {
             crate::metrics::truncation();
         }
-        let mut ix = inner.index.write();
+        self.publish_write(w, batch, cut, layout, written);
+        Ok(ticket)
+    }
+
+    /// Only after a reopen (see `Writer::roll_when_prepared`): asks the
+    /// preparer, at the first write, for the segment to roll to.
+    fn ask_after_open(&self, w: &mut Writer) {
+        if w.roll_when_prepared && !w.asked_after_open {
+            w.asked_after_open = true;
+            let next = self
+                .opts
+                .next_segment_size(Some(w.active.capacity(self.opts.segment_size)));
+            if let Some(p) = self.preparer.lock().as_ref() {
+                p.want(None, next);
+            }
+        }
+    }
+
+    /// Whether the batch starts a new segment: the active one is full (and
+    /// holds entries), or a prepared segment is ready after a reopen, or
+    /// offsets would pass 4 GiB (segment offsets are `u32`). A write with a
+    /// cut stays in the active segment.
+    fn must_roll(&self, w: &Writer, batch: &WriteBatch, cut: Option<u64>) -> bool {
+        let a = &w.active;
+        let bytes = batch.buf.len() as u64;
+        let early = w.roll_when_prepared && self.prepared_ready();
+        let overflow = a.len + bytes + 1024 > MAX_SEGMENT_SIZE;
+        let full = a.len + bytes > a.capacity(self.opts.segment_size);
+        cut.is_none()
+            && !batch.entries.is_empty()
+            && (overflow || (a.holds_entries && (full || early)))
+    }
+
+    /// The marker of a cut at `from` inside the active segment.
+    fn cut_marker(&self, from: u64) -> proto::Marker {
+        let ix = self.index.read();
+        proto::Marker {
+            first_index: ix.first_index,
+            prev_term: ix.prev_term,
+            reset: false,
+            truncate_from: from,
+        }
+    }
+
+    /// Writes `buf` at the end of the active segment, or stages it for the
+    /// background syncer (`staged`). Staged batches come first in the file:
+    /// a direct write writes them out before it. A failed write is rolled
+    /// back (see `roll_back_write`).
+    fn issue_bytes(&self, a: &Active, buf: &[u8], staged: bool) -> Result<()> {
+        let st = &self.durability.stage;
+        if staged {
+            if st.push(&a.file, &a.path, a.sequence, a.len, buf)? > STAGE_CAP {
+                // The disk is behind: write out what is staged here.
+                self.durability.flush_staged()?;
+            }
+            return Ok(());
+        }
+        self.durability.flush_staged()?;
+        if let Err(e) = a.file.write_all_at(buf, a.len) {
+            return Err(self.roll_back_write(&*a.file, &a.path, a.len, a.preallocated, e));
+        }
+        Ok(())
+    }
+
+    /// Without a sync per write, dirty pages pile up until the next sync
+    /// (or the sealer's), which would then write them all at once (tens of
+    /// ms with 64 MiB segments). Starts their writeback as each
+    /// `WRITEBACK_CHUNK` fills instead, on a thread of its own: the hint
+    /// itself can block for milliseconds when the device queue is full.
+    /// (Staged batches need no hint: the round that writes them out syncs
+    /// them at once.)
+    fn hint_writeback(&self, a: &Active, written: u64) {
+        if self.opts.sync == SyncPolicy::Always {
+            return;
+        }
+        let (from, to) = (a.len / WRITEBACK_CHUNK, (a.len + written) / WRITEBACK_CHUNK);
+        if to > from {
+            let start = from * WRITEBACK_CHUNK;
+            self.writeback
+                .hint(&a.file, start, to * WRITEBACK_CHUNK - start);
+        }
+    }
+
+    /// Past the prepare mark: asks the preparer for the next segment,
+    /// saying how soon the writer will need it at the rate it filled this
+    /// one so far (`fill_start`: when and where that started).
+    fn pace_preparer(&self, a: &Active, fill_start: (std::time::Instant, u64), written: u64) {
+        let capacity = a.capacity(self.opts.segment_size);
+        let mark = prepare_mark(capacity, self.opts.segment_size);
+        let offset = a.len;
+        if offset < mark && offset + written >= mark {
+            let (t0, from) = fill_start;
+            let filled = offset + written - from;
+            let left = capacity.saturating_sub(offset + written);
+            let rest = (filled > 0).then(|| t0.elapsed().mul_f64(left as f64 / filled as f64));
+            if let Some(p) = self.preparer.lock().as_ref() {
+                p.want(rest, self.opts.next_segment_size(Some(capacity)));
+            }
+        }
+    }
+
+    /// Publishes the write (`written` bytes at the end of the active
+    /// segment, after the cut if any) to the index, and the new length to
+    /// the writer's copy.
+    fn publish_write(
+        &self,
+        w: &mut Writer,
+        batch: &WriteBatch,
+        cut: Option<u64>,
+        layout: Layout,
+        written: u64,
+    ) {
+        let a = &mut w.active;
+        let mut ix = self.index.write();
         if let Some(t) = cut {
             ix.cut_from(t, true);
         }
-        publish(&mut ix, batch, sequence, offset, layout, None);
-        if let Some(a) = ix.segments.back_mut() {
-            a.len = offset + written;
+        publish(&mut ix, batch, a.sequence, a.len, layout, None);
+        a.len += written;
+        if let Some(s) = ix.segments.back_mut() {
+            s.len = a.len;
+            a.holds_entries = !s.locs.is_empty();
         }
-        Ok(ticket)
     }
 
     /// After a write at `offset` of the active segment failed with `e`:
@@ -420,21 +450,18 @@ impl Inner {
         // The new segment names the one it continues and where that one's
         // data ends: recovery checks the old segment still ends there, so
         // a lost write at its end is never glued to the new segment.
-        let (next_first, link, size) = {
-            let ix = inner.index.read();
-            let a = active(&ix)?;
-            let link = Link {
-                sequence: a.sequence,
-                end: a.len,
-                // As for a write's prior-synced mark: nothing issued, and
-                // no roll's name or header, is unsynced.
-                synced: !inner.durability.dirty(),
-            };
-            let size = inner
-                .opts
-                .next_segment_size(Some(a.capacity(inner.opts.segment_size)));
-            (ix.last_index + 1, link, size)
+        let a = &w.active;
+        let link = Link {
+            sequence: a.sequence,
+            end: a.len,
+            // As for a write's prior-synced mark: nothing issued, and no
+            // roll's name or header, is unsynced.
+            synced: !inner.durability.dirty(),
         };
+        let size = inner
+            .opts
+            .next_segment_size(Some(a.capacity(inner.opts.segment_size)));
+        let next_first = inner.index.read().last_index + 1;
         let (sequence, prepared) = self.next_segment(w, size);
         let fs = &*inner.opts.file_system;
         let c = segment::create_unsynced(
@@ -448,6 +475,7 @@ impl Inner {
         let seg = Segment::created(sequence, next_first, c);
         inner.durability.rolled_to(&seg.file, &seg.path);
         crate::metrics::roll();
+        w.active = Active::of(&seg);
         let sealed = {
             let mut ix = inner.index.write();
             let sealed = ix.segments.back().map(|s| s.sequence);
@@ -508,14 +536,9 @@ impl Inner {
     ) -> Result<(Segment, Layout, u64)> {
         let inner = self;
         let fs = &*inner.opts.file_system;
-        let size = {
-            let ix = inner.index.read();
-            inner.opts.next_segment_size(
-                ix.segments
-                    .back()
-                    .map(|a| a.capacity(inner.opts.segment_size)),
-            )
-        };
+        let size = inner
+            .opts
+            .next_segment_size(Some(w.active.capacity(inner.opts.segment_size)));
         let (sequence, prepared) = self.next_segment(w, size);
         let salt = frame::salt(sequence);
         let layout = compose(&mut w.scratch, batch, Some(marker), state_copy, salt, true);
@@ -596,6 +619,9 @@ impl Inner {
             let sequence = seg.sequence;
             ix.segments.push_back(seg);
             publish(&mut ix, batch, sequence, offset, layout, copy);
+            if let Some(s) = ix.segments.back() {
+                w.active = Active::of(s);
+            }
             removed
         };
         // The cut segment keeps its stale frames (and its footer stays
@@ -722,6 +748,9 @@ impl Inner {
             ix.prev_term = term;
             ix.terms.clear();
             publish(&mut ix, &empty, sequence, offset, layout, state);
+            if let Some(s) = ix.segments.back() {
+                w.active = Active::of(s);
+            }
             removed
         };
         // Every older segment is superseded by the reset segment, whichever
@@ -739,12 +768,14 @@ impl Inner {
         state: Option<Bytes>,
     ) -> Result<()> {
         let inner = self;
-        let (file, path, sequence, offset, reserved) = {
-            let ix = inner.index.read();
-            let a = active(&ix)?;
-            let f = Arc::clone(&a.file);
-            (f, a.path.clone(), a.sequence, a.len, a.preallocated)
-        };
+        let a = &w.active;
+        let (file, path, sequence, offset, reserved) = (
+            Arc::clone(&a.file),
+            a.path.clone(),
+            a.sequence,
+            a.len,
+            a.preallocated,
+        );
         // Staged batches come first in the file.
         inner.durability.flush_staged()?;
         let mut empty = WriteBatch::new();
@@ -765,8 +796,9 @@ impl Inner {
         inner.durability.wait_locked(ticket.sequence())?;
         let mut ix = inner.index.write();
         publish(&mut ix, &empty, sequence, offset, layout, state);
+        w.active.len = offset + w.scratch.len() as u64;
         if let Some(a) = ix.segments.back_mut() {
-            a.len = offset + w.scratch.len() as u64;
+            a.len = w.active.len;
         }
         Ok(())
     }
@@ -775,12 +807,6 @@ impl Inner {
     pub(crate) fn sync(&self) -> Result<()> {
         self.durability.sync_all()
     }
-}
-
-fn active(ix: &Index) -> Result<&Segment> {
-    ix.segments
-        .back()
-        .ok_or_else(|| Error::internal("the log has no active segment"))
 }
 
 /// Where the parts of a composed write are, relative to its start.

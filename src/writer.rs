@@ -1,11 +1,53 @@
 //! The writer's own state (behind `Inner::writer`), and where in a
 //! segment it asks the preparer for the next one.
 
+use std::path::PathBuf;
+use std::sync::Arc;
+
 use crate::batch::WriteBatch;
+use crate::fs::FileHandle;
+use crate::index::Segment;
+
+/// The active segment as the writer knows it. Only the writer changes the
+/// active segment, so it reads this copy instead of taking the index lock;
+/// each write publishes its entries and the new length to the index, where
+/// readers find them.
+pub(crate) struct Active {
+    pub(crate) file: Arc<dyn FileHandle>,
+    pub(crate) path: PathBuf,
+    pub(crate) sequence: u64,
+    /// Where the next write goes (the end of the data).
+    pub(crate) len: u64,
+    /// The length the file was preallocated to (0: it grows as written).
+    pub(crate) preallocated: u64,
+    /// Whether it holds entries (a roll never leaves a segment without).
+    pub(crate) holds_entries: bool,
+}
+
+impl Active {
+    /// The writer's copy of `s`, the index's last segment.
+    pub(crate) fn of(s: &Segment) -> Active {
+        Active {
+            file: Arc::clone(&s.file),
+            path: s.path.clone(),
+            sequence: s.sequence,
+            len: s.len,
+            preallocated: s.preallocated,
+            holds_entries: !s.locs.is_empty(),
+        }
+    }
+
+    /// How large it may grow (see `Segment::capacity`).
+    pub(crate) fn capacity(&self, segment_size: u64) -> u64 {
+        crate::index::capacity(self.preallocated, segment_size)
+    }
+}
 
 /// State owned by the (single) writer, behind `Inner::writer`. Poisoning
 /// and durability live in [`Durability`](crate::durability::Durability).
 pub(crate) struct Writer {
+    /// The active segment.
+    pub(crate) active: Active,
     /// The sequence number the next new segment gets.
     pub(crate) next_sequence: u64,
     /// Writes since the last forced sync (for `SyncPolicy::EveryN`).
@@ -31,8 +73,9 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn new(next_sequence: u64) -> Writer {
+    pub(crate) fn new(next_sequence: u64, active: Active) -> Writer {
         Writer {
+            active,
             next_sequence,
             unsynced_writes: 0,
             batch_cache: WriteBatch::new(),
