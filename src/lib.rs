@@ -100,47 +100,28 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-mod batch;
-mod chain;
-mod damage;
+// The layers, from the bottom (docs/ARCHITECTURE.md draws them): each
+// uses only those before it.
+mod background;
 mod durability;
-mod entry;
 mod error;
-mod footer;
+mod format;
 pub mod fs;
-mod index;
-mod inner;
 mod log;
 mod metrics;
 mod options;
-mod prepare;
-mod raft_codec;
-mod raft_store;
-mod read;
+mod raft;
 mod recovery;
-mod remove;
 mod replay;
-mod seal;
-mod snapshot;
-mod stage;
-mod sync;
 pub mod tools;
-mod worker;
-mod write;
-mod writeback;
-mod writer;
 
-// The format-level modules live in `tools`; the rest of the crate reaches
-// them by their old paths.
-pub(crate) use crate::tools::{frame, proto, segment};
-
-pub use crate::batch::WriteBatch;
 pub use crate::durability::Ticket;
-pub use crate::entry::Entry;
 pub use crate::error::{Damage, Error, Result};
+pub use crate::format::batch::WriteBatch;
+pub use crate::log::entry::Entry;
 pub use crate::log::{Iter, Log, LogStats, LOCK_FILE};
 pub use crate::options::{Options, Preallocate, RecoveryMode, SyncPolicy};
-pub use crate::raft_store::{
+pub use crate::raft::{
     RaftLogStore, SnapshotRequest, SnapshotSource, SourceError, SourcedSnapshot, Startup,
 };
 pub use crate::recovery::RecoveryReport;

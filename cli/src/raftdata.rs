@@ -5,7 +5,7 @@
 //! `RaftLogStore` itself can only be opened with the directory's lock, which
 //! a running node holds, so the state blob is decoded here from the bytes
 //! [`raftwal::tools::inspect`] finds. `StoredState` is the `RaftState`
-//! message of `proto/raftwal.proto`, shared with `src/raft_store/`.
+//! message of `proto/raftwal.proto`, shared with `src/raft/`.
 
 use std::path::{Path, PathBuf};
 

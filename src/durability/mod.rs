@@ -32,8 +32,8 @@ use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex};
 
+use crate::durability::stage::Stage;
 use crate::error::{Error, Result};
-use crate::stage::Stage;
 
 pub(crate) struct Durability {
     state: Mutex<State>,
@@ -198,6 +198,7 @@ impl Ticket {
 
 mod pipeline;
 mod round;
+pub(crate) mod stage;
 #[cfg(test)]
 mod tests;
 

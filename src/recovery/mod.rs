@@ -5,14 +5,14 @@
 
 use std::path::Path;
 
-use crate::chain::SegmentFile;
 use crate::error::{Damage, Error, Result};
-use crate::frame::FrameType;
-use crate::index::{Index, Pos, Segment};
+use crate::format::frame::FrameType;
+use crate::format::index::{Index, Pos, Segment};
+use crate::format::proto;
+use crate::format::segment::{self, Link, Origin, ON_THE_SPOT};
 use crate::options::{Options, Preallocate};
-use crate::proto;
+use crate::replay::chain::SegmentFile;
 use crate::replay::{self, Cut, Replay};
-use crate::segment::{self, Link, Origin, ON_THE_SPOT};
 
 mod tidy;
 
@@ -213,15 +213,15 @@ impl Recovery<'_> {
             return Ok(());
         };
         let mut buf = Vec::with_capacity(data.len() + 16);
-        let salt = crate::frame::salt(seg.sequence);
-        let n = crate::frame::encode_message(
+        let salt = crate::format::frame::salt(seg.sequence);
+        let n = crate::format::frame::encode_message(
             &mut buf,
             FrameType::State,
             salt,
             &proto::State { data: data.clone() },
         );
-        crate::frame::set_end_of_write(&mut buf, 0, true);
-        crate::frame::seal(&mut buf, 0, salt);
+        crate::format::frame::set_end_of_write(&mut buf, 0, true);
+        crate::format::frame::seal(&mut buf, 0, salt);
         let offset = seg.len;
         seg.file
             .write_all_at(&buf, offset)

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::{Recovery, RecoveryReport};
 use crate::error::{Error, Result};
-use crate::segment;
+use crate::format::segment;
 
 impl Recovery<'_> {
     /// Removes the torn files, newest first, syncing the directory after

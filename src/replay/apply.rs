@@ -7,11 +7,11 @@ use prost::Message;
 
 use super::Replay;
 use crate::error::{Damage, Error, Result};
-use crate::footer::{self, Footer};
-use crate::frame::FrameType;
-use crate::index::{Loc, Pos, Segment};
-use crate::proto;
-use crate::segment::Origin;
+use crate::format::footer::{self, Footer};
+use crate::format::frame::FrameType;
+use crate::format::index::{Loc, Pos, Segment};
+use crate::format::proto;
+use crate::format::segment::Origin;
 
 /// A frame of the write being read, decoded but not yet applied.
 pub(super) struct PendingFrame {
@@ -52,7 +52,7 @@ pub(super) fn decode(
     }))
 }
 
-fn decode_marker(seg: &Segment, at: crate::index::FrameAt) -> Result<proto::Marker> {
+fn decode_marker(seg: &Segment, at: crate::format::index::FrameAt) -> Result<proto::Marker> {
     let payload = footer::read_frame(seg, at, FrameType::Marker)?;
     proto::Marker::decode(&payload[..]).map_err(|e| {
         Error::corruption(

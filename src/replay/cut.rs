@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::index::Segment;
+use crate::format::index::Segment;
 
 /// The file is truncated at `offset` (the end of the data kept) and the
 /// cut space given back as preallocated zeros. Not synced here: recovery

@@ -6,10 +6,10 @@
 use std::path::Path;
 
 use super::{Cut, Flow, Replay};
-use crate::damage::{is_lost_tail, synced_write_in};
 use crate::error::{Damage, Result};
-use crate::index::Segment;
-use crate::segment::{self, Link, Scanned, Scanner};
+use crate::format::index::Segment;
+use crate::format::segment::{self, Link, Scanned, Scanner};
+use crate::replay::damage::{is_lost_tail, synced_write_in};
 
 impl Replay<'_> {
     /// Checks that the segment before `seg` in the log (the one its header

@@ -25,14 +25,16 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::chain::{self, Opener, SegmentFile};
+use self::chain::{Opener, SegmentFile};
 use crate::error::{Damage, Error, Result};
-use crate::index::Index;
+use crate::format::index::Index;
+use crate::format::segment::{Origin, ENTRY_OVERHEAD};
 use crate::options::RecoveryMode;
-use crate::segment::{Origin, ENTRY_OVERHEAD};
 
 mod apply;
+pub(crate) mod chain;
 mod cut;
+pub(crate) mod damage;
 mod link;
 mod report;
 mod scan;

@@ -7,14 +7,14 @@ use std::sync::Arc;
 
 use super::apply::{decode, PendingFrame};
 use super::{Flow, ProblemKind, Replay};
-use crate::chain::SegmentFile;
-use crate::damage::{is_damage, is_torn_seal, is_torn_tail};
 use crate::error::{Damage, Error, Result};
-use crate::footer;
-use crate::frame::{FrameType, HEADER_LEN};
+use crate::format::footer;
+use crate::format::frame::{FrameType, HEADER_LEN};
+use crate::format::index::{Segment, SegmentMeta};
+use crate::format::segment::{Origin, Scanned, Scanner};
 use crate::fs::FileHandle;
-use crate::index::{Segment, SegmentMeta};
-use crate::segment::{Origin, Scanned, Scanner};
+use crate::replay::chain::SegmentFile;
+use crate::replay::damage::{is_damage, is_torn_seal, is_torn_tail};
 
 /// How often (in bytes read) a replay reports progress.
 const PROGRESS_STEP: u64 = 1 << 20;

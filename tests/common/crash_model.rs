@@ -6,7 +6,7 @@
 //!
 //! A crash during operation `k` must leave, after reopening, exactly the
 //! state after operation `k - 1` or after operation `k`: every operation of
-//! `RaftLogStore` is atomic across a crash (see `src/raft.rs`).
+//! `RaftLogStore` is atomic across a crash (see `src/raft/mod.rs`).
 #![allow(dead_code)]
 
 use std::fmt;

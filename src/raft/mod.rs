@@ -41,18 +41,18 @@ use protobuf::Message as PbMessage;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, StorageError};
 
-use crate::batch::WriteBatch;
 use crate::durability::Ticket;
 use crate::error::{Damage, Error, Result};
+use crate::format::batch::WriteBatch;
 // The state blob of a `RaftLogStore`, kept in the log's state frame: the
 // `RaftState` message of `proto/raftwal.proto`.
+use crate::format::proto::RaftState as StoredState;
 use crate::log::Log;
 use crate::options::{Options, RecoveryMode};
-use crate::proto::RaftState as StoredState;
-use crate::raft_codec;
-use crate::snapshot;
 
+mod codec;
 mod conf;
+pub(crate) mod snapshot;
 mod source;
 
 pub use source::{SnapshotRequest, SnapshotSource, SourceError, SourcedSnapshot};
@@ -333,7 +333,7 @@ impl RaftLogStore {
 
     /// What the log's recovery found and repaired when the store was opened
     /// (torn tails cut, files removed); see [`Log::recovery_report`].
-    pub fn recovery_report(&self) -> &crate::RecoveryReport {
+    pub fn recovery_report(&self) -> &crate::recovery::RecoveryReport {
         self.shared.log.recovery_report()
     }
 
@@ -405,7 +405,7 @@ impl RaftLogStore {
 
     /// The counters of the underlying log (writes, sync rounds, index
     /// memory, ...): a cheap snapshot for users without a metrics backend.
-    pub fn stats(&self) -> crate::LogStats {
+    pub fn stats(&self) -> crate::log::LogStats {
         self.shared.log.stats()
     }
 
@@ -834,9 +834,9 @@ fn recycle(batch: &mut WriteBatch) {
 /// Encodes `e` straight into the batch buffer.
 fn push_entry(batch: &mut WriteBatch, e: &Entry) -> Result<()> {
     if e.unknown_fields.iter().next().is_none() {
-        let len = raft_codec::encoded_len(e);
+        let len = codec::encoded_len(e);
         return batch.push_with(e.index, e.term, len, |buf| {
-            raft_codec::encode(e, buf);
+            codec::encode(e, buf);
         });
     }
     let len = e.compute_size() as usize;
@@ -875,7 +875,7 @@ fn remove_old_snapshot(
 /// Decodes log entry `index` (of `term`), whose data is `data`, into a raft
 /// entry that keeps `data`'s bytes.
 fn decode_entry(dir: &Path, index: u64, term: u64, data: Bytes) -> Result<Entry> {
-    let r = match raft_codec::decode_owned(data) {
+    let r = match codec::decode_owned(data) {
         Ok(r) => r,
         Err(data) => Entry::parse_from_carllerche_bytes(&data).map_err(|err| {
             Error::corruption(

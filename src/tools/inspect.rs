@@ -39,15 +39,15 @@ use std::sync::Arc;
 use prost::bytes::Bytes;
 use prost::Message;
 
-use crate::chain::SegmentFile;
-use crate::entry::Entry;
 use crate::error::{Damage, Error, Result};
-use crate::frame::{self, FrameHeader, FrameType, HEADER_LEN};
+use crate::format::frame::{self, FrameHeader, FrameType, HEADER_LEN};
+use crate::format::proto;
+use crate::format::segment::{self, ENTRY_OVERHEAD};
 use crate::fs::{FileHandle, FileSystem, StdFileSystem};
+use crate::log::entry::Entry;
 use crate::options::RecoveryMode;
-use crate::proto;
 use crate::replay;
-use crate::segment::{self, ENTRY_OVERHEAD};
+use crate::replay::chain::SegmentFile;
 
 /// The largest entry a scan accepts by default: the default
 /// [`Options::max_entry_size`](crate::Options::max_entry_size).

@@ -28,9 +28,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::background::worker::Worker;
+use crate::format::segment;
 use crate::fs::FileSystem;
-use crate::segment;
-use crate::worker::Worker;
 
 /// Removes superseded segment files in the background (see the module
 /// documentation).

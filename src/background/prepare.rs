@@ -28,9 +28,9 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
+use crate::format::segment;
 use crate::fs::FileSystem;
 use crate::options::Preallocate;
-use crate::segment;
 
 pub(crate) struct Preparer {
     shared: Arc<Shared>,

@@ -5,19 +5,19 @@ use std::sync::Arc;
 
 use prost::bytes::Bytes;
 
-use crate::batch::WriteBatch;
+use crate::durability::stage::{STAGE_CAP, STAGE_WRITE_MAX};
 use crate::durability::Ticket;
-use crate::entry::Entry;
 use crate::error::{Error, Result};
-use crate::frame::{self, FrameType};
-use crate::index::term_in;
-use crate::index::{Index, Loc, Pos, Segment};
-use crate::inner::Inner;
+use crate::format::batch::WriteBatch;
+use crate::format::frame::{self, FrameType};
+use crate::format::index::term_in;
+use crate::format::index::{Index, Loc, Pos, Segment};
+use crate::format::proto;
+use crate::format::segment::{self, Link, Origin, ON_THE_SPOT};
+use crate::log::entry::Entry;
+use crate::log::inner::Inner;
+use crate::log::writer::{prepare_mark, Active, Writer};
 use crate::options::{SyncPolicy, MAX_SEGMENT_SIZE};
-use crate::proto;
-use crate::segment::{self, Link, Origin, ON_THE_SPOT};
-use crate::stage::{STAGE_CAP, STAGE_WRITE_MAX};
-use crate::writer::{prepare_mark, Active, Writer};
 
 /// How much unsynced data the writer lets gather before it starts its
 /// writeback (see `FileHandle::start_writeback`).
@@ -119,7 +119,7 @@ impl Inner {
 
     /// Validates and issues a batch; `None` when there was nothing to write.
     /// `stage`: it may be staged rather than written at once (see
-    /// [`Stage`](crate::stage::Stage)), for `submit`.
+    /// [`Stage`](crate::durability::stage::Stage)), for `submit`.
     fn issue(&self, batch: &mut WriteBatch, stage: bool) -> Result<Option<Ticket>> {
         if batch.is_empty() {
             return Ok(None);
@@ -500,7 +500,7 @@ impl Inner {
         // what the preparer made of it.
         w.fill_start = None;
         w.roll_when_prepared = false;
-        if inner.opts.preallocate == crate::Preallocate::None {
+        if inner.opts.preallocate == crate::options::Preallocate::None {
             return (sequence, None);
         }
         let ready = inner.preparer.lock().as_ref().and_then(|p| p.take(size));
@@ -629,7 +629,11 @@ impl Inner {
         // until the segment is compacted away. The segments after it are
         // superseded by the new one's link, whichever of their unlinks
         // reach the disk: a failed unlink fails nothing.
-        crate::remove::remove_superseded(&*inner.opts.file_system, &inner.dir, &removed);
+        crate::background::remove::remove_superseded(
+            &*inner.opts.file_system,
+            &inner.dir,
+            &removed,
+        );
         Ok(ticket)
     }
 
@@ -755,7 +759,11 @@ impl Inner {
         };
         // Every older segment is superseded by the reset segment, whichever
         // of their unlinks reach the disk: a failed unlink fails nothing.
-        crate::remove::remove_superseded(&*inner.opts.file_system, &inner.dir, &removed);
+        crate::background::remove::remove_superseded(
+            &*inner.opts.file_system,
+            &inner.dir,
+            &removed,
+        );
         Ok(())
     }
 

@@ -3,7 +3,7 @@
 //! behind the CLI (`inspect`): both follow the same plan.
 //!
 //! A version-2 header names the segment it continues (see
-//! [`Origin`](crate::segment::Origin)). From the newest segment whose
+//! [`Origin`](crate::format::segment::Origin)). From the newest segment whose
 //! header is readable, the links lead back through the log: that *chain*
 //! is the log. It ends at a segment that continues nothing (the first
 //! segment of the log, or a reset), at a version-1 segment's oldest
@@ -23,7 +23,7 @@
 //! unlinks: the plan does not depend on which.
 //!
 //! A segment opened by a cut or a reset gets its name only once its opening
-//! write is on disk ([`create_opened`](crate::segment::create_opened)),
+//! write is on disk ([`create_opened`](crate::format::segment::create_opened)),
 //! so a segment of that origin is always real. A rolled-to segment's header
 //! is not synced by the roll: a file whose header is unreadable is a torn
 //! creation when no write in it or after it was issued once everything
@@ -33,10 +33,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::damage::{is_torn_creation, synced_write_in};
 use crate::error::{Error, Result};
+use crate::format::segment::{self, Header};
 use crate::fs::FileHandle;
-use crate::segment::{self, Header};
+use crate::replay::damage::{is_torn_creation, synced_write_in};
 
 /// Opens a segment file (the recovery's file system, or plain files for
 /// the read-only scan).
@@ -365,8 +365,8 @@ fn judge(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::segment::{Link, Origin};
     use crate::fs::{FileSystem, StdFileSystem};
-    use crate::segment::{Link, Origin};
 
     /// Writes a segment holding only its header.
     fn seg(dir: &Path, sequence: u64, first: u64, origin: Origin) {

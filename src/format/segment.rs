@@ -7,9 +7,9 @@ use std::sync::Arc;
 use prost::Message;
 
 use crate::error::{Damage, Error, Result};
-use crate::frame::{self, FrameHeader, FrameType, HEADER_LEN};
+use crate::format::frame::{self, FrameHeader, FrameType, HEADER_LEN};
+use crate::format::proto;
 use crate::fs::{FileHandle, FileSystem};
-use crate::proto;
 
 /// The magic bytes in every segment header.
 pub const MAGIC: &[u8; 8] = b"RAFTWAL\0";

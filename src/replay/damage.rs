@@ -12,9 +12,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::frame::{FrameHeader, FrameType, HEADER_LEN};
+use crate::format::frame::{FrameHeader, FrameType, HEADER_LEN};
+use crate::format::segment::{self, Scanner};
 use crate::fs::FileHandle;
-use crate::segment::{self, Scanner};
 
 /// Whether the bad frame at `offset` is a footer or trailer torn by a crash
 /// while the segment was being sealed: it starts with a footer or trailer

@@ -4,7 +4,7 @@
 use prost::bytes::Bytes;
 
 use crate::error::{Error, Result};
-use crate::frame::{self, HEADER_LEN};
+use crate::format::frame::{self, HEADER_LEN};
 
 /// One entry of a batch, as the index will record it.
 #[derive(Debug, Clone, Copy)]

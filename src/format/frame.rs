@@ -236,7 +236,7 @@ pub fn encode_entry(buf: &mut Vec<u8>, salt: u32, index: u64, term: u64, data: &
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto;
+    use crate::format::proto;
 
     #[test]
     fn entry_frame_round_trips_and_matches_prost() {

@@ -9,11 +9,11 @@ use std::path::Path;
 use prost::Message;
 
 use crate::error::{Damage, Error, Result};
-use crate::frame::{self, FrameHeader, FrameType, HEADER_LEN};
+use crate::format::frame::{self, FrameHeader, FrameType, HEADER_LEN};
+use crate::format::index::{FrameAt, Loc, Segment, SegmentMeta};
+use crate::format::proto;
+use crate::format::segment::{Header, ENTRY_OVERHEAD};
 use crate::fs::FileHandle;
-use crate::index::{FrameAt, Loc, Segment, SegmentMeta};
-use crate::proto;
-use crate::segment::{Header, ENTRY_OVERHEAD};
 
 /// The trailer frame's length on disk: a frame header and a
 /// `SegmentTrailer` whose two fixed-width fields are both non-zero.

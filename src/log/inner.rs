@@ -7,13 +7,13 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
+use crate::background::prepare::Preparer;
+use crate::background::remove::Remover;
 use crate::durability::Durability;
-use crate::index::Index;
+use crate::format::index::Index;
+use crate::log::writer::Writer;
 use crate::options::Options;
-use crate::prepare::Preparer;
 use crate::recovery::RecoveryReport;
-use crate::remove::Remover;
-use crate::writer::Writer;
 
 /// What the log's threads share: the directory, the options, the index,
 /// the writer's state, durability and the background workers.
@@ -37,14 +37,14 @@ pub(crate) struct Inner {
     /// Unlinks the segments a compaction superseded.
     pub remover: Remover,
     /// Starts writeback of filled ranges under relaxed sync policies.
-    pub writeback: crate::writeback::Writeback,
+    pub writeback: crate::background::writeback::Writeback,
     pub report: RecoveryReport,
 }
 
 impl Inner {
     /// A broken invariant of this log (see `Error::Internal`).
-    pub(crate) fn internal(&self, msg: String) -> crate::Error {
-        crate::Error::internal(format!("{msg} (log {})", self.dir.display()))
+    pub(crate) fn internal(&self, msg: String) -> crate::error::Error {
+        crate::error::Error::internal(format!("{msg} (log {})", self.dir.display()))
     }
 
     /// Seals segment `sequence` (writes its footer) on a background thread.
@@ -53,7 +53,7 @@ impl Inner {
         let spawned = std::thread::Builder::new()
             .name("raftwal-seal".into())
             .spawn(move || {
-                if let Err(e) = crate::seal::seal(&index, &durability, sequence) {
+                if let Err(e) = crate::background::seal::seal(&index, &durability, sequence) {
                     // The segment stays valid: the next open scans it.
                     log::warn!("raftwal: could not seal segment {sequence}: {e}");
                 }

@@ -16,8 +16,8 @@
 
 use std::sync::Arc;
 
+use crate::background::worker::Worker;
 use crate::fs::FileHandle;
-use crate::worker::Worker;
 
 /// At most this many ranges wait for the thread; more are dropped (the
 /// disk is behind anyway, and the next sync writes them back).

@@ -1,5 +1,11 @@
 //! [`Log`]: the durable positional log, its open and its read path.
 
+pub(crate) mod entry;
+pub(crate) mod inner;
+mod read;
+mod write;
+pub(crate) mod writer;
+
 use std::any::Any;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -7,20 +13,20 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 use prost::bytes::Bytes;
 
-use crate::batch::WriteBatch;
+use crate::background::prepare::Preparer;
+use crate::background::remove::Remover;
+use crate::background::sync::Syncer;
 use crate::durability::Durability;
 use crate::durability::Ticket;
-use crate::entry::Entry;
 use crate::error::{Error, Result};
+use crate::format::batch::WriteBatch;
+use crate::format::index::term_in;
 use crate::fs::FileSystem;
-use crate::index::term_in;
-use crate::inner::Inner;
+use crate::log::entry::Entry;
+use crate::log::inner::Inner;
+use crate::log::writer::{prepare_mark, Active, Writer};
 use crate::options::{Options, Preallocate};
-use crate::prepare::Preparer;
 use crate::recovery::{self, RecoveryReport};
-use crate::remove::Remover;
-use crate::sync::Syncer;
-use crate::writer::{prepare_mark, Active, Writer};
 
 /// The name of the lock file in a log directory.
 pub const LOCK_FILE: &str = "LOCK";
@@ -134,7 +140,7 @@ impl Log {
             preparer: Mutex::new(None),
             sealers: Mutex::new(Vec::new()),
             remover: Remover::new(Arc::clone(&opts.file_system), &dir),
-            writeback: crate::writeback::Writeback::new(),
+            writeback: crate::background::writeback::Writeback::new(),
             index: Arc::new(RwLock::new(rec.index)),
             report: rec.report,
             dir,

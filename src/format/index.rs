@@ -68,7 +68,11 @@ pub struct Segment {
 
 impl Segment {
     /// The record of a segment just created (header written, no frames).
-    pub(crate) fn created(sequence: u64, first_index: u64, c: crate::segment::Created) -> Segment {
+    pub(crate) fn created(
+        sequence: u64,
+        first_index: u64,
+        c: crate::format::segment::Created,
+    ) -> Segment {
         Segment {
             sequence,
             first_index,
@@ -222,7 +226,7 @@ impl Index {
 
 /// The term of entry `index`, or of the entry before the first index
 /// (`prev_term`).
-pub(crate) fn term_in(ix: &Index, index: u64) -> crate::Result<u64> {
+pub(crate) fn term_in(ix: &Index, index: u64) -> crate::error::Result<u64> {
     if index.checked_add(1) == Some(ix.first_index) {
         return Ok(ix.prev_term);
     }
@@ -235,7 +239,7 @@ pub(crate) fn term_in(ix: &Index, index: u64) -> crate::Result<u64> {
 
 /// Checks that `index` is in the log: `Compacted` below its first index,
 /// `Unavailable` past its last.
-pub(crate) fn check_range(ix: &Index, index: u64) -> crate::Result<()> {
+pub(crate) fn check_range(ix: &Index, index: u64) -> crate::error::Result<()> {
     if index < ix.first_index {
         return Err(Error::Compacted {
             index,

@@ -15,14 +15,14 @@ use prost::bytes::{Buf, Bytes};
 use prost::encoding::decode_varint;
 use prost::Message;
 
-use crate::entry::Entry;
 use crate::error::{Damage, Error, Result};
-use crate::frame::{self, FrameHeader, FrameType, HEADER_LEN};
-use crate::index::check_range;
-use crate::index::{Index, Loc, Segment};
-use crate::inner::Inner;
-use crate::proto;
-use crate::segment::ENTRY_OVERHEAD;
+use crate::format::frame::{self, FrameHeader, FrameType, HEADER_LEN};
+use crate::format::index::check_range;
+use crate::format::index::{Index, Loc, Segment};
+use crate::format::proto;
+use crate::format::segment::ENTRY_OVERHEAD;
+use crate::log::entry::Entry;
+use crate::log::inner::Inner;
 
 impl Inner {
     /// See [`Log::get_entry`](crate::Log::get_entry).

@@ -23,19 +23,5 @@
 //! [`segment::prepare`], ...) take no lock; use them only on a directory no
 //! [`Log`](crate::Log) has open.
 
-// The files stay at the top of `src/`, where the rest of the crate has
-// always found them (`crate::frame`, `crate::segment` and `crate::proto`
-// are re-exported inside the crate by `lib.rs`).
-#[path = "frame.rs"]
-pub mod frame;
-#[path = "inspect.rs"]
+pub use crate::format::{frame, proto, segment};
 pub mod inspect;
-#[path = "segment.rs"]
-pub mod segment;
-
-/// The protobuf messages of the on-disk format, generated from
-/// `proto/raftwal.proto` by `build.rs`.
-#[allow(missing_docs)]
-pub mod proto {
-    include!(concat!(env!("OUT_DIR"), "/raftwal.v1.rs"));
-}

@@ -9,8 +9,8 @@ use parking_lot::RwLock;
 
 use crate::durability::Durability;
 use crate::error::{Error, Result};
-use crate::footer;
-use crate::index::Index;
+use crate::format::footer;
+use crate::format::index::Index;
 
 /// Seals segment `sequence` (no longer the active one): makes its data
 /// durable, then writes its footer and trailer after it, trims the

@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::batch::WriteBatch;
+use crate::format::batch::WriteBatch;
+use crate::format::index::Segment;
 use crate::fs::FileHandle;
-use crate::index::Segment;
 
 /// The active segment as the writer knows it. Only the writer changes the
 /// active segment, so it reads this copy instead of taking the index lock;
@@ -39,7 +39,7 @@ impl Active {
 
     /// How large it may grow (see `Segment::capacity`).
     pub(crate) fn capacity(&self, segment_size: u64) -> u64 {
-        crate::index::capacity(self.preallocated, segment_size)
+        crate::format::index::capacity(self.preallocated, segment_size)
     }
 }
 
