@@ -1,0 +1,121 @@
+//! Tests of the raft store's own rules.
+
+use super::*;
+use raft::Storage;
+
+fn entry(index: u64, term: u64) -> Entry {
+    Entry {
+        index,
+        term,
+        data: format!("e{index}").into_bytes().into(),
+        ..Default::default()
+    }
+}
+
+fn snap(index: u64, term: u64) -> Snapshot {
+    let mut s = Snapshot::default();
+    s.mut_metadata().index = index;
+    s.mut_metadata().term = term;
+    s.mut_metadata().mut_conf_state().voters = vec![1, 2];
+    s.data = b"snapshot data".to_vec().into();
+    s
+}
+
+/// A store in `dir` holding entries 1..=5 of term 1.
+fn five_entries(dir: &Path) -> RaftLogStore {
+    let store = RaftLogStore::open(dir).unwrap();
+    store
+        .append(&(1..=5).map(|i| entry(i, 1)).collect::<Vec<_>>())
+        .unwrap();
+    store
+}
+
+/// Writes the durable file of snapshot (index, term), as step 1 of
+/// `apply_snapshot` does, and returns the snapshot.
+fn write_snap_file(dir: &Path, index: u64, term: u64) -> Snapshot {
+    let s = snap(index, term);
+    snapshot::write(&crate::fs::StdFileSystem, dir, s.get_metadata(), &s.data).unwrap();
+    s
+}
+
+/// A crash after the state blob names a received snapshot but before the
+/// log was reset: reopening finishes the reset.
+#[test]
+fn open_finishes_an_interrupted_apply_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = five_entries(dir.path());
+        // Steps 1 and 2 of apply_snapshot, by hand.
+        let s = write_snap_file(dir.path(), 8, 3);
+        let mut c = store.shared.cache.read().clone();
+        c.hard_state.term = 3;
+        c.hard_state.commit = 8;
+        c.conf_state = s.get_metadata().get_conf_state().clone();
+        c.snapshot = Some(s.get_metadata().clone());
+        c.log_start = (8, 3);
+        store.shared.log.set_state(c.encode().unwrap()).unwrap();
+        assert_eq!(store.shared.log.last_index(), 5);
+    }
+    let store = RaftLogStore::open(dir.path()).unwrap();
+    assert_eq!(store.first_index().unwrap(), 9);
+    assert_eq!(store.last_index().unwrap(), 8);
+    assert_eq!(store.term(8).unwrap(), 3);
+    let st = store.initial_state().unwrap();
+    assert_eq!((st.hard_state.term, st.hard_state.commit), (3, 8));
+    assert_eq!(store.snapshot(0, 0).unwrap(), snap(8, 3));
+}
+
+/// A crash after the snapshot file became durable but before the state
+/// named it: the store is as before, and the file is removed.
+#[test]
+fn open_removes_a_snapshot_file_nothing_names() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let _store = five_entries(dir.path());
+        write_snap_file(dir.path(), 8, 3);
+        std::fs::write(
+            dir.path()
+                .join(format!("{}.tmp", snapshot::file_name(9, 3))),
+            b"x",
+        )
+        .unwrap();
+    }
+    let store = RaftLogStore::open(dir.path()).unwrap();
+    assert_eq!(
+        (store.first_index().unwrap(), store.last_index().unwrap()),
+        (1, 5)
+    );
+    assert_eq!(
+        store.snapshot(0, 0),
+        Err(raft::Error::Store(
+            StorageError::SnapshotTemporarilyUnavailable
+        ))
+    );
+    let l = snapshot::list(&crate::fs::StdFileSystem, dir.path()).unwrap();
+    assert!(l.snapshots.is_empty() && l.temporary.is_empty());
+}
+
+#[test]
+fn a_foreign_state_blob_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = Log::open(dir.path(), Options::default()).unwrap();
+        log.set_state(&b"\xff\xff\xff not ours"[..]).unwrap();
+    }
+    assert!(matches!(
+        RaftLogStore::open(dir.path()),
+        Err(Error::Corruption { .. })
+    ));
+}
+
+#[test]
+fn poisoned_after_a_failed_reset_refuses_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RaftLogStore::open(dir.path()).unwrap();
+    store.shared.writer.lock().poisoned = Some("test".into());
+    assert!(matches!(
+        store.append(&[entry(1, 1)]),
+        Err(Error::Poisoned { .. })
+    ));
+    assert!(matches!(store.commit_to(0), Err(Error::Poisoned { .. })));
+}
