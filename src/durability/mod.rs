@@ -46,9 +46,10 @@ pub(crate) struct Durability {
     /// durable tickets do not contend for the state lock. Only ever stored
     /// under the lock, after `State::synced`.
     synced: AtomicU64,
-    /// Set (under the lock, with `State::poisoned`) when the log is
-    /// poisoned; never cleared.
-    poisoned: AtomicBool,
+    /// The log's one poisoned state, shared with the stage (and reached by
+    /// the raft store through the log). Set under the state lock, so that
+    /// a round deciding what it synced sees it.
+    pub(crate) poisoned: Arc<Poison>,
     /// An asynchronous submit wants the background syncer to run a round.
     /// Set without the lock; the one who sets it takes the lock to wake the
     /// syncer, so the wake-up is never lost.
@@ -76,8 +77,6 @@ struct State {
     synced: u64,
     /// A sync round is running.
     syncing: bool,
-    /// Set by a failed `fdatasync`: nothing is known of the disk any more.
-    poisoned: Option<String>,
     /// The active file: the one new writes go to.
     file: Option<(Arc<dyn FileHandle>, PathBuf)>,
     /// The number of the last write issued to the active file (0: none
@@ -197,8 +196,11 @@ impl Ticket {
 }
 
 mod pipeline;
+mod poison;
 mod round;
 pub(crate) mod stage;
+
+pub(crate) use self::poison::Poison;
 #[cfg(test)]
 mod tests;
 
@@ -209,12 +211,12 @@ impl Durability {
         fs: Arc<dyn FileSystem>,
         dir: &Path,
     ) -> Arc<Durability> {
+        let poisoned: Arc<Poison> = Arc::default();
         Arc::new(Durability {
             state: Mutex::new(State {
                 written: 0,
                 synced: 0,
                 syncing: false,
-                poisoned: None,
                 file: Some((file, path)),
                 active_last: 0,
                 pending: Vec::new(),
@@ -229,41 +231,34 @@ impl Durability {
             done: Condvar::new(),
             wanted: Condvar::new(),
             synced: AtomicU64::new(0),
-            poisoned: AtomicBool::new(false),
+            poisoned: Arc::clone(&poisoned),
             async_pending: AtomicBool::new(false),
             written: AtomicU64::new(0),
             rolls_synced: AtomicBool::new(true),
             fs,
             dir: dir.to_path_buf(),
-            stage: Stage::new(),
+            stage: Stage::new(poisoned),
         })
     }
 
-    /// Errors with [`Error::Poisoned`] once a sync has failed.
+    /// Errors with [`Error::Poisoned`] once the log is poisoned.
     pub(crate) fn check(&self) -> Result<()> {
-        if !self.poisoned.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        match &self.state.lock().poisoned {
-            Some(cause) => Err(Error::Poisoned {
-                cause: cause.clone(),
-            }),
-            None => Ok(()),
-        }
+        self.poisoned.check()
     }
 
     /// Records an I/O failure after which the disk state is unknown; every
     /// later write and wait fails. Returns `e` for convenience.
     pub(crate) fn poison(&self, e: Error) -> Error {
-        log::error!("raftwal: poisoning the log: {e}");
-        let mut s = self.state.lock();
-        if s.poisoned.is_none() {
-            s.poisoned = Some(e.to_string());
-            self.poisoned.store(true, Ordering::Release);
-        }
+        self.poison_because(e.to_string());
+        e
+    }
+
+    /// Poisons the log for `cause` (see [`Poison`]) and wakes every waiter.
+    pub(crate) fn poison_because(&self, cause: String) {
+        let s = self.state.lock();
+        self.poisoned.set(cause);
         drop(s);
         self.done.notify_all();
-        e
     }
 
     /// Writes out the staged batches (see [`Stage`]); waits for a write-out

@@ -72,20 +72,13 @@ impl Durability {
     pub(super) fn wait_for(&self, seq: u64, role: Role) -> Result<()> {
         let rolls = role == Role::All;
         let gather = role == Role::Blocking;
-        if !rolls
-            && !self.poisoned.load(Ordering::Acquire)
-            && self.synced.load(Ordering::Acquire) >= seq
-        {
+        if !rolls && !self.poisoned.is_set() && self.synced.load(Ordering::Acquire) >= seq {
             return Ok(());
         }
         let mut s = self.state.lock();
         let mut gathered = !gather;
         loop {
-            if let Some(cause) = &s.poisoned {
-                return Err(Error::Poisoned {
-                    cause: cause.clone(),
-                });
-            }
+            self.poisoned.check()?;
             if s.synced >= seq && (!rolls || s.rolls_synced()) {
                 return Ok(());
             }
@@ -170,7 +163,7 @@ impl Durability {
             match failed {
                 // Poisoned meanwhile (a failed write-out of staged batches,
                 // a sealer's failed sync): claim nothing.
-                None if s.poisoned.is_some() => {}
+                None if self.poisoned.is_set() => {}
                 None => {
                     // The directory fsync covered the renames made before
                     // it; the active file's header is synced unless a roll
@@ -193,13 +186,7 @@ impl Durability {
                     let synced = s.synced;
                     s.pending.retain(|p| p.last > synced);
                 }
-                Some(err) => {
-                    log::error!("raftwal: poisoning the log: {err}");
-                    if s.poisoned.is_none() {
-                        s.poisoned = Some(err.to_string());
-                        self.poisoned.store(true, Ordering::Release);
-                    }
-                }
+                Some(err) => self.poisoned.set(err.to_string()),
             }
             self.done.notify_all();
         }

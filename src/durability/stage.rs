@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use super::Poison;
 use crate::error::{Error, Result};
 use crate::fs::FileHandle;
 
@@ -47,6 +48,9 @@ pub(crate) struct Stage {
     /// is set): a lock-free check for the write paths. Stored under the
     /// `staged` lock.
     busy: AtomicBool,
+    /// The log's poisoned state: a failed write-out sets it, and nothing
+    /// is staged or written out once it is set.
+    poisoned: Arc<Poison>,
 }
 
 struct Staged {
@@ -60,22 +64,18 @@ struct Staged {
     /// The offset in the target file from which bytes are staged or being
     /// written out; `None` when everything staged is in the file.
     unwritten: Option<u64>,
-    /// Set by a failed write-out, never cleared: its bytes are lost, so
-    /// nothing staged is ever written out again (bytes after them would
-    /// land behind a hole) and every later flush and push fails with it.
-    failed: Option<String>,
 }
 
 impl Stage {
-    pub(crate) fn new() -> Stage {
+    pub(crate) fn new(poisoned: Arc<Poison>) -> Stage {
         Stage {
+            poisoned,
             staged: Mutex::new(Staged {
                 target: None,
                 at: 0,
                 bytes: Vec::new(),
                 spare: Vec::new(),
                 unwritten: None,
-                failed: None,
             }),
             flushing: Mutex::new(()),
             busy: AtomicBool::new(false),
@@ -105,12 +105,8 @@ impl Stage {
         offset: u64,
         bytes: &[u8],
     ) -> Result<usize> {
+        self.poisoned.check()?;
         let mut s = self.staged.lock();
-        if let Some(cause) = &s.failed {
-            return Err(Error::Poisoned {
-                cause: cause.clone(),
-            });
-        }
         let end = s.at + s.bytes.len() as u64;
         match (&s.target, s.unwritten) {
             (Some((_, _, seq)), Some(_)) if *seq != sequence || end != offset => {
@@ -159,12 +155,11 @@ impl Stage {
         }
         let _turn = self.flushing.lock();
         let (file, path, at, bytes) = {
+            // A failed write-out poisoned the log: its bytes are lost, so
+            // nothing staged is ever written out again (bytes after them
+            // would land behind a hole).
+            self.poisoned.check()?;
             let mut s = self.staged.lock();
-            if let Some(cause) = &s.failed {
-                return Err(Error::Poisoned {
-                    cause: cause.clone(),
-                });
-            }
             if s.bytes.is_empty() {
                 // Taken and written by the flush that held the turn before.
                 return Ok(());
@@ -182,7 +177,7 @@ impl Stage {
         let mut s = self.staged.lock();
         if let Err(e) = res {
             let err = Error::io("write staged batches", &path, e);
-            s.failed = Some(err.to_string());
+            self.poisoned.set(err.to_string());
             return Err(err);
         }
         s.unwritten = (!s.bytes.is_empty()).then_some(s.at);
@@ -219,7 +214,7 @@ mod tests {
     #[test]
     fn staged_bytes_reach_the_file_only_when_flushed() {
         let (_d, f, path) = file();
-        let stage = Stage::new();
+        let stage = Stage::new(Arc::default());
         assert!(stage.is_idle());
         stage.push(&f, &path, 1, 0, b"abc").unwrap();
         stage.push(&f, &path, 1, 3, b"de").unwrap();
@@ -241,7 +236,7 @@ mod tests {
     #[test]
     fn a_push_must_continue_what_is_staged() {
         let (_d, f, path) = file();
-        let stage = Stage::new();
+        let stage = Stage::new(Arc::default());
         stage.push(&f, &path, 1, 10, b"abc").unwrap();
         assert!(stage.push(&f, &path, 1, 14, b"x").is_err(), "a gap");
         assert!(
@@ -262,7 +257,7 @@ mod tests {
     #[test]
     fn the_buffer_is_reused_across_flushes() {
         let (_d, f, path) = file();
-        let stage = Stage::new();
+        let stage = Stage::new(Arc::default());
         let mut at = 0;
         for k in 0..100u8 {
             stage.push(&f, &path, 1, at, &[k; 100]).unwrap();
@@ -307,7 +302,7 @@ mod tests {
     fn a_failed_write_out_fails_every_later_flush_and_push() {
         let f: Arc<dyn FileHandle> = Arc::new(Failing);
         let path = PathBuf::from("/nowhere/f");
-        let stage = Stage::new();
+        let stage = Stage::new(Arc::default());
         stage.push(&f, &path, 7, 0, b"abc").unwrap();
         let e = stage.flush().unwrap_err();
         assert!(matches!(e, Error::Io { .. }), "{e:?}");

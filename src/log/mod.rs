@@ -269,6 +269,19 @@ impl Log {
             .collect()
     }
 
+    /// Errors with [`Error::Poisoned`] once the log is poisoned (see
+    /// `durability::Poison`).
+    pub(crate) fn check_poisoned(&self) -> Result<()> {
+        self.inner.durability.check()
+    }
+
+    /// Poisons the log for `cause`: a change of a layer above it (the raft
+    /// store's) failed half-way, and only a reopen makes memory and disk
+    /// agree again.
+    pub(crate) fn poison_because(&self, cause: String) {
+        self.inner.durability.poison_because(cause);
+    }
+
     // The write path (`write.rs`).
 
     /// Appends `entries`, which must continue the log (the first has index

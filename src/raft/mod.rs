@@ -130,9 +130,6 @@ fn decode_state(dir: &Path, blob: &[u8]) -> Result<(Cache, Option<(u64, u64)>)> 
 
 /// State of the (single) writer.
 struct Writer {
-    /// Set when a multi-step change failed half-way: memory and disk may
-    /// disagree until the store is reopened (which completes the change).
-    poisoned: Option<String>,
     /// Reused for every batch, to keep its buffer.
     batch: WriteBatch,
 }
@@ -324,7 +321,6 @@ impl RaftLogStore {
                 dir,
                 cache: RwLock::new(cache),
                 writer: Mutex::new(Writer {
-                    poisoned: None,
                     batch: WriteBatch::new(),
                 }),
                 source: RwLock::new(None),

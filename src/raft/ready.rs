@@ -80,7 +80,7 @@ impl RaftLogStore {
         }
         let mut guard = sh.writer.lock();
         let w = &mut *guard;
-        check(w)?;
+        check(&sh.log)?;
         let batch = &mut w.batch;
         batch.clear();
         batch.set_max_entry_size(sh.log.options().max_entry_size);
@@ -171,7 +171,7 @@ impl RaftLogStore {
     pub fn commit_to(&self, index: u64) -> Result<()> {
         let sh = &*self.shared;
         let mut guard = sh.writer.lock();
-        check(&guard)?;
+        check(&sh.log)?;
         let (fi, li) = (sh.log.first_index(), sh.log.last_index());
         if index > li {
             return Err(Error::Unavailable {
@@ -206,8 +206,8 @@ impl RaftLogStore {
     /// log's first index: the stored one, or the source's).
     pub fn compact(&self, compact_index: u64) -> Result<()> {
         let sh = &*self.shared;
-        let guard = sh.writer.lock();
-        check(&guard)?;
+        let _writer = sh.writer.lock();
+        check(&sh.log)?;
         sh.log.compact(compact_index)
     }
 
@@ -215,8 +215,8 @@ impl RaftLogStore {
     /// [`SyncPolicy`](crate::SyncPolicy) other than `Always`).
     pub fn sync(&self) -> Result<()> {
         let sh = &*self.shared;
-        let guard = sh.writer.lock();
-        check(&guard)?;
+        let _writer = sh.writer.lock();
+        check(&sh.log)?;
         sh.log.sync()
     }
 }
@@ -225,13 +225,11 @@ pub(super) fn current(m: &Option<SnapshotMetadata>) -> (u64, u64) {
     m.as_ref().map_or((0, 0), |m| (m.index, m.term))
 }
 
-pub(super) fn check(w: &Writer) -> Result<()> {
-    match &w.poisoned {
-        Some(cause) => Err(Error::Poisoned {
-            cause: cause.clone(),
-        }),
-        None => Ok(()),
-    }
+/// Refuses to write once the log is poisoned: by a failed sync, or by a
+/// change of the store that failed half-way (memory and disk may disagree
+/// until the store is reopened, which completes the change).
+pub(super) fn check(log: &Log) -> Result<()> {
+    log.check_poisoned()
 }
 
 /// Writes `batch` and empties it (dropping a buffer grown unusually large).

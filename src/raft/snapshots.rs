@@ -16,8 +16,8 @@ impl RaftLogStore {
     /// [`Error::SnapshotOutOfDate`].
     pub fn apply_snapshot(&self, snapshot: Snapshot) -> Result<()> {
         let sh = &*self.shared;
-        let mut guard = sh.writer.lock();
-        check(&guard)?;
+        let _writer = sh.writer.lock();
+        check(&sh.log)?;
         let meta = snapshot.get_metadata().clone();
         let (index, term) = (meta.index, meta.term);
         if index == u64::MAX {
@@ -53,7 +53,8 @@ impl RaftLogStore {
         if let Err(e) = sh.log.reset(index + 1, term) {
             // The state says the log starts after `index`; it does not yet.
             // Reopening finishes the reset.
-            guard.poisoned = Some(format!("apply_snapshot could not reset the log: {e}"));
+            sh.log
+                .poison_because(format!("apply_snapshot could not reset the log: {e}"));
             *sh.cache.write() = c;
             return Err(e);
         }
@@ -80,7 +81,7 @@ impl RaftLogStore {
     pub fn create_snapshot(&self, index: u64, conf_state: ConfState, data: Vec<u8>) -> Result<()> {
         let sh = &*self.shared;
         let mut guard = sh.writer.lock();
-        check(&guard)?;
+        check(&sh.log)?;
         let mut c = sh.cache.read().clone();
         if index == 0 {
             return Err(Error::InvalidArgument(

@@ -112,7 +112,7 @@ fn a_foreign_state_blob_is_refused() {
 fn poisoned_after_a_failed_reset_refuses_writes() {
     let dir = tempfile::tempdir().unwrap();
     let store = RaftLogStore::open(dir.path()).unwrap();
-    store.shared.writer.lock().poisoned = Some("test".into());
+    store.shared.log.poison_because("test".into());
     assert!(matches!(
         store.append(&[entry(1, 1)]),
         Err(Error::Poisoned { .. })
