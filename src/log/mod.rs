@@ -13,9 +13,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 use prost::bytes::Bytes;
 
-use crate::background::prepare::Preparer;
-use crate::background::remove::Remover;
-use crate::background::sync::Syncer;
+use crate::background::threads::Background;
 use crate::durability::Durability;
 use crate::durability::Ticket;
 use crate::error::{Error, Result};
@@ -60,7 +58,6 @@ pub const LOCK_FILE: &str = "LOCK";
 /// ```
 pub struct Log {
     pub(crate) inner: Arc<Inner>,
-    syncer: Option<Syncer>,
 }
 
 impl std::fmt::Debug for Log {
@@ -100,7 +97,6 @@ impl Log {
             rec.report.bytes_scanned,
             rec.report.bytes_dropped,
         );
-        let sync = opts.sync;
         let last = rec.index.segments.back();
         let active = last
             .map(|s| (Arc::clone(&s.file), s.path.clone()))
@@ -135,40 +131,28 @@ impl Log {
         let inner = Arc::new(Inner {
             writer: Mutex::new(writer),
             durability: Durability::new(active.0, active.1, Arc::clone(&opts.file_system), &dir),
-            pipeline: Mutex::new(None),
-            pipeline_started: std::sync::atomic::AtomicBool::new(false),
-            preparer: Mutex::new(None),
-            sealers: Mutex::new(Vec::new()),
-            remover: Remover::new(Arc::clone(&opts.file_system), &dir),
-            writeback: crate::background::writeback::Writeback::new(),
+            background: Background::new(Arc::clone(&opts.file_system), &dir),
             index: Arc::new(RwLock::new(rec.index)),
             report: rec.report,
             dir,
             opts,
             _lock: lock,
         });
-        if inner.opts.preallocate != Preallocate::None {
-            // A reopened log whose active segment is past its prepare mark
-            // will not pass it again: prepare at once. (One
-            // whose tail recovery gave back asks at its first write: see
-            // `Writer::roll_when_prepared`.)
-            let wanted = inner
-                .index
-                .read()
-                .segments
-                .back()
-                .map(|a| (a.len, a.capacity(inner.opts.segment_size)))
-                .filter(|&(len, cap)| len >= prepare_mark(cap, inner.opts.segment_size))
-                .map(|(_, cap)| inner.opts.next_segment_size(Some(cap)));
-            *inner.preparer.lock() = Some(Preparer::start(
-                Arc::clone(&inner.opts.file_system),
-                &inner.dir,
-                inner.opts.preallocate,
-                wanted,
-            ));
-        }
-        let syncer = Syncer::start(Arc::clone(&inner.durability), sync);
-        Ok(Log { inner, syncer })
+        // A reopened log whose active segment is past its prepare mark will
+        // not pass it again: prepare at once. (One whose tail recovery gave
+        // back asks at its first write: see `Writer::roll_when_prepared`.)
+        let wanted = inner
+            .index
+            .read()
+            .segments
+            .back()
+            .map(|a| (a.len, a.capacity(inner.opts.segment_size)))
+            .filter(|&(len, cap)| len >= prepare_mark(cap, inner.opts.segment_size))
+            .map(|(_, cap)| inner.opts.next_segment_size(Some(cap)));
+        inner
+            .background
+            .start(&inner.opts, &inner.dir, &inner.durability, wanted);
+        Ok(Log { inner })
     }
 
     /// The log's directory.
@@ -237,8 +221,8 @@ impl Log {
         let (writes, durable_writes, sync_rounds) = self.inner.durability.counters();
         let (segments_zero_filled, segments_allocated) = self
             .inner
-            .preparer
-            .lock()
+            .background
+            .preparer()
             .as_ref()
             .map_or((0, 0), |p| p.counts());
         let ix = self.inner.index.read();
@@ -416,18 +400,7 @@ impl Log {
 
 impl Drop for Log {
     fn drop(&mut self) {
-        if let Some(s) = self.syncer.take() {
-            s.stop();
-        }
-        if let Some(p) = self.inner.pipeline.lock().take() {
-            self.inner.durability.stop_syncer(p);
-        }
-        if let Some(mut p) = self.inner.preparer.lock().take() {
-            p.stop();
-        }
-        self.inner.join_sealers();
-        self.inner.remover.stop();
-        self.inner.writeback.stop();
+        self.inner.background.stop(&self.inner.durability);
         if let Err(e) = self.inner.durability.sync_if_dirty() {
             log::error!(
                 "raftwal: final sync of {} failed: {e}",

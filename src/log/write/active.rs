@@ -46,8 +46,10 @@ impl Inner {
             true => &w.scratch,
             false => &batch.buf,
         };
-        let staged =
-            stage && cut.is_none() && buf.len() <= STAGE_WRITE_MAX && self.pipeline_running();
+        let staged = stage
+            && cut.is_none()
+            && buf.len() <= STAGE_WRITE_MAX
+            && self.background.pipeline_running();
         self.issue_bytes(&w.active, buf, staged)?;
         let written = buf.len() as u64;
         let ticket = self.durability.issued(&w.active.file, &w.active.path);
@@ -71,7 +73,7 @@ impl Inner {
             let next = self
                 .opts
                 .next_segment_size(Some(w.active.capacity(self.opts.segment_size)));
-            if let Some(p) = self.preparer.lock().as_ref() {
+            if let Some(p) = self.background.preparer().as_ref() {
                 p.want(None, next);
             }
         }
@@ -137,7 +139,8 @@ impl Inner {
         let (from, to) = (a.len / WRITEBACK_CHUNK, (a.len + written) / WRITEBACK_CHUNK);
         if to > from {
             let start = from * WRITEBACK_CHUNK;
-            self.writeback
+            self.background
+                .writeback
                 .hint(&a.file, start, to * WRITEBACK_CHUNK - start);
         }
     }
@@ -154,7 +157,7 @@ impl Inner {
             let filled = offset + written - from;
             let left = capacity.saturating_sub(offset + written);
             let rest = (filled > 0).then(|| t0.elapsed().mul_f64(left as f64 / filled as f64));
-            if let Some(p) = self.preparer.lock().as_ref() {
+            if let Some(p) = self.background.preparer().as_ref() {
                 p.want(rest, self.opts.next_segment_size(Some(capacity)));
             }
         }

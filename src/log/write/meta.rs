@@ -62,7 +62,7 @@ impl Inner {
         // The marker is durable: the removed segments are superseded (an
         // open removes any it finds), so unlinking them, slow for big files,
         // is left to the background remover.
-        inner.remover.remove(removed);
+        inner.background.remover.remove(removed);
         Ok(())
     }
 

@@ -65,7 +65,7 @@ impl Inner {
             None => self.durability.ticket_for_last(),
         };
         if !ticket.is_durable() {
-            self.ensure_pipeline();
+            self.background.ensure_pipeline(&self.durability);
             self.durability.request_async();
         }
         Ok(ticket)

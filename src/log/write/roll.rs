@@ -7,7 +7,10 @@ use super::*;
 impl Inner {
     /// Whether the preparer has a file ready.
     pub(super) fn prepared_ready(&self) -> bool {
-        self.preparer.lock().as_ref().is_some_and(|p| p.is_ready())
+        self.background
+            .preparer()
+            .as_ref()
+            .is_some_and(|p| p.is_ready())
     }
 
     /// Seals the active segment and starts a new one at `last_index + 1`.
@@ -69,7 +72,8 @@ impl Inner {
             sealed
         };
         if let Some(sequence) = sealed {
-            self.start_sealing(sequence);
+            self.background
+                .start_sealing(&self.index, &self.durability, sequence);
         }
         Ok(())
     }
@@ -93,7 +97,11 @@ impl Inner {
         if inner.opts.preallocate == crate::options::Preallocate::None {
             return (sequence, None);
         }
-        let ready = inner.preparer.lock().as_ref().and_then(|p| p.take(size));
+        let ready = inner
+            .background
+            .preparer()
+            .as_ref()
+            .and_then(|p| p.take(size));
         // None ready (the preparer is behind, or out of space): allocate
         // on the spot, or fall back to a growing file.
         let prepared = ready.or_else(|| {
