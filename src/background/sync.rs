@@ -1,11 +1,10 @@
-//! The background syncer of [`SyncPolicy::Interval`].
+//! The background syncer of [`SyncPolicy::Interval`](crate::SyncPolicy::Interval).
 
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crate::durability::Durability;
-use crate::options::SyncPolicy;
 
 /// A thread that syncs the log every interval while it has unsynced data.
 /// Stopped (and joined) by [`Syncer::stop`] when the log is dropped.
@@ -16,10 +15,8 @@ pub(crate) struct Syncer {
 
 impl Syncer {
     /// Starts the syncer for `policy`, if the policy needs one.
-    pub(crate) fn start(durability: Arc<Durability>, policy: SyncPolicy) -> Option<Syncer> {
-        let SyncPolicy::Interval(every) = policy else {
-            return None;
-        };
+    pub(crate) fn start(durability: Arc<Durability>) -> Option<Syncer> {
+        let every = durability.policy.interval()?;
         let (stop, rx) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("raftwal-sync".into())

@@ -73,7 +73,7 @@ impl Background {
                 wanted,
             ));
         }
-        *self.interval.lock() = Syncer::start(Arc::clone(durability), opts.sync);
+        *self.interval.lock() = Syncer::start(Arc::clone(durability));
     }
 
     /// The preparer, when one runs.

@@ -68,6 +68,8 @@ pub(crate) struct Durability {
     /// Batches submitted while the background syncer runs, not yet in
     /// the file: every sync round writes them out before its `fdatasync`.
     pub(crate) stage: Stage,
+    /// What the log's sync policy does after each write.
+    pub(crate) policy: Policy,
 }
 
 struct State {
@@ -197,10 +199,13 @@ impl Ticket {
 
 mod pipeline;
 mod poison;
+pub(crate) mod policy;
 mod round;
 pub(crate) mod stage;
 
 pub(crate) use self::poison::Poison;
+use self::policy::Policy;
+use crate::options::SyncPolicy;
 #[cfg(test)]
 mod tests;
 
@@ -210,6 +215,7 @@ impl Durability {
         path: PathBuf,
         fs: Arc<dyn FileSystem>,
         dir: &Path,
+        policy: SyncPolicy,
     ) -> Arc<Durability> {
         let poisoned: Arc<Poison> = Arc::default();
         Arc::new(Durability {
@@ -238,6 +244,7 @@ impl Durability {
             fs,
             dir: dir.to_path_buf(),
             stage: Stage::new(poisoned),
+            policy: Policy::new(policy),
         })
     }
 

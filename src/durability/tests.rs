@@ -58,7 +58,13 @@ fn one_file() -> (
     let fs: Arc<dyn FileSystem> = Arc::new(StdFileSystem);
     let p = dir.path().join("a");
     let f = fs.create(&p).unwrap();
-    let d = Durability::new(Arc::clone(&f), p.clone(), fs, dir.path());
+    let d = Durability::new(
+        Arc::clone(&f),
+        p.clone(),
+        fs,
+        dir.path(),
+        SyncPolicy::Manual,
+    );
     (dir, f, p, d)
 }
 
@@ -74,7 +80,13 @@ fn a_directory_fsync_covers_only_the_rolls_made_before_it() {
     let (f1, p1) = file("a");
     let (f2, p2) = file("b");
     let (f3, p3) = file("c");
-    let d = Durability::new(Arc::clone(&f1), p1.clone(), fs, dir.path());
+    let d = Durability::new(
+        Arc::clone(&f1),
+        p1.clone(),
+        fs,
+        dir.path(),
+        SyncPolicy::Manual,
+    );
     d.issued(&f1, &p1);
     d.rolled_to(&f2, &p2);
     d.issued(&f2, &p2);
@@ -113,7 +125,13 @@ fn a_roll_keeps_the_log_dirty_until_a_round_syncs_it() {
     let (f1, p1) = file("a");
     let (f2, p2) = file("b");
     let (f3, p3) = file("c");
-    let d = Durability::new(Arc::clone(&f1), p1.clone(), Arc::clone(&fs), dir.path());
+    let d = Durability::new(
+        Arc::clone(&f1),
+        p1.clone(),
+        Arc::clone(&fs),
+        dir.path(),
+        SyncPolicy::Manual,
+    );
     d.issued(&f1, &p1);
     d.issued(&f1, &p1);
     d.rolled_to(&f2, &p2);

@@ -130,7 +130,13 @@ impl Log {
             rec.tail_reallocated && full_size && opts.preallocate == Preallocate::ZeroFill;
         let inner = Arc::new(Inner {
             writer: Mutex::new(writer),
-            durability: Durability::new(active.0, active.1, Arc::clone(&opts.file_system), &dir),
+            durability: Durability::new(
+                active.0,
+                active.1,
+                Arc::clone(&opts.file_system),
+                &dir,
+                opts.sync,
+            ),
             background: Background::new(Arc::clone(&opts.file_system), &dir),
             index: Arc::new(RwLock::new(rec.index)),
             report: rec.report,

@@ -50,8 +50,6 @@ pub(crate) struct Writer {
     pub(crate) active: Active,
     /// The sequence number the next new segment gets.
     pub(crate) next_sequence: u64,
-    /// Writes since the last forced sync (for `SyncPolicy::EveryN`).
-    pub(crate) unsynced_writes: u32,
     /// A batch kept for `append_assigned`, to reuse its buffers.
     pub(crate) batch_cache: WriteBatch,
     /// Reused buffer for frames composed at write time.
@@ -77,7 +75,6 @@ impl Writer {
         Writer {
             active,
             next_sequence,
-            unsynced_writes: 0,
             batch_cache: WriteBatch::new(),
             scratch: Vec::new(),
             fill_start: None,

@@ -133,7 +133,7 @@ impl Inner {
     /// (Staged batches need no hint: the round that writes them out syncs
     /// them at once.)
     fn hint_writeback(&self, a: &Active, written: u64) {
-        if self.opts.sync == SyncPolicy::Always {
+        if !self.durability.policy.hints_writeback() {
             return;
         }
         let (from, to) = (a.len / WRITEBACK_CHUNK, (a.len + written) / WRITEBACK_CHUNK);

@@ -24,7 +24,7 @@ use crate::format::segment::{self, Link, Origin, ON_THE_SPOT};
 use crate::log::entry::Entry;
 use crate::log::inner::Inner;
 use crate::log::writer::{prepare_mark, Active, Writer};
-use crate::options::{SyncPolicy, MAX_SEGMENT_SIZE};
+use crate::options::MAX_SEGMENT_SIZE;
 
 /// How much unsynced data the writer lets gather before it starts its
 /// writeback (see `FileHandle::start_writeback`).
@@ -55,7 +55,9 @@ impl Inner {
         let Some(ticket) = self.issue(batch, false)? else {
             return Ok(());
         };
-        self.apply_policy(&ticket)
+        self.durability
+            .policy
+            .after_write(&self.durability, &ticket)
     }
 
     /// See [`Log::submit`](crate::Log::submit).
@@ -95,33 +97,9 @@ impl Inner {
             (first, res?)
         };
         if let Some(t) = ticket {
-            self.apply_policy(&t)?;
+            self.durability.policy.after_write(&self.durability, &t)?;
         }
         Ok(first)
-    }
-
-    /// Waits for a write as the sync policy says.
-    fn apply_policy(&self, ticket: &Ticket) -> Result<()> {
-        match self.opts.sync {
-            SyncPolicy::Always => self.durability.wait_blocking(ticket.sequence()),
-            SyncPolicy::EveryN(n) => {
-                let due = {
-                    let mut w = self.writer.lock();
-                    w.unsynced_writes += 1;
-                    let due = w.unsynced_writes >= n;
-                    if due {
-                        w.unsynced_writes = 0;
-                    }
-                    due
-                };
-                if due {
-                    self.durability.wait_blocking(ticket.sequence())
-                } else {
-                    Ok(())
-                }
-            }
-            SyncPolicy::Interval(_) | SyncPolicy::Manual => Ok(()),
-        }
     }
 
     /// Validates and issues a batch; `None` when there was nothing to write.
