@@ -190,6 +190,54 @@ impl Index {
         removed
     }
 
+    /// The term of the entry before `index` (the last entry's, or
+    /// `prev_term` for an empty log), which entry `index` must not go
+    /// below.
+    pub(crate) fn term_before_next(&self) -> u64 {
+        if self.last_index >= self.first_index {
+            self.term_of(self.last_index).unwrap_or(0)
+        } else {
+            self.prev_term
+        }
+    }
+
+    /// Adds entry `index` of `term`, whose frame is at `loc` of `seg` (the
+    /// segment being written or read: the index's last, or one not pushed
+    /// yet). The caller checked it continues the log. What the writer
+    /// publishes and what the replay reads back both go through here.
+    pub(crate) fn add_entry(&mut self, seg: &mut Segment, index: u64, term: u64, loc: Loc) {
+        seg.locs.push(loc);
+        self.push_term(index, term);
+        self.last_index = index;
+    }
+
+    /// Makes the state frame at `at` of `seg`, holding `data`, the log's
+    /// state blob.
+    pub(crate) fn set_state(&mut self, seg: &mut Segment, data: prost::bytes::Bytes, at: FrameAt) {
+        self.state = Some((
+            data,
+            Pos {
+                sequence: seg.sequence,
+                offset: at.0,
+            },
+        ));
+        seg.meta.state = Some(at);
+    }
+
+    /// Makes the marker frame at `at` of `seg` the log's newest (its first
+    /// index and cut applied by the caller); `opening`: it is the first
+    /// frame after the segment's header.
+    pub(crate) fn set_marker(&mut self, seg: &mut Segment, at: FrameAt, opening: bool) {
+        self.marker = Some(Pos {
+            sequence: seg.sequence,
+            offset: at.0,
+        });
+        seg.meta.marker = Some(at);
+        if opening {
+            seg.meta.opening = Some(at);
+        }
+    }
+
     /// Records that entry `index` has `term` (entries are pushed in order).
     pub fn push_term(&mut self, index: u64, term: u64) {
         match self.terms.last() {

@@ -99,10 +99,6 @@ impl Replay<'_> {
         needs_marker: &mut bool,
     ) -> std::result::Result<(), String> {
         let (offset, frame_len, first_frame) = (p.offset, p.frame_len, p.first_frame);
-        let pos = Pos {
-            sequence: seg.sequence,
-            offset,
-        };
         let is_marker = matches!(p.decoded, Decoded::Marker(_));
         if *needs_marker && !(first_frame && is_marker) {
             return Err(format!(
@@ -120,36 +116,26 @@ impl Replay<'_> {
                 if m.index != want || m.index != seg.end_index() {
                     return Err(format!("entry index {} where {want} was expected", m.index));
                 }
-                let prev = if self.ix.last_index >= self.ix.first_index {
-                    self.ix.term_of(self.ix.last_index).unwrap_or(0)
-                } else {
-                    self.ix.prev_term
-                };
+                let prev = self.ix.term_before_next();
                 if m.term < prev {
                     return Err(format!(
                         "entry {} has term {} below the previous term {prev}",
                         m.index, m.term
                     ));
                 }
-                seg.locs.push(Loc {
+                let loc = Loc {
                     offset: offset as u32,
                     len: frame_len,
-                });
-                self.ix.push_term(m.index, m.term);
-                self.ix.last_index = m.index;
+                };
+                self.ix.add_entry(seg, m.index, m.term, loc);
                 self.report.entries_scanned += 1;
             }
             Decoded::State(data) => {
-                self.ix.state = Some((data.clone(), pos));
-                seg.meta.state = Some((offset, frame_len));
+                self.ix.set_state(seg, data.clone(), (offset, frame_len));
             }
             Decoded::Marker(m) => {
                 self.apply_marker(seg, m, first_frame, needs_marker)?;
-                self.ix.marker = Some(pos);
-                seg.meta.marker = Some((offset, frame_len));
-                if first_frame {
-                    seg.meta.opening = Some((offset, frame_len));
-                }
+                self.ix.set_marker(seg, (offset, frame_len), first_frame);
             }
         }
         Ok(())

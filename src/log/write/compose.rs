@@ -114,42 +114,30 @@ pub(super) fn publish(
     layout: Layout,
     state_copy: Option<Bytes>,
 ) {
-    let pos = |rel: usize| Pos {
-        sequence,
-        offset: offset + rel as u64,
-    };
     let at = |(rel, len): (usize, usize)| (offset + rel as u64, len as u32);
+    // The active segment is taken out of the index while the write is
+    // applied to both, as the replay applies a segment it reads.
+    let Some(mut a) = ix.segments.pop_back() else {
+        return;
+    };
+    debug_assert_eq!(a.sequence, sequence);
+    if let Some(m) = layout.marker {
+        let opening = at(m).0 == a.data_start;
+        ix.set_marker(&mut a, at(m), opening);
+    }
+    if let (Some(st), Some(data)) = (layout.state_copy, state_copy) {
+        ix.set_state(&mut a, data, at(st));
+    }
     let base = offset + layout.entries as u64;
-    if let Some(a) = ix.segments.back_mut() {
-        for p in &batch.entries {
-            a.locs.push(Loc {
-                offset: (base + u64::from(p.at)) as u32,
-                len: p.len,
-            });
-        }
-        if let Some(m) = layout.marker {
-            a.meta.marker = Some(at(m));
-            if at(m).0 == a.data_start {
-                a.meta.opening = Some(at(m));
-            }
-        }
-        if let Some(st) = layout.state.or(layout.state_copy) {
-            a.meta.state = Some(at(st));
-        }
-    }
     for p in &batch.entries {
-        ix.push_term(p.index, p.term);
+        let loc = Loc {
+            offset: (base + u64::from(p.at)) as u32,
+            len: p.len,
+        };
+        ix.add_entry(&mut a, p.index, p.term, loc);
     }
-    if let Some(last) = batch.entries.last() {
-        ix.last_index = last.index;
+    if let (Some(st), Some(data)) = (layout.state, &batch.state) {
+        ix.set_state(&mut a, data.clone(), at(st));
     }
-    if let Some((rel, _)) = layout.marker {
-        ix.marker = Some(pos(rel));
-    }
-    if let (Some((rel, _)), Some(data)) = (layout.state_copy, state_copy) {
-        ix.state = Some((data, pos(rel)));
-    }
-    if let (Some((rel, _)), Some(data)) = (layout.state, &batch.state) {
-        ix.state = Some((data.clone(), pos(rel)));
-    }
+    ix.segments.push_back(a);
 }

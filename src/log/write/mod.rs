@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::format::batch::WriteBatch;
 use crate::format::frame::{self, FrameType};
 use crate::format::index::term_in;
-use crate::format::index::{Index, Loc, Pos, Segment};
+use crate::format::index::{Index, Loc, Segment};
 use crate::format::proto;
 use crate::format::segment::{self, Link, Origin, ON_THE_SPOT};
 use crate::log::entry::Entry;
