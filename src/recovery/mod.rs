@@ -94,7 +94,10 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
     // roll left unsynced and no sealer finished) and an fsync of the
     // directory.
     for seg in r.r.ix.segments.iter() {
-        if !r.r.read_by_footer.contains(&seg.sequence) {
+        // A sealed segment (read through its footer, or scanned and found
+        // to end with one) was synced by its sealer before the footer was
+        // written.
+        if !r.r.is_sealed(seg.sequence) {
             seg.file
                 .sync_data()
                 .map_err(|e| Error::io("fdatasync", &seg.path, e))?;
@@ -173,6 +176,13 @@ impl Recovery<'_> {
             return false;
         }
         let offset = seg.len;
+        if r.cuts
+            .iter()
+            .any(|c| c.path == seg.path && c.offset == offset)
+        {
+            // The replay already cut it there (a torn tail).
+            return seg.preallocated > offset;
+        }
         let cut = Cut::at(seg, offset);
         let reallocated = cut.preallocated > offset;
         if torn_seal {

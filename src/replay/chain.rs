@@ -154,17 +154,13 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
-    /// The paths of the files after position `pos`, whatever their part:
-    /// where a write marked prior-synced would show that what lies before
-    /// it was durable (dropped files hold none: they would be damage), and
-    /// whether `pos` is the directory's last segment file.
-    pub(crate) fn later<'f>(&self, files: &'f [SegmentFile], pos: usize) -> Vec<&'f Path> {
-        files
-            .get(pos + 1..)
-            .unwrap_or_default()
-            .iter()
-            .map(|f| f.path.as_path())
-            .collect()
+    /// Of `paths` (every file's, in the list's order), those after
+    /// position `pos`, whatever their part: where a write marked
+    /// prior-synced would show that what lies before it was durable
+    /// (dropped files hold none: they would be damage), and whether `pos`
+    /// is the directory's last segment file.
+    pub(crate) fn later<'p>(&self, paths: &'p [&'p Path], pos: usize) -> &'p [&'p Path] {
+        paths.get(pos + 1..).unwrap_or_default()
     }
 }
 

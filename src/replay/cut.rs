@@ -15,7 +15,7 @@ use crate::format::index::Segment;
 pub(crate) struct Cut {
     file: Arc<dyn crate::fs::FileHandle>,
     pub(crate) path: PathBuf,
-    offset: u64,
+    pub(crate) offset: u64,
     pub(crate) preallocated: u64,
 }
 

@@ -267,10 +267,13 @@ impl<'r> Replay<'r> {
     /// what to cut and remove without changing a file.
     fn replay(&mut self, files: &[SegmentFile], plan: &chain::Plan) -> Result<()> {
         self.drop_planned(files, plan)?;
+        // Every file's path, once: each segment is judged against the
+        // files after it.
+        let paths: Vec<&Path> = files.iter().map(|f| f.path.as_path()).collect();
         for (n, &k) in plan.chain.iter().enumerate() {
             let Some(f) = files.get(k) else { continue };
             let problems = self.problems.len();
-            if self.scan_segment(k, f, &plan.later(files, k))? == Flow::Stop {
+            if self.scan_segment(k, f, plan.later(&paths, k))? == Flow::Stop {
                 // Every later segment of the log goes with what was cut:
                 // none of it was acknowledged (see docs/FORMAT.md).
                 let after = plan.chain.get(n + 1..).unwrap_or_default();
@@ -291,7 +294,7 @@ impl<'r> Replay<'r> {
                 if self.rules.every_frame && damaged {
                     for &j in after {
                         if let Some(f) = files.get(j) {
-                            self.check_frames(j, f, &plan.later(files, j))?;
+                            self.check_frames(j, f, plan.later(&paths, j))?;
                         }
                     }
                 }
