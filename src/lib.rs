@@ -113,6 +113,7 @@ mod options;
 mod raft;
 mod recovery;
 mod replay;
+mod thread;
 pub mod tools;
 
 pub use crate::durability::Ticket;

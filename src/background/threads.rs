@@ -5,7 +5,6 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use parking_lot::{Mutex, MutexGuard, RwLock};
 
@@ -18,6 +17,7 @@ use crate::durability::Durability;
 use crate::format::index::Index;
 use crate::fs::FileSystem;
 use crate::options::{Options, Preallocate};
+use crate::thread::Thread;
 
 /// The log's background threads: the interval syncer, the pipeline syncer
 /// of `Log::submit`, the preparer, the sealers, the remover and the
@@ -26,14 +26,14 @@ pub(crate) struct Background {
     /// `SyncPolicy::Interval`'s syncer, started at open.
     interval: Mutex<Option<Syncer>>,
     /// The background syncer of `Log::submit`, started on first use.
-    pipeline: Mutex<Option<JoinHandle<()>>>,
+    pipeline: Mutex<Option<Thread>>,
     /// Whether `pipeline` holds a running thread (checked without its lock
     /// on every submit).
     pipeline_started: AtomicBool,
     /// Keeps the next segment ready (when `Options::preallocate`).
     preparer: Mutex<Option<Preparer>>,
     /// Threads writing the footers of segments the log rolled past.
-    sealers: Mutex<Vec<JoinHandle<()>>>,
+    sealers: Mutex<Vec<Thread>>,
     /// Unlinks the segments a compaction superseded.
     pub(crate) remover: Remover,
     /// Starts writeback of filled ranges under relaxed sync policies.
@@ -89,14 +89,12 @@ impl Background {
         sequence: u64,
     ) {
         let (index, durability) = (Arc::clone(index), Arc::clone(durability));
-        let spawned = std::thread::Builder::new()
-            .name("raftwal-seal".into())
-            .spawn(move || {
-                if let Err(e) = seal(&index, &durability, sequence) {
-                    // The segment stays valid: the next open scans it.
-                    log::warn!("raftwal: could not seal segment {sequence}: {e}");
-                }
-            });
+        let spawned = Thread::spawn("raftwal-seal", move || {
+            if let Err(e) = seal(&index, &durability, sequence) {
+                // The segment stays valid: the next open scans it.
+                log::warn!("raftwal: could not seal segment {sequence}: {e}");
+            }
+        });
         let mut sealers = self.sealers.lock();
         sealers.retain(|h| !h.is_finished());
         match spawned {
@@ -142,10 +140,8 @@ impl Background {
             p.stop();
         }
         let sealers: Vec<_> = self.sealers.lock().drain(..).collect();
-        for h in sealers {
-            if h.join().is_err() {
-                log::error!("raftwal: a sealing thread panicked");
-            }
+        for t in sealers {
+            t.join();
         }
         self.remover.stop();
         self.writeback.stop();

@@ -2,8 +2,8 @@
 //! that hands them to a function in batches. The remover (`remove`) and the
 //! writeback hinter (`writeback`) are built on it.
 
+use crate::thread::Thread;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use parking_lot::{Condvar, Mutex};
 
@@ -15,7 +15,7 @@ pub(crate) struct Worker<T: Send + 'static> {
     name: &'static str,
     handler: Handler<T>,
     shared: Arc<Shared<T>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    thread: Mutex<Option<Thread>>,
 }
 
 struct Shared<T> {
@@ -63,10 +63,7 @@ impl<T: Send + 'static> Worker<T> {
             }
             let shared = Arc::clone(&self.shared);
             let handler = Arc::clone(&self.handler);
-            match std::thread::Builder::new()
-                .name(self.name.into())
-                .spawn(move || shared.run(&*handler))
-            {
+            match Thread::spawn(self.name, move || shared.run(&*handler)) {
                 Ok(h) => *thread = Some(h),
                 Err(e) => {
                     log::warn!("raftwal: could not start {}: {e}", self.name);
@@ -97,9 +94,7 @@ impl<T: Send + 'static> Worker<T> {
         }
         self.shared.cv.notify_all();
         if let Some(t) = self.thread.lock().take() {
-            if t.join().is_err() {
-                log::error!("raftwal: {} panicked", self.name);
-            }
+            t.join();
         }
     }
 

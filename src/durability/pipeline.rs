@@ -1,8 +1,8 @@
 //! The background syncer of [`Log::submit`](crate::Log::submit).
 
+use crate::thread::Thread;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use super::round::Role;
 use super::Durability;
@@ -20,30 +20,28 @@ impl Durability {
     }
 
     /// Starts the background syncer serving [`Durability::request_async`].
-    pub(crate) fn start_syncer(self: &Arc<Self>) -> Option<JoinHandle<()>> {
+    pub(crate) fn start_syncer(self: &Arc<Self>) -> Option<Thread> {
         let d = Arc::clone(self);
-        std::thread::Builder::new()
-            .name("raftwal-pipeline".into())
-            .spawn(move || loop {
-                let target = {
-                    let mut s = d.state.lock();
-                    while !s.stop && !d.async_pending.swap(false, Ordering::AcqRel) {
-                        d.wanted.wait(&mut s);
-                    }
-                    if s.stop {
-                        return;
-                    }
-                    s.written
-                };
-                // Errors poison the log; submitters see them on `wait`.
-                let _ = d.wait_for(target, Role::Pipeline);
-            })
-            .ok()
-            .inspect(|_| self.state.lock().pipeline = true)
+        Thread::spawn("raftwal-pipeline", move || loop {
+            let target = {
+                let mut s = d.state.lock();
+                while !s.stop && !d.async_pending.swap(false, Ordering::AcqRel) {
+                    d.wanted.wait(&mut s);
+                }
+                if s.stop {
+                    return;
+                }
+                s.written
+            };
+            // Errors poison the log; submitters see them on `wait`.
+            let _ = d.wait_for(target, Role::Pipeline);
+        })
+        .ok()
+        .inspect(|_| self.state.lock().pipeline = true)
     }
 
     /// Stops the background syncer.
-    pub(crate) fn stop_syncer(&self, handle: JoinHandle<()>) {
+    pub(crate) fn stop_syncer(&self, thread: Thread) {
         {
             let mut s = self.state.lock();
             s.stop = true;
@@ -53,8 +51,6 @@ impl Durability {
         // Tickets' waiters left to the syncer run their rounds themselves
         // from now on (a ticket may outlive the log).
         self.done.notify_all();
-        if handle.join().is_err() {
-            log::error!("raftwal: the pipeline sync thread panicked");
-        }
+        thread.join();
     }
 }
