@@ -100,6 +100,33 @@ impl Segment {
     }
 }
 
+/// Why an entry cannot follow the log: the rule the writer checks a batch
+/// against and the replay checks every entry it reads back against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Misfit {
+    /// Its index is not the one after the last (`want`).
+    Index { want: u64 },
+    /// Its term is below the term of the entry before it (`prev`): terms
+    /// never go down in a Raft log.
+    Term { prev: u64 },
+    /// It is at index `u64::MAX`: the index after the last must exist.
+    Max,
+}
+
+/// Whether entry `index` of `term` may follow entry `last` of term
+/// `last_term`; see [`Misfit`].
+pub(crate) fn misfit(last: u64, last_term: u64, index: u64, term: u64) -> Option<Misfit> {
+    if index == u64::MAX {
+        return Some(Misfit::Max);
+    }
+    if Some(index) != last.checked_add(1) {
+        return Some(Misfit::Index {
+            want: last.wrapping_add(1),
+        });
+    }
+    (term < last_term).then_some(Misfit::Term { prev: last_term })
+}
+
 /// How large a segment preallocated to `preallocated` bytes (0: not
 /// preallocated) may grow: see [`Segment::capacity`].
 pub(crate) fn capacity(preallocated: u64, segment_size: u64) -> u64 {

@@ -9,7 +9,7 @@ use super::Replay;
 use crate::error::{Damage, Error, Result};
 use crate::format::footer::{self, Footer};
 use crate::format::frame::FrameType;
-use crate::format::index::{Loc, Pos, Segment};
+use crate::format::index::{misfit, Loc, Misfit, Pos, Segment};
 use crate::format::proto;
 use crate::format::segment::Origin;
 
@@ -108,20 +108,23 @@ impl Replay<'_> {
         }
         match &p.decoded {
             Decoded::Entry(m) => {
-                if m.index == u64::MAX {
-                    // The log's last index + 1 must exist.
-                    return Err("an entry at index u64::MAX".into());
-                }
-                let want = self.ix.last_index + 1;
-                if m.index != want || m.index != seg.end_index() {
-                    return Err(format!("entry index {} where {want} was expected", m.index));
-                }
-                let prev = self.ix.term_before_next();
-                if m.term < prev {
-                    return Err(format!(
-                        "entry {} has term {} below the previous term {prev}",
-                        m.index, m.term
-                    ));
+                let (last, last_term) = (self.ix.last_index, self.ix.term_before_next());
+                match misfit(last, last_term, m.index, m.term) {
+                    Some(Misfit::Max) => return Err("an entry at index u64::MAX".into()),
+                    Some(Misfit::Index { want }) => {
+                        return Err(format!("entry index {} where {want} was expected", m.index))
+                    }
+                    Some(Misfit::Term { prev }) => {
+                        return Err(format!(
+                            "entry {} has term {} below the previous term {prev}",
+                            m.index, m.term
+                        ))
+                    }
+                    None if m.index != seg.end_index() => {
+                        let want = seg.end_index();
+                        return Err(format!("entry index {} where {want} was expected", m.index));
+                    }
+                    None => {}
                 }
                 let loc = Loc {
                     offset: offset as u32,

@@ -17,7 +17,7 @@ use crate::durability::Ticket;
 use crate::error::{Error, Result};
 use crate::format::batch::WriteBatch;
 use crate::format::frame::{self, FrameType};
-use crate::format::index::term_in;
+use crate::format::index::{misfit, term_in, Misfit};
 use crate::format::index::{Index, Loc, Segment};
 use crate::format::proto;
 use crate::format::segment::{self, Link, Origin, ON_THE_SPOT};
@@ -165,24 +165,26 @@ impl Inner {
             Some(t) => t,
             None => ix.last_index + 1,
         };
-        if let Some(e) = batch.entries.first() {
-            if e.index != start {
-                return Err(Error::NonContiguous {
-                    got: e.index,
-                    last_index: start - 1,
-                });
-            }
-            let prev = term_in(&ix, start - 1).unwrap_or(0);
-            let mut t = prev;
-            for p in &batch.entries {
-                if p.term < t {
+        // Each entry must follow the one before it, the first the log
+        // after the cut: the rule the replay checks again on reading.
+        let (mut last, mut last_term) = (start - 1, term_in(&ix, start - 1).unwrap_or(0));
+        for p in &batch.entries {
+            match misfit(last, last_term, p.index, p.term) {
+                None => {}
+                Some(Misfit::Term { prev }) => {
                     return Err(Error::InvalidArgument(format!(
-                        "entry {} has term {} below the term {t} before it; terms never decrease in a Raft log",
+                        "entry {} has term {} below the term {prev} before it; terms never decrease in a Raft log",
                         p.index, p.term
-                    )));
+                    )))
                 }
-                t = p.term;
+                Some(Misfit::Index { .. } | Misfit::Max) => {
+                    return Err(Error::NonContiguous {
+                        got: p.index,
+                        last_index: last,
+                    })
+                }
             }
+            (last, last_term) = (p.index, p.term);
         }
         let cut = batch.truncate_from.filter(|&t| t <= ix.last_index);
         let active_first = ix.segments.back().map_or(0, |s| s.first_index);
