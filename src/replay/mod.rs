@@ -118,8 +118,8 @@ pub struct Problem {
 #[derive(Debug, Clone)]
 pub(crate) struct FileSeen {
     pub path: PathBuf,
-    /// The file's length.
-    pub len: u64,
+    /// The bytes of the files before it in the directory (for progress).
+    pub before: u64,
     /// Valid frames read, the header included.
     pub frames: u64,
     /// Entry frames read, the ones later cut by a marker included.
@@ -133,6 +133,19 @@ pub(crate) struct FileSeen {
     pub torn_seal: bool,
     /// The length its header says it was preallocated to.
     pub preallocated: u64,
+}
+
+impl FileSeen {
+    /// Counts a valid frame of type `ty` read in the file.
+    pub(crate) fn count(&mut self, ty: crate::format::frame::FrameType) {
+        use crate::format::frame::FrameType;
+        self.frames += 1;
+        match ty {
+            FrameType::Entry => self.entry_frames += 1,
+            FrameType::Trailer => self.sealed = true,
+            _ => {}
+        }
+    }
 }
 
 #[derive(PartialEq, Eq)]
@@ -241,9 +254,14 @@ impl<'r> Replay<'r> {
             problems: Vec::new(),
             seen: files
                 .iter()
-                .map(|f| FileSeen {
+                .scan(0u64, |before, f| {
+                    let at = *before;
+                    *before += f.len;
+                    Some((at, f))
+                })
+                .map(|(before, f)| FileSeen {
                     path: f.path.clone(),
-                    len: f.len,
+                    before,
                     frames: 0,
                     entry_frames: 0,
                     data_len: f.len,

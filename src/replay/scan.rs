@@ -188,7 +188,7 @@ impl Replay<'_> {
         {
             return Ok(Flow::Stop);
         }
-        let base: u64 = self.seen.iter().take(k).map(|s| s.len).sum();
+        let base = self.seen.get(k).map_or(0, |s| s.before);
         if let Some(f) = sealed {
             self.read_by_footer.push(seq);
             if !self.rules.every_frame {
@@ -238,12 +238,7 @@ impl Replay<'_> {
                 } => {
                     let frame_len = (payload.len() + HEADER_LEN) as u32;
                     if let Some(s) = self.seen.get_mut(k) {
-                        s.frames += 1;
-                        match ty {
-                            FrameType::Entry => s.entry_frames += 1,
-                            FrameType::Trailer => s.sealed = true,
-                            _ => {}
-                        }
+                        s.count(ty);
                     }
                     if offset >= reported + PROGRESS_STEP {
                         reported = offset;
@@ -440,12 +435,7 @@ impl Replay<'_> {
                     ..
                 } => {
                     if let Some(s) = self.seen.get_mut(k) {
-                        s.frames += 1;
-                        match ty {
-                            FrameType::Entry => s.entry_frames += 1,
-                            FrameType::Trailer => s.sealed = true,
-                            _ => {}
-                        }
+                        s.count(ty);
                     }
                     if !matches!(ty, FrameType::Footer | FrameType::Trailer) {
                         write_start = match end_of_write {

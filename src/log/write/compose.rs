@@ -55,26 +55,12 @@ pub(super) fn compose(
         l.marker = Some((at, n));
     }
     if let Some(s) = state_copy {
-        let at = scratch.len();
-        let n = frame::encode_message(
-            scratch,
-            FrameType::State,
-            salt,
-            &proto::State { data: s.clone() },
-        );
-        l.state_copy = Some((at, n));
+        l.state_copy = Some(state_frame(scratch, salt, s));
     }
     l.entries = scratch.len();
     scratch.extend_from_slice(&batch.buf);
     if let Some(s) = &batch.state {
-        let at = scratch.len();
-        let n = frame::encode_message(
-            scratch,
-            FrameType::State,
-            salt,
-            &proto::State { data: s.clone() },
-        );
-        l.state = Some((at, n));
+        l.state = Some(state_frame(scratch, salt, s));
     }
     // The last frame ends the write: the batch's state, else its last
     // entry, else the state copy, else the marker.
@@ -140,4 +126,36 @@ pub(super) fn publish(
         ix.set_state(&mut a, data.clone(), at(st));
     }
     ix.segments.push_back(a);
+}
+
+/// Appends a state frame holding `data` to `scratch`: its start and length.
+fn state_frame(scratch: &mut Vec<u8>, salt: u32, data: &Bytes) -> (usize, usize) {
+    let at = scratch.len();
+    let n = frame::encode_message(
+        scratch,
+        FrameType::State,
+        salt,
+        &proto::State { data: data.clone() },
+    );
+    (at, n)
+}
+
+/// Makes `seg`, opened by a cut below the active segment or a reset with
+/// its first write (of `layout` at `offset`) durable, the index's and the
+/// writer's active segment, and publishes that write.
+pub(super) fn publish_opened(
+    ix: &mut Index,
+    w: &mut Writer,
+    seg: Segment,
+    batch: &WriteBatch,
+    offset: u64,
+    layout: Layout,
+    state: Option<Bytes>,
+) {
+    let sequence = seg.sequence;
+    ix.segments.push_back(seg);
+    publish(ix, batch, sequence, offset, layout, state);
+    if let Some(s) = ix.segments.back() {
+        w.active = Active::of(s);
+    }
 }

@@ -99,16 +99,11 @@ impl Inner {
         let removed = {
             let mut ix = inner.index.write();
             let removed: Vec<_> = ix.segments.drain(..).map(|s| s.path).collect();
-            let sequence = seg.sequence;
-            ix.segments.push_back(seg);
             ix.first_index = next_index;
             ix.last_index = next_index - 1;
             ix.prev_term = term;
             ix.terms.clear();
-            publish(&mut ix, &empty, sequence, offset, layout, state);
-            if let Some(s) = ix.segments.back() {
-                w.active = Active::of(s);
-            }
+            publish_opened(&mut ix, &mut w, seg, &empty, offset, layout, state);
             removed
         };
         // Every older segment is superseded by the reset segment, whichever

@@ -6,7 +6,7 @@ mod compose;
 mod meta;
 mod roll;
 
-use self::compose::{compose, publish, Layout};
+use self::compose::{compose, publish, publish_opened, Layout};
 
 use std::sync::Arc;
 

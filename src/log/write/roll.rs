@@ -214,12 +214,7 @@ impl Inner {
         let removed = {
             let mut ix = inner.index.write();
             let removed = ix.cut_from(cut, false);
-            let sequence = seg.sequence;
-            ix.segments.push_back(seg);
-            publish(&mut ix, batch, sequence, offset, layout, copy);
-            if let Some(s) = ix.segments.back() {
-                w.active = Active::of(s);
-            }
+            publish_opened(&mut ix, w, seg, batch, offset, layout, copy);
             removed
         };
         // The cut segment keeps its stale frames (and its footer stays
