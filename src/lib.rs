@@ -113,8 +113,8 @@ mod options;
 mod raft;
 mod recovery;
 mod replay;
-mod thread;
 pub mod tools;
+mod worker;
 
 pub use crate::durability::Ticket;
 pub use crate::error::{Damage, Error, Result};

@@ -1,14 +1,12 @@
 //! The background layer: the threads a log runs besides its callers'. The
-//! preparer (the next segment, zero-filled), the sealers (a rolled-past
+//! preparer (the next segment, zero-filled), the sealer (a rolled-past
 //! segment's footer), the remover (unlinks), the interval syncer and the
-//! writeback hinter; `worker` is the queue-and-thread the remover and the
-//! hinter share, and `threads` the one place every thread is started and
-//! stopped.
+//! writeback hinter, each a [`Worker`](crate::worker::Worker); `threads`
+//! is the one place every one is made and stopped.
 
 pub(crate) mod prepare;
 pub(crate) mod remove;
 pub(crate) mod seal;
 pub(crate) mod sync;
 pub(crate) mod threads;
-pub(crate) mod worker;
 pub(crate) mod writeback;

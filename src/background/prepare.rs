@@ -20,21 +20,23 @@
 //! pages as it does: its appends stalled 10-25 ms, against ≈ 1 ms into
 //! allocated files.
 
-use crate::thread::Thread;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 
 use crate::format::segment;
 use crate::fs::FileSystem;
 use crate::options::Preallocate;
+use crate::worker::{Next, Stop, Worker};
 
+/// Prepares segment files on a worker of its own (see the module
+/// documentation).
 pub(crate) struct Preparer {
     shared: Arc<Shared>,
-    thread: Option<Thread>,
+    worker: Worker<Job>,
 }
 
 /// How long zero-filling (and syncing) a segment is assumed to take
@@ -42,16 +44,28 @@ pub(crate) struct Preparer {
 /// size. Measured on the reference machine: 60-150 ms.
 pub(crate) const ZERO_FILL_GUESS: Duration = Duration::from_millis(100);
 
+/// How long the preparer waits before trying again after it failed to
+/// prepare a file (out of space, say; rolls create files on the spot
+/// meanwhile).
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// What the worker is asked to do.
+enum Job {
+    /// Check a prepared file an earlier run left, and offer it if it
+    /// holds only zeros.
+    Adopt(PathBuf),
+    /// The writer asked for a file (`State::wanted`, `State::size`).
+    Prepare,
+}
+
 struct Shared {
     state: Mutex<State>,
-    cv: Condvar,
-    /// Set with `State::stop`, read between the chunks of a zero-fill so
-    /// that closing the log does not wait for a whole segment of zeros.
-    stopping: AtomicBool,
     /// Files prepared since the log opened: zero-filled, and only
     /// allocated (see the module docs).
     zero_filled: AtomicU64,
     allocated: AtomicU64,
+    /// Tries that failed (each retried after `RETRY_AFTER`).
+    failed: AtomicU64,
 }
 
 struct State {
@@ -61,7 +75,6 @@ struct State {
     /// `write::prepare_mark`); cleared when it takes one.
     wanted: bool,
     next_name: u64,
-    stop: bool,
     /// How long the writer expects to take to fill the rest of the active
     /// segment, as it said when it asked for the next file.
     time_left: Option<Duration>,
@@ -84,6 +97,11 @@ impl State {
         let (took, of) = self.last_zero_fill.unwrap_or((ZERO_FILL_GUESS, 64 << 20));
         let zero_fill = took.mul_f64(len as f64 / of.max(1) as f64);
         left < zero_fill
+    }
+
+    /// Whether the writer waits for a file that is not ready.
+    fn wants_a_file(&self) -> bool {
+        self.wanted && self.ready.as_ref().is_none_or(|r| r.1 < self.size)
     }
 }
 
@@ -128,43 +146,34 @@ impl Preparer {
         }
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
-                // Offered once the thread has checked it (see `run`).
+                // Offered once the thread has checked it (see `Job::Adopt`).
                 ready: None,
                 wanted: wanted.is_some(),
                 next_name,
-                stop: false,
                 time_left: None,
                 size: wanted.unwrap_or(0),
                 last_zero_fill: None,
             }),
-            cv: Condvar::new(),
-            stopping: AtomicBool::new(false),
             zero_filled: AtomicU64::new(0),
             allocated: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
         });
         let s = Arc::clone(&shared);
         let dir = dir.to_path_buf();
-        let thread = Thread::spawn("raftwal-prepare", move || {
-            // A prepared file left by an earlier run is adopted only if
-            // it holds nothing but zeros: a roll renames the file it
-            // takes without syncing the directory, so after a crash a
-            // file that was written to may still carry its prepared
-            // name. Checked here, off the opening thread.
-            if let Some(path) = ready {
-                if let Some(len) = segment::pristine_len(&*fs, &path) {
-                    s.state.lock().ready.get_or_insert((path, len));
-                } else {
-                    log::warn!(
-                        "raftwal: removing prepared file {} that holds data",
-                        path.display()
-                    );
-                    let _ = fs.remove(&path);
-                }
-            }
-            s.run(&*fs, &dir, mode)
-        })
-        .ok();
-        Preparer { shared, thread }
+        let worker = Worker::new("raftwal-prepare", move |jobs: Vec<Job>, stop: &Stop| {
+            s.serve(jobs, &*fs, &dir, mode, stop)
+        });
+        // The adoption check reads the whole file: off the opening thread.
+        let mut jobs: Vec<Job> = ready.into_iter().map(Job::Adopt).collect();
+        if wanted.is_some() {
+            jobs.push(Job::Prepare);
+        }
+        if !jobs.is_empty() {
+            // Not started: rolls create files on the spot (and the next
+            // `want` tries again); a left file stays for the next open.
+            let _ = worker.push(jobs, usize::MAX);
+        }
+        Preparer { shared, worker }
     }
 
     /// Takes the prepared file, if one of at least `size` bytes is ready.
@@ -197,7 +206,7 @@ impl Preparer {
             s.time_left = time_left;
             s.size = size;
             drop(s);
-            self.shared.cv.notify_all();
+            let _ = self.worker.push(vec![Job::Prepare], usize::MAX);
         }
     }
 
@@ -210,36 +219,36 @@ impl Preparer {
         )
     }
 
-    /// Stops the thread. A prepared file stays for the next open to adopt.
-    pub(crate) fn stop(&mut self) {
-        self.shared.state.lock().stop = true;
-        self.shared.stopping.store(true, Ordering::Relaxed);
-        self.shared.cv.notify_all();
-        if let Some(t) = self.thread.take() {
-            t.join();
-        }
-    }
-}
-
-impl Drop for Preparer {
-    fn drop(&mut self) {
-        self.stop();
+    /// Stops the thread: a zero-fill under way stops between its chunks,
+    /// and nothing new is prepared; a left file still queued for its check
+    /// is checked (one that holds data must not outlive the log that found
+    /// it). A prepared file stays for the next open to adopt.
+    pub(crate) fn stop(&self) {
+        self.worker.stop(true);
     }
 }
 
 impl Shared {
-    fn run(&self, fs: &dyn FileSystem, dir: &Path, mode: Preallocate) {
+    /// The worker's job: adopts what it is given to check, then prepares a
+    /// file if the writer waits for one.
+    fn serve(
+        &self,
+        jobs: Vec<Job>,
+        fs: &dyn FileSystem,
+        dir: &Path,
+        mode: Preallocate,
+        stop: &Stop,
+    ) -> Next {
+        for job in jobs {
+            if let Job::Adopt(path) = job {
+                self.adopt(fs, path);
+            }
+        }
         let mut s = self.state.lock();
-        loop {
-            while !s.stop && (!s.wanted || s.ready.as_ref().is_some_and(|r| r.1 >= s.size)) {
-                self.cv.wait(&mut s);
-            }
-            if s.stop {
-                return;
-            }
-            // Wanted, and what is ready is too small for it: replace it.
-            // The file is ours (a prepared file, never renamed into the
-            // log), and the writer only takes files under the lock.
+        while s.wants_a_file() && !stop.requested() {
+            // What is ready is too small for the writer: replace it. The
+            // file is ours (a prepared file, never renamed into the log),
+            // and the writer only takes files under the lock.
             if let Some((small, _)) = s.ready.take() {
                 drop(s);
                 let _ = fs.remove(&small);
@@ -253,40 +262,48 @@ impl Shared {
             drop(s);
             let started = Instant::now();
             let res = if zero_fill {
-                segment::prepare_zeroed_until(fs, dir, n, len, &|| {
-                    self.stopping.load(Ordering::Relaxed)
-                })
+                segment::prepare_zeroed_until(fs, dir, n, len, &|| stop.requested())
             } else {
                 segment::prepare(fs, dir, n, len)
             };
             let took = started.elapsed();
             s = self.state.lock();
-            if res.is_ok() && !s.stop {
-                if zero_fill {
-                    s.last_zero_fill = Some((took, len));
-                    self.zero_filled.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    self.allocated.fetch_add(1, Ordering::Relaxed);
-                }
-            }
             match res {
-                Ok(path) if s.stop => {
-                    // Keep it: the next open adopts it.
+                Ok(path) => {
+                    // Kept even when stopping: the next open adopts it.
                     s.ready = Some((path, len));
-                    return;
-                }
-                Ok(path) => s.ready = Some((path, len)),
-                Err(e) => {
-                    // Out of space, say: rolls create files on the spot
-                    // meanwhile; try again later.
-                    log::warn!("raftwal: could not prepare a segment: {e}");
-                    // `stop` may have come while the lock was free: then
-                    // its notification is gone, and the loop ends now.
-                    if !s.stop {
-                        self.cv.wait_for(&mut s, Duration::from_secs(1));
+                    if zero_fill {
+                        s.last_zero_fill = Some((took, len));
+                        self.zero_filled.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        self.allocated.fetch_add(1, Ordering::Relaxed);
                     }
                 }
+                Err(e) => {
+                    self.failed.fetch_add(1, Ordering::Relaxed);
+                    if !stop.requested() {
+                        log::warn!("raftwal: could not prepare a segment: {e}");
+                    }
+                    return Next::After(RETRY_AFTER);
+                }
             }
+        }
+        Next::Idle
+    }
+
+    /// A prepared file left by an earlier run is adopted only if it holds
+    /// nothing but zeros: a roll renames the file it takes without syncing
+    /// the directory, so after a crash a file that was written to may
+    /// still carry its prepared name.
+    fn adopt(&self, fs: &dyn FileSystem, path: PathBuf) {
+        if let Some(len) = segment::pristine_len(fs, &path) {
+            self.state.lock().ready.get_or_insert((path, len));
+        } else {
+            log::warn!(
+                "raftwal: removing prepared file {} that holds data",
+                path.display()
+            );
+            let _ = fs.remove(&path);
         }
     }
 }
@@ -344,6 +361,25 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_prepare_is_tried_again_after_a_while() {
+        let root = tempfile::tempdir().unwrap();
+        // The directory does not exist yet: the first try fails.
+        let dir = root.path().join("later");
+        let p = preparer(&dir, Preallocate::Allocate);
+        p.want(None, 64 << 10);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while p.shared.failed.load(Ordering::Relaxed) == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(p.counts(), (0, 0), "the first try failed");
+        std::fs::create_dir(&dir).unwrap();
+        // Nothing asks again: the worker's timer retries (after 1 s).
+        let path = take_ready(&p);
+        assert!(path.starts_with(&dir));
+        assert_eq!(p.counts(), (0, 1));
+    }
+
+    #[test]
     fn a_file_too_small_for_the_writer_is_replaced_never_taken() {
         let dir = tempfile::tempdir().unwrap();
         let p = preparer(dir.path(), Preallocate::Allocate);
@@ -375,7 +411,6 @@ mod tests {
             ready: None,
             wanted: true,
             next_name: 1,
-            stop: false,
             time_left: Some(Duration::from_millis(20)),
             size: 16 << 20,
             last_zero_fill: None,

@@ -28,9 +28,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::background::worker::Worker;
 use crate::format::segment;
 use crate::fs::FileSystem;
+use crate::worker::{Next, Stop, Worker};
 
 /// Removes superseded segment files in the background (see the module
 /// documentation).
@@ -47,8 +47,9 @@ impl Remover {
         Remover {
             fs,
             dir: dir.to_path_buf(),
-            worker: Worker::new("raftwal-remove", move |paths: Vec<PathBuf>| {
-                remove_now(&*wfs, &wdir, &paths)
+            worker: Worker::new("raftwal-remove", move |paths: Vec<PathBuf>, _: &Stop| {
+                remove_now(&*wfs, &wdir, &paths);
+                Next::Idle
             }),
         }
     }

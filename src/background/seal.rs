@@ -1,7 +1,7 @@
 //! Sealing a segment the log has rolled past: its data made durable, then
 //! its footer and trailer written after it (`footer::encode`), the
-//! preallocated rest trimmed and the file synced. Runs on a background
-//! thread after a roll, given the index and the durability state only.
+//! preallocated rest trimmed and the file synced. Runs on the sealer
+//! worker after a roll, given the index and the durability state only.
 
 use std::sync::Arc;
 
@@ -11,17 +11,33 @@ use crate::durability::Durability;
 use crate::error::{Error, Result};
 use crate::format::footer;
 use crate::format::index::Index;
+use crate::worker::{Next, Stop, Worker};
+
+/// The worker that seals the segments the log rolls past, one after the
+/// other, in the order of the rolls. Stopped with `finish`: every segment
+/// handed to it is sealed before the log closes.
+pub(crate) fn sealer(index: Arc<RwLock<Index>>, durability: Arc<Durability>) -> Worker<u64> {
+    Worker::new("raftwal-seal", move |sequences: Vec<u64>, _: &Stop| {
+        for sequence in sequences {
+            if let Err(e) = seal(&index, &durability, sequence) {
+                // The segment stays valid: the next open scans it.
+                log::warn!("raftwal: could not seal segment {sequence}: {e}");
+            }
+        }
+        Next::Idle
+    })
+}
 
 /// Seals segment `sequence` (no longer the active one): makes its data
 /// durable, then writes its footer and trailer after it, trims the
-/// preallocated space and syncs. Runs on a background thread after a roll.
+/// preallocated space and syncs. Runs on the sealer worker after a roll.
 ///
 /// The data is synced first so that a valid footer never names data that
 /// is not on disk. The roll left that sync to this thread (or to the next
 /// sync round); a failure poisons the log, since later writes may have been
 /// acknowledged on the strength of it. A failure after it (the footer) only
 /// leaves the segment unsealed: the next open scans it.
-pub(crate) fn seal(index: &RwLock<Index>, durability: &Durability, sequence: u64) -> Result<()> {
+fn seal(index: &RwLock<Index>, durability: &Durability, sequence: u64) -> Result<()> {
     let snapshot = {
         let ix = index.read();
         let n = ix.segments.len();

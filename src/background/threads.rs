@@ -1,39 +1,36 @@
-//! Every thread a log runs besides its callers', in one place: each is
-//! started here (at open, or on first use) and all are stopped here, in
-//! one order, when the log closes.
+//! Every thread a log runs besides its callers', in one place: each is a
+//! [`Worker`](crate::worker::Worker) made here when the log opens (its
+//! thread started then or on first use), and all are stopped here, in one
+//! order, when the log closes.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use parking_lot::{Mutex, MutexGuard, RwLock};
+use parking_lot::RwLock;
 
 use super::prepare::Preparer;
 use super::remove::Remover;
-use super::seal::seal;
-use super::sync::Syncer;
 use super::writeback::Writeback;
 use crate::durability::Durability;
 use crate::format::index::Index;
-use crate::fs::FileSystem;
 use crate::options::{Options, Preallocate};
-use crate::thread::Thread;
+use crate::worker::Worker;
 
-/// The log's background threads: the interval syncer, the pipeline syncer
-/// of `Log::submit`, the preparer, the sealers, the remover and the
-/// writeback hinter.
+/// The log's background workers: the interval syncer, the preparer, the
+/// sealer, the remover and the writeback hinter (the pipeline syncer of
+/// `Log::submit` belongs to the durability state; it is started and
+/// stopped from here).
 pub(crate) struct Background {
+    durability: Arc<Durability>,
     /// `SyncPolicy::Interval`'s syncer, started at open.
-    interval: Mutex<Option<Syncer>>,
-    /// The background syncer of `Log::submit`, started on first use.
-    pipeline: Mutex<Option<Thread>>,
-    /// Whether `pipeline` holds a running thread (checked without its lock
-    /// on every submit).
+    interval: Option<Worker<()>>,
+    /// Whether the pipeline syncer runs (checked on every submit).
     pipeline_started: AtomicBool,
     /// Keeps the next segment ready (when `Options::preallocate`).
-    preparer: Mutex<Option<Preparer>>,
-    /// Threads writing the footers of segments the log rolled past.
-    sealers: Mutex<Vec<Thread>>,
+    preparer: Option<Preparer>,
+    /// Writes the footers of segments the log rolled past.
+    sealer: Worker<u64>,
     /// Unlinks the segments a compaction superseded.
     pub(crate) remover: Remover,
     /// Starts writeback of filled ranges under relaxed sync policies.
@@ -41,65 +38,44 @@ pub(crate) struct Background {
 }
 
 impl Background {
-    /// No thread runs yet.
-    pub(crate) fn new(fs: Arc<dyn FileSystem>, dir: &Path) -> Background {
+    /// The workers of a log just opened in `dir`, with the threads that
+    /// run from the start started: the preparer (under a preallocating
+    /// mode, when it has a file to check or a segment of `wanted` bytes to
+    /// prepare at once) and the interval syncer (under
+    /// `SyncPolicy::Interval`). The others start on first use.
+    pub(crate) fn start(
+        opts: &Options,
+        dir: &Path,
+        index: &Arc<RwLock<Index>>,
+        durability: &Arc<Durability>,
+        wanted: Option<u64>,
+    ) -> Background {
+        let fs = &opts.file_system;
         Background {
-            interval: Mutex::new(None),
-            pipeline: Mutex::new(None),
+            durability: Arc::clone(durability),
+            interval: super::sync::start(durability),
             pipeline_started: AtomicBool::new(false),
-            preparer: Mutex::new(None),
-            sealers: Mutex::new(Vec::new()),
-            remover: Remover::new(fs, dir),
+            preparer: (opts.preallocate != Preallocate::None)
+                .then(|| Preparer::start(Arc::clone(fs), dir, opts.preallocate, wanted)),
+            sealer: super::seal::sealer(Arc::clone(index), Arc::clone(durability)),
+            remover: Remover::new(Arc::clone(fs), dir),
             writeback: Writeback::new(),
         }
     }
 
-    /// Starts the threads an open log runs from the start: the preparer
-    /// (under a preallocating mode; preparing a segment of `wanted` bytes
-    /// at once when given) and the interval syncer (under
-    /// `SyncPolicy::Interval`). The others start on first use.
-    pub(crate) fn start(
-        &self,
-        opts: &Options,
-        dir: &Path,
-        durability: &Arc<Durability>,
-        wanted: Option<u64>,
-    ) {
-        if opts.preallocate != Preallocate::None {
-            *self.preparer.lock() = Some(Preparer::start(
-                Arc::clone(&opts.file_system),
-                dir,
-                opts.preallocate,
-                wanted,
-            ));
-        }
-        *self.interval.lock() = Syncer::start(Arc::clone(durability));
-    }
-
     /// The preparer, when one runs.
-    pub(crate) fn preparer(&self) -> MutexGuard<'_, Option<Preparer>> {
-        self.preparer.lock()
+    pub(crate) fn preparer(&self) -> Option<&Preparer> {
+        self.preparer.as_ref()
     }
 
-    /// Seals segment `sequence` (writes its footer) on a thread of its own.
-    pub(crate) fn start_sealing(
-        &self,
-        index: &Arc<RwLock<Index>>,
-        durability: &Arc<Durability>,
-        sequence: u64,
-    ) {
-        let (index, durability) = (Arc::clone(index), Arc::clone(durability));
-        let spawned = Thread::spawn("raftwal-seal", move || {
-            if let Err(e) = seal(&index, &durability, sequence) {
-                // The segment stays valid: the next open scans it.
-                log::warn!("raftwal: could not seal segment {sequence}: {e}");
-            }
-        });
-        let mut sealers = self.sealers.lock();
-        sealers.retain(|h| !h.is_finished());
-        match spawned {
-            Ok(h) => sealers.push(h),
-            Err(e) => log::warn!("raftwal: could not start sealing segment {sequence}: {e}"),
+    /// Seals segment `sequence` (writes its footer) on the sealer's
+    /// thread. If that thread cannot run, the segment stays unsealed (the
+    /// next open scans it).
+    pub(crate) fn start_sealing(&self, sequence: u64) {
+        if self.sealer.push(vec![sequence], usize::MAX).is_err() {
+            // Stopped (the log is closing) or no thread: the segment stays
+            // valid unsealed, and the next open scans it.
+            log::warn!("raftwal: segment {sequence} left unsealed");
         }
     }
 
@@ -110,39 +86,29 @@ impl Background {
     }
 
     /// Starts the background syncer of `Log::submit` if it is not running.
-    pub(crate) fn ensure_pipeline(&self, durability: &Arc<Durability>) {
-        if self.pipeline_started.load(Ordering::Acquire) {
-            return;
-        }
-        let mut p = self.pipeline.lock();
-        if p.is_none() {
-            *p = durability.start_syncer();
-            self.pipeline_started.store(p.is_some(), Ordering::Release);
+    pub(crate) fn ensure_pipeline(&self) {
+        if !self.pipeline_started.load(Ordering::Acquire) && self.durability.start_syncer() {
+            self.pipeline_started.store(true, Ordering::Release);
         }
     }
 
-    /// Stops every thread and waits for it, in this order:
+    /// Stops every worker and waits for it, in this order:
     /// 1. the syncers, so that no new round starts (waiters left to the
     ///    pipeline run their own rounds from then on);
     /// 2. the preparer (a zero-fill under way stops early; a prepared file
     ///    stays for the next open to adopt);
-    /// 3. the sealers, each finishing its footer;
+    /// 3. the sealer, after sealing every segment it was given;
     /// 4. the remover, after unlinking everything it was given;
     /// 5. the writeback hinter (hints still queued are dropped).
-    pub(crate) fn stop(&self, durability: &Durability) {
-        if let Some(s) = self.interval.lock().take() {
-            s.stop();
+    pub(crate) fn stop(&self) {
+        if let Some(s) = &self.interval {
+            s.stop(false);
         }
-        if let Some(p) = self.pipeline.lock().take() {
-            durability.stop_syncer(p);
-        }
-        if let Some(mut p) = self.preparer.lock().take() {
+        self.durability.stop_syncer();
+        if let Some(p) = &self.preparer {
             p.stop();
         }
-        let sealers: Vec<_> = self.sealers.lock().drain(..).collect();
-        for t in sealers {
-            t.join();
-        }
+        self.sealer.stop(true);
         self.remover.stop();
         self.writeback.stop();
     }

@@ -16,8 +16,8 @@
 
 use std::sync::Arc;
 
-use crate::background::worker::Worker;
 use crate::fs::FileHandle;
+use crate::worker::{Next, Stop, Worker};
 
 /// At most this many ranges wait for the thread; more are dropped (the
 /// disk is behind anyway, and the next sync writes them back).
@@ -36,12 +36,13 @@ impl Writeback {
     /// A hinter whose thread starts on first use.
     pub(crate) fn new() -> Writeback {
         Writeback {
-            worker: Worker::new("raftwal-writeback", |ranges: Vec<Range>| {
+            worker: Worker::new("raftwal-writeback", |ranges: Vec<Range>, _: &Stop| {
                 for (file, offset, len) in ranges {
                     if let Err(e) = file.start_writeback(offset, len) {
                         log::debug!("raftwal: writeback hint failed: {e}");
                     }
                 }
+                Next::Idle
             }),
         }
     }

@@ -28,19 +28,18 @@
 use crate::fs::{FileHandle, FileSystem};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use parking_lot::{Condvar, Mutex};
 
 use crate::durability::stage::Stage;
 use crate::error::{Error, Result};
+use crate::worker::Worker;
 
 pub(crate) struct Durability {
     state: Mutex<State>,
     /// Signalled when `synced` advances or the log is poisoned.
     done: Condvar,
-    /// Signalled when an asynchronous submit wants a sync, or on stop.
-    wanted: Condvar,
     /// `State::synced`, readable without the lock: tickets and waiters
     /// check it first, so a writer issuing writes and a thread collecting
     /// durable tickets do not contend for the state lock. Only ever stored
@@ -50,10 +49,13 @@ pub(crate) struct Durability {
     /// the raft store through the log). Set under the state lock, so that
     /// a round deciding what it synced sees it.
     pub(crate) poisoned: Arc<Poison>,
-    /// An asynchronous submit wants the background syncer to run a round.
-    /// Set without the lock; the one who sets it takes the lock to wake the
-    /// syncer, so the wake-up is never lost.
+    /// An asynchronous submit wants the background syncer to run a round:
+    /// raised by the one who queues that round, cleared by the round before
+    /// it reads what was issued (see [`Durability::request_async`]).
     async_pending: AtomicBool,
+    /// The background syncer of `Log::submit` (`pipeline`), started on
+    /// first use.
+    pipeline: Worker<()>,
     /// `State::rolls_synced()`, readable without the lock by
     /// [`Durability::dirty`] (on every write). Stored under the lock after
     /// every change to the rolls' state.
@@ -87,8 +89,6 @@ struct State {
     /// Older files still holding writes that may not be durable, oldest
     /// first (they left the active place at a roll without a sync).
     pending: Vec<PendingFile>,
-    /// The background syncer should exit.
-    stop: bool,
     /// The background syncer is running: a ticket's waiter lets it run the
     /// rounds rather than running one itself.
     pipeline: bool,
@@ -218,7 +218,7 @@ impl Durability {
         policy: SyncPolicy,
     ) -> Arc<Durability> {
         let poisoned: Arc<Poison> = Arc::default();
-        Arc::new(Durability {
+        Arc::new_cyclic(|me| Durability {
             state: Mutex::new(State {
                 written: 0,
                 synced: 0,
@@ -226,7 +226,6 @@ impl Durability {
                 file: Some((file, path)),
                 active_last: 0,
                 pending: Vec::new(),
-                stop: false,
                 pipeline: false,
                 rounds: 0,
                 dir_rolls: std::collections::VecDeque::new(),
@@ -235,10 +234,10 @@ impl Durability {
                 last_covered: 0,
             }),
             done: Condvar::new(),
-            wanted: Condvar::new(),
             synced: AtomicU64::new(0),
             poisoned: Arc::clone(&poisoned),
             async_pending: AtomicBool::new(false),
+            pipeline: pipeline::worker(Weak::clone(me)),
             written: AtomicU64::new(0),
             rolls_synced: AtomicBool::new(true),
             fs,

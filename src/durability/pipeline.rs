@@ -1,56 +1,74 @@
-//! The background syncer of [`Log::submit`](crate::Log::submit).
+//! The background syncer of [`Log::submit`](crate::Log::submit): a
+//! [`Worker`] that runs a sync round whenever a submit (or a ticket's
+//! waiter) asks for one.
 
-use crate::thread::Thread;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::Weak;
 
 use super::round::Role;
 use super::Durability;
+use crate::worker::{Next, Stop, Worker};
+
+/// The worker that runs the pipeline's rounds, for the durability state
+/// `d` (held weakly: the state owns the worker).
+pub(super) fn worker(d: Weak<Durability>) -> Worker<()> {
+    Worker::new("raftwal-pipeline", move |_: Vec<()>, _: &Stop| {
+        if let Some(d) = d.upgrade() {
+            d.pipeline_round();
+        }
+        Next::Idle
+    })
+}
 
 impl Durability {
     /// Asks the background syncer to make everything issued durable.
     pub(crate) fn request_async(&self) {
         if !self.async_pending.swap(true, Ordering::AcqRel) {
-            // The syncer checks the flag under the lock before it waits:
-            // taking the lock here means it is either before that check
-            // (and sees the flag) or already waiting (and is woken).
-            let _s = self.state.lock();
-            self.wanted.notify_one();
+            self.wake_pipeline();
         }
     }
 
-    /// Starts the background syncer serving [`Durability::request_async`].
-    pub(crate) fn start_syncer(self: &Arc<Self>) -> Option<Thread> {
-        let d = Arc::clone(self);
-        Thread::spawn("raftwal-pipeline", move || loop {
-            let target = {
-                let mut s = d.state.lock();
-                while !s.stop && !d.async_pending.swap(false, Ordering::AcqRel) {
-                    d.wanted.wait(&mut s);
-                }
-                if s.stop {
-                    return;
-                }
-                s.written
-            };
-            // Errors poison the log; submitters see them on `wait`.
-            let _ = d.wait_for(target, Role::Pipeline);
-        })
-        .ok()
-        .inspect(|_| self.state.lock().pipeline = true)
+    /// Queues a round for the syncer; `async_pending` was just raised. Its
+    /// round clears the flag before it reads what was issued, so a write
+    /// issued before the flag was raised is covered, and one after it
+    /// raises the flag again. Returns false when the syncer is stopped.
+    pub(super) fn wake_pipeline(&self) -> bool {
+        if self.pipeline.push(vec![()], usize::MAX).is_err() {
+            self.async_pending.store(false, Ordering::Release);
+            return false;
+        }
+        true
     }
 
-    /// Stops the background syncer.
-    pub(crate) fn stop_syncer(&self, thread: Thread) {
-        {
-            let mut s = self.state.lock();
-            s.stop = true;
-            s.pipeline = false;
+    /// One round for everything issued so far (errors poison the log;
+    /// submitters see them on `wait`).
+    fn pipeline_round(&self) {
+        self.async_pending.swap(false, Ordering::AcqRel);
+        let target = self.state.lock().written;
+        let _ = self.wait_for(target, Role::Pipeline);
+    }
+
+    /// Starts the background syncer serving [`Durability::request_async`];
+    /// false if it cannot run (then tickets' waiters run their own rounds).
+    pub(crate) fn start_syncer(&self) -> bool {
+        match self.pipeline.start(Next::Idle) {
+            Ok(()) => {
+                self.state.lock().pipeline = true;
+                true
+            }
+            Err(e) => {
+                log::warn!("raftwal: could not start the pipeline syncer: {e}");
+                false
+            }
         }
-        self.wanted.notify_all();
+    }
+
+    /// Stops the background syncer (for good).
+    pub(crate) fn stop_syncer(&self) {
+        self.state.lock().pipeline = false;
         // Tickets' waiters left to the syncer run their rounds themselves
         // from now on (a ticket may outlive the log).
         self.done.notify_all();
-        thread.join();
+        self.pipeline.stop(false);
     }
 }

@@ -87,13 +87,14 @@ impl Durability {
                 continue;
             }
             if role == Role::Ticket && s.pipeline {
-                // The lock is held: the syncer is either running (it will
-                // see the flag before it waits again) or waiting (and is
-                // woken); `stop_syncer` wakes us if it stops instead.
-                self.async_pending.store(true, Ordering::Release);
-                self.wanted.notify_one();
-                self.done.wait(&mut s);
-                continue;
+                // Leave the round to the syncer: one is queued (or it is
+                // this one's flag that is up). The lock is held, so the
+                // syncer is not stopped yet; `stop_syncer` clears
+                // `pipeline` under it and wakes us if it stops later.
+                if self.async_pending.swap(true, Ordering::AcqRel) || self.wake_pipeline() {
+                    self.done.wait(&mut s);
+                    continue;
+                }
             }
             let expected = s.synced.saturating_add(s.last_covered);
             if !gathered && s.written < expected {

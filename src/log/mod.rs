@@ -128,36 +128,35 @@ impl Log {
             .is_some_and(|a| a.capacity(opts.segment_size) >= opts.segment_size);
         writer.roll_when_prepared =
             rec.tail_reallocated && full_size && opts.preallocate == Preallocate::ZeroFill;
+        // A reopened log whose active segment is past its prepare mark will
+        // not pass it again: prepare at once. (One whose tail recovery gave
+        // back asks at its first write: see `Writer::roll_when_prepared`.)
+        let wanted = rec
+            .index
+            .segments
+            .back()
+            .map(|a| (a.len, a.capacity(opts.segment_size)))
+            .filter(|&(len, cap)| len >= prepare_mark(cap, opts.segment_size))
+            .map(|(_, cap)| opts.next_segment_size(Some(cap)));
+        let durability = Durability::new(
+            active.0,
+            active.1,
+            Arc::clone(&opts.file_system),
+            &dir,
+            opts.sync,
+        );
+        let index = Arc::new(RwLock::new(rec.index));
+        let background = Background::start(&opts, &dir, &index, &durability, wanted);
         let inner = Arc::new(Inner {
             writer: Mutex::new(writer),
-            durability: Durability::new(
-                active.0,
-                active.1,
-                Arc::clone(&opts.file_system),
-                &dir,
-                opts.sync,
-            ),
-            background: Background::new(Arc::clone(&opts.file_system), &dir),
-            index: Arc::new(RwLock::new(rec.index)),
+            durability,
+            background,
+            index,
             report: rec.report,
             dir,
             opts,
             _lock: lock,
         });
-        // A reopened log whose active segment is past its prepare mark will
-        // not pass it again: prepare at once. (One whose tail recovery gave
-        // back asks at its first write: see `Writer::roll_when_prepared`.)
-        let wanted = inner
-            .index
-            .read()
-            .segments
-            .back()
-            .map(|a| (a.len, a.capacity(inner.opts.segment_size)))
-            .filter(|&(len, cap)| len >= prepare_mark(cap, inner.opts.segment_size))
-            .map(|(_, cap)| inner.opts.next_segment_size(Some(cap)));
-        inner
-            .background
-            .start(&inner.opts, &inner.dir, &inner.durability, wanted);
         Ok(Log { inner })
     }
 
@@ -229,7 +228,6 @@ impl Log {
             .inner
             .background
             .preparer()
-            .as_ref()
             .map_or((0, 0), |p| p.counts());
         let ix = self.inner.index.read();
         LogStats {
@@ -406,7 +404,7 @@ impl Log {
 
 impl Drop for Log {
     fn drop(&mut self) {
-        self.inner.background.stop(&self.inner.durability);
+        self.inner.background.stop();
         if let Err(e) = self.inner.durability.sync_if_dirty() {
             log::error!(
                 "raftwal: final sync of {} failed: {e}",

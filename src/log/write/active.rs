@@ -73,7 +73,7 @@ impl Inner {
             let next = self
                 .opts
                 .next_segment_size(Some(w.active.capacity(self.opts.segment_size)));
-            if let Some(p) = self.background.preparer().as_ref() {
+            if let Some(p) = self.background.preparer() {
                 p.want(None, next);
             }
         }
@@ -157,7 +157,7 @@ impl Inner {
             let filled = offset + written - from;
             let left = capacity.saturating_sub(offset + written);
             let rest = (filled > 0).then(|| t0.elapsed().mul_f64(left as f64 / filled as f64));
-            if let Some(p) = self.background.preparer().as_ref() {
+            if let Some(p) = self.background.preparer() {
                 p.want(rest, self.opts.next_segment_size(Some(capacity)));
             }
         }

@@ -67,7 +67,7 @@ impl Inner {
             None => self.durability.ticket_for_last(),
         };
         if !ticket.is_durable() {
-            self.background.ensure_pipeline(&self.durability);
+            self.background.ensure_pipeline();
             self.durability.request_async();
         }
         Ok(ticket)

@@ -7,10 +7,7 @@ use super::*;
 impl Inner {
     /// Whether the preparer has a file ready.
     pub(super) fn prepared_ready(&self) -> bool {
-        self.background
-            .preparer()
-            .as_ref()
-            .is_some_and(|p| p.is_ready())
+        self.background.preparer().is_some_and(|p| p.is_ready())
     }
 
     /// Seals the active segment and starts a new one at `last_index + 1`.
@@ -72,8 +69,7 @@ impl Inner {
             sealed
         };
         if let Some(sequence) = sealed {
-            self.background
-                .start_sealing(&self.index, &self.durability, sequence);
+            self.background.start_sealing(sequence);
         }
         Ok(())
     }
@@ -97,11 +93,7 @@ impl Inner {
         if inner.opts.preallocate == crate::options::Preallocate::None {
             return (sequence, None);
         }
-        let ready = inner
-            .background
-            .preparer()
-            .as_ref()
-            .and_then(|p| p.take(size));
+        let ready = inner.background.preparer().and_then(|p| p.take(size));
         // None ready (the preparer is behind, or out of space): allocate
         // on the spot, or fall back to a growing file.
         let prepared = ready.or_else(|| {

@@ -262,7 +262,7 @@ fn a_torn_seal_is_not_a_problem() {
         .segments
         .iter()
         .find(|s| s.sealed)
-        .expect("a sealed segment: the log rolled, and drop joins the sealers");
+        .expect("a sealed segment: the log rolled, and drop stops the sealer after its work");
     // Cut the trailer's CRC: what a crash while sealing leaves.
     let f = std::fs::OpenOptions::new()
         .write(true)
@@ -336,7 +336,7 @@ fn a_zeroed_seal_is_a_torn_seal() {
         .segments
         .iter()
         .find(|s| s.sealed)
-        .expect("a sealed segment: the log rolled, and drop joins the sealers");
+        .expect("a sealed segment: the log rolled, and drop stops the sealer after its work");
     // The trailer's bytes never reached the disk; its length did.
     let f = std::fs::OpenOptions::new()
         .write(true)
