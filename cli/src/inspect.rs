@@ -85,6 +85,7 @@ pub fn kind_name(k: ProblemKind) -> &'static str {
         ProblemKind::TornTail => "torn_tail",
         ProblemKind::Corruption => "corruption",
         ProblemKind::MissingHistory => "missing_history",
+        _ => "other",
     }
 }
 

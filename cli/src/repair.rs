@@ -84,6 +84,16 @@ pub fn run(args: &Args) -> Result<ExitCode, Failure> {
                 ),
             ))
         }
+        _ => {
+            return Err(Failure::new(
+                DAMAGE,
+                format!(
+                    "cannot repair {}: {} is a problem this tool does not know how to mend",
+                    args.dir.display(),
+                    at(first)
+                ),
+            ))
+        }
     };
     let Some(k) = scan.segments.iter().position(|s| s.path == first.path) else {
         return Err(Failure::new(

@@ -81,6 +81,7 @@ pub fn run(args: &Args) -> Result<ExitCode, Failure> {
         ProblemKind::MissingHistory => {
             "segments below the first index are missing: only RecoveryMode::TolerateAnyCorruption opens the log"
         }
+        _ => "see `raftwal inspect` for what recovery makes of it",
     };
     Err(Failure::new(
         DAMAGE,

@@ -79,6 +79,7 @@ impl Rules<'_> {
 
 /// What a [`Problem`] is, as recovery sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ProblemKind {
     /// Bad bytes at the end of the last segment, followed by no valid frame:
     /// what a crash in the middle of a write leaves. Also in an older
@@ -100,6 +101,7 @@ pub enum ProblemKind {
 
 /// One place where the directory is not what raftwal wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Problem {
     /// The segment file.
     pub path: PathBuf,

@@ -57,6 +57,7 @@ pub use crate::replay::{Problem, ProblemKind};
 
 /// One segment file as the scan found it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SegmentInfo {
     /// The file's path.
     pub path: PathBuf,
@@ -95,6 +96,7 @@ pub struct SegmentInfo {
 
 /// Where one entry of the log is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct EntryLoc {
     /// The entry's index.
     pub index: u64,
@@ -111,6 +113,7 @@ pub struct EntryLoc {
 /// The result of [`scan_dir`]: the directory's segments, the log they make
 /// up, and every problem found.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct DirScan {
     /// The scanned directory.
     pub dir: PathBuf,
