@@ -64,7 +64,11 @@ impl Inner {
         w.active = Active::of(&seg);
         let sealed = {
             let mut ix = inner.index.write();
-            let sealed = ix.segments.back().map(|s| s.sequence);
+            let sealed = ix.segments.back_mut().map(|s| {
+                // Complete: give back the spare room of its entry list.
+                s.locs.shrink_to_fit();
+                s.sequence
+            });
             ix.segments.push_back(seg);
             sealed
         };
