@@ -1,5 +1,5 @@
 //! Every thread a log runs besides its callers', in one place: each is a
-//! [`Worker`](crate::worker::Worker) made here when the log opens (its
+//! [`Worker`] made here when the log opens (its
 //! thread started then or on first use), and all are stopped here, in one
 //! order, when the log closes.
 
