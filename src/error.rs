@@ -126,6 +126,18 @@ pub enum Error {
         what: String,
     },
 
+    /// A change to one group of an [`Engine`](crate::Engine) was refused:
+    /// `source` says why (a non-contiguous entry, a cut below the group's
+    /// first index, ...). Nothing of the batch was written.
+    #[error("group {group}: {source}")]
+    Group {
+        /// The group whose part was refused.
+        group: u64,
+        /// Why.
+        #[source]
+        source: Box<Error>,
+    },
+
     /// The application's [`SnapshotSource`](crate::SnapshotSource) failed to
     /// give the state machine's data.
     #[error("the application's snapshot source failed: {source}")]
@@ -169,6 +181,9 @@ pub enum Damage {
     /// The raft adapter's records (its state blob, the raft entries it
     /// stored) do not decode or disagree with the log.
     RaftData,
+    /// An [`Engine`](crate::Engine)'s record: it does not parse, or a
+    /// group's part of it does not continue that group.
+    Record,
 }
 
 impl Error {

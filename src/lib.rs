@@ -104,6 +104,7 @@
 // uses only those before it.
 mod background;
 mod durability;
+mod engine;
 mod error;
 mod format;
 pub mod fs;
@@ -117,6 +118,7 @@ pub mod tools;
 mod worker;
 
 pub use crate::durability::Ticket;
+pub use crate::engine::{Engine, EngineBatch};
 pub use crate::error::{Damage, Error, Result};
 pub use crate::format::batch::WriteBatch;
 pub use crate::log::entry::Entry;
@@ -133,6 +135,8 @@ pub mod docs {
     pub mod format {}
     #[doc = include_str!("../docs/ARCHITECTURE.md")]
     pub mod architecture {}
+    #[doc = include_str!("../docs/ENGINE.md")]
+    pub mod engine {}
 }
 
 /// The README's examples, compiled and run as doc tests.

@@ -47,6 +47,9 @@ pub enum FrameType {
     Footer = 5,
     /// The fixed-size pointer to the footer, last in a sealed segment.
     Trailer = 6,
+    /// A group's operation, opening its part of an engine record (only
+    /// inside an engine record, never in a segment's own frames).
+    Group = 7,
 }
 
 impl FrameType {
@@ -60,6 +63,7 @@ impl FrameType {
             4 => Some(FrameType::Marker),
             5 => Some(FrameType::Footer),
             6 => Some(FrameType::Trailer),
+            7 => Some(FrameType::Group),
             _ => None,
         }
     }
@@ -310,7 +314,7 @@ mod tests {
     fn zero_header_is_recognised() {
         assert!(FrameHeader::parse(&[0; HEADER_LEN]).is_zero());
         assert_eq!(FrameType::from_u8(0), None);
-        assert_eq!(FrameType::from_u8(7), None);
+        assert_eq!(FrameType::from_u8(8), None);
     }
 
     #[test]

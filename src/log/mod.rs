@@ -3,7 +3,7 @@
 pub(crate) mod entry;
 pub(crate) mod inner;
 mod read;
-mod write;
+pub(crate) mod write;
 pub(crate) mod writer;
 
 use std::any::Any;

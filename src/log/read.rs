@@ -10,6 +10,7 @@
 //! entries slice.
 
 use std::ops::Range;
+use std::path::PathBuf;
 
 use prost::bytes::{Buf, Bytes};
 use prost::encoding::decode_varint;
@@ -23,6 +24,7 @@ use crate::format::proto;
 use crate::format::segment::ENTRY_OVERHEAD;
 use crate::log::entry::Entry;
 use crate::log::inner::Inner;
+use crate::log::write::record::RecordAt;
 
 impl Inner {
     /// See [`Log::get_entry`](crate::Log::get_entry).
@@ -126,6 +128,72 @@ impl Inner {
             }
         }
         Ok(out)
+    }
+
+    /// Reads `len` bytes at `offset` of segment `sequence` (a part of an
+    /// engine record), writing staged batches out first when they hold
+    /// them. `None` when the log holds no such segment (it was compacted
+    /// away).
+    pub(crate) fn read_at(
+        &self,
+        sequence: u64,
+        offset: u64,
+        len: usize,
+    ) -> Result<Option<Vec<u8>>> {
+        let ix = self.index.read();
+        let k = ix.segments.partition_point(|s| s.sequence < sequence);
+        let Some(seg) = ix.segments.get(k).filter(|s| s.sequence == sequence) else {
+            return Ok(None);
+        };
+        if offset.saturating_add(len as u64) > seg.len {
+            return Err(self.internal(format!(
+                "read of {len} bytes at {offset} past the data of {}",
+                seg.path.display()
+            )));
+        }
+        self.written_out(seg, offset, len as u64)?;
+        let mut buf = zeroed(len);
+        seg.file
+            .read_exact_at(&mut buf, offset)
+            .map_err(|e| Error::io("read record", &seg.path, e))?;
+        Ok(Some(buf))
+    }
+
+    /// The path of segment `sequence`, if the log holds it (for errors).
+    pub(crate) fn segment_path(&self, sequence: u64) -> Option<PathBuf> {
+        let ix = self.index.read();
+        let k = ix.segments.partition_point(|s| s.sequence < sequence);
+        ix.segments
+            .get(k)
+            .filter(|s| s.sequence == sequence)
+            .map(|s| s.path.clone())
+    }
+
+    /// The records `lo..hi` of the stream (an engine's, read at open), as
+    /// many as fit in about `max_bytes` (at least one), each with where it
+    /// is. Nothing may write meanwhile.
+    pub(crate) fn read_records(
+        &self,
+        lo: u64,
+        hi: u64,
+        max_bytes: u64,
+    ) -> Result<Vec<(RecordAt, Bytes)>> {
+        let data = self.read_with(lo, hi, Some(max_bytes), |index, _, data| Ok((index, data)))?;
+        let ix = self.index.read();
+        data.into_iter()
+            .map(|(index, data)| {
+                let (seg, loc) = ix
+                    .locate(index)
+                    .ok_or_else(|| self.internal(format!("record {index} has no location")))?;
+                let end = u64::from(loc.offset) + u64::from(loc.len);
+                let at = RecordAt {
+                    index,
+                    sequence: seg.sequence,
+                    data_offset: end - data.len() as u64,
+                };
+                Ok((at, data))
+            })
+            .collect()
     }
 
     /// Makes sure bytes `offset..offset + len` of `seg` are in the file

@@ -49,6 +49,7 @@ pub(super) fn decode(
         ),
         FrameType::Footer | FrameType::Trailer => return Ok(None),
         FrameType::Header => return Err("a second segment header".into()),
+        FrameType::Group => return Err("a group frame outside an engine record".into()),
     }))
 }
 

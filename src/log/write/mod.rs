@@ -4,6 +4,7 @@
 mod active;
 mod compose;
 mod meta;
+pub(crate) mod record;
 mod roll;
 
 use self::compose::{compose, publish, publish_opened, Layout};
