@@ -118,7 +118,7 @@ pub mod tools;
 mod worker;
 
 pub use crate::durability::Ticket;
-pub use crate::engine::{Engine, EngineBatch};
+pub use crate::engine::{Engine, EngineBatch, Laggard, Reclaimed};
 pub use crate::error::{Damage, Error, Result};
 pub use crate::format::batch::WriteBatch;
 pub use crate::log::entry::Entry;

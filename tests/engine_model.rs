@@ -59,6 +59,8 @@ enum Op {
     Refused {
         parts: Vec<(usize, PartOp)>,
     },
+    /// Free what no group needs (changes nothing a group shows).
+    Reclaim,
     Reopen,
 }
 
@@ -83,6 +85,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         8 => (parts(), any::<bool>()).prop_map(|(parts, submit)| Op::Batch { parts, submit }),
         1 => parts().prop_map(|parts| Op::Refused { parts }),
+        2 => Just(Op::Reclaim),
         2 => Just(Op::Reopen),
     ]
 }
@@ -235,6 +238,13 @@ fn run(ops: &[Op], o: Options) {
                     "step {k}: {r:?}"
                 );
             }
+            Op::Reclaim => {
+                let r = e.reclaim().unwrap();
+                let lag = e.laggards(GROUPS.len());
+                if let Some(l) = lag.first() {
+                    assert_eq!(l.segment, r.oldest_segment, "step {k}: {lag:?} {r:?}");
+                }
+            }
             Op::Reopen => {
                 // Closed first: the directory is locked while it is open.
                 drop(engine.take());
@@ -318,6 +328,12 @@ fn every_part_once() {
             (3, Append { n: 2, bump: 1 }),
         ]),
         batch(vec![(1, Remove), (0, Compact { fwd: 1 })]),
+        Op::Reopen,
+        batch(vec![(0, Compact { fwd: 100 }), (2, Compact { fwd: 100 })]),
+        Op::Reclaim,
+        Op::Reopen,
+        batch(vec![(0, Append { n: 3, bump: 1 }), (1, State { seed: 3 })]),
+        Op::Reclaim,
         Op::Reopen,
     ];
     run(&ops, opts());

@@ -9,19 +9,23 @@
 //! written and when it is read back at open.
 
 mod batch;
+mod group;
 mod memtable;
+mod reclaim;
 mod record;
 #[cfg(test)]
 mod tests;
 
 pub use self::batch::EngineBatch;
+pub use self::reclaim::{Laggard, Reclaimed};
 
 use std::path::Path;
 
 use parking_lot::{Mutex, RwLock};
 use prost::bytes::Bytes;
 
-use self::memtable::{Group, Groups};
+use self::group::Group;
+use self::memtable::{Groups, Replay};
 use crate::durability::Ticket;
 use crate::error::{Damage, Error, Result};
 use crate::format::batch::WriteBatch;
@@ -128,10 +132,15 @@ impl Engine {
     }
 
     fn issue(&self, batch: &mut EngineBatch, stage: bool) -> Result<Ticket> {
+        let _writing = self.writing.lock();
+        self.issue_locked(batch, stage)
+    }
+
+    /// [`Engine::issue`] for a caller that holds the writer mutex.
+    pub(super) fn issue_locked(&self, batch: &mut EngineBatch, stage: bool) -> Result<Ticket> {
         if batch.is_empty() {
             return Err(Error::InvalidArgument("an empty engine batch".into()));
         }
-        let _writing = self.writing.lock();
         {
             let groups = self.groups.read();
             for (op, part) in batch.parts_mut() {
@@ -146,7 +155,7 @@ impl Engine {
             len,
             |buf| batch.write_into(buf),
             stage,
-            |at| placed = self.groups.write().apply(&parts, at),
+            |at| placed = self.groups.write().apply(&parts, at, None),
         )?;
         if let Err(e) = placed {
             // Written, but not applied: the memtable no longer matches the
@@ -156,6 +165,11 @@ impl Engine {
             return Err(Error::internal(msg));
         }
         Ok(ticket)
+    }
+
+    /// The number of segment files the engine's stream holds.
+    pub fn segments(&self) -> usize {
+        self.log.segments().len()
     }
 
     /// Makes every write issued so far durable (the log's
@@ -298,10 +312,14 @@ fn compaction_term(op: &proto::GroupOp, part: &WriteBatch, group: &Group) -> u64
     group.term(before).unwrap_or(0)
 }
 
-/// Rebuilds every group from the stream's records, oldest first.
+/// Rebuilds every group from the stream's records, oldest first. A stream
+/// whose head was reclaimed (its first index past 1) holds groups whose
+/// oldest records are gone (see `memtable::Replay`).
 fn replay(log: &Log) -> Result<Groups> {
     let mut groups = Groups::default();
     let (mut next, end) = (log.first_index(), log.last_index() + 1);
+    let mut r = Replay::new(next > 1);
+    let mut last_at = None;
     while next < end {
         for (at, data) in log.inner.read_records(next, end, REPLAY_WINDOW)? {
             let bad = |offset: u64, why: String| {
@@ -310,10 +328,16 @@ fn replay(log: &Log) -> Result<Groups> {
             };
             let parts = record::parse(&data).map_err(|(off, why)| bad(off as u64, why))?;
             groups
-                .apply(&parts, at)
+                .apply(&parts, at, Some(&mut r))
                 .map_err(|e| bad(0, format!("record {}: {e}", at.index)))?;
             next = at.index + 1;
+            last_at = Some(at);
         }
     }
+    r.finish(&groups).map_err(|why| {
+        let at = last_at.map_or((0, 0), |a| (a.sequence, a.data_offset));
+        let path = log.inner.segment_path(at.0).unwrap_or_default();
+        Error::corruption(Damage::Record, path, at.1, why)
+    })?;
     Ok(groups)
 }

@@ -159,6 +159,22 @@ impl Inner {
         Ok(Some(buf))
     }
 
+    /// The sequence number of the active (newest) segment.
+    pub(crate) fn active_sequence(&self) -> u64 {
+        self.index.read().segments.back().map_or(0, |s| s.sequence)
+    }
+
+    /// The first index segment `sequence` holds (or would hold), if the
+    /// log holds that segment.
+    pub(crate) fn first_index_of(&self, sequence: u64) -> Option<u64> {
+        let ix = self.index.read();
+        let k = ix.segments.partition_point(|s| s.sequence < sequence);
+        ix.segments
+            .get(k)
+            .filter(|s| s.sequence == sequence)
+            .map(|s| s.first_index.max(ix.first_index))
+    }
+
     /// The path of segment `sequence`, if the log holds it (for errors).
     pub(crate) fn segment_path(&self, sequence: u64) -> Option<PathBuf> {
         let ix = self.index.read();
