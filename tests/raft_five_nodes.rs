@@ -16,7 +16,7 @@
 #[path = "common/raft_net.rs"]
 mod raft_net;
 
-use raft_net::{Boot, Cluster};
+use raft_net::{Boot, Cluster, Stores};
 
 const NODES: u64 = 5;
 
@@ -32,7 +32,17 @@ fn two_followers(c: &Cluster) -> (u64, u64) {
 /// restarts followers and the leader.
 #[test]
 fn five_nodes_from_a_bootstrap_snapshot_with_no_snapshot_source() {
-    let mut c = Cluster::new(NODES, Boot::FirstNode, false);
+    bootstrap_add_kill_restart(Cluster::new(NODES, Boot::FirstNode, false));
+}
+
+/// The same, each node's store a group of an engine in its directory.
+#[test]
+fn five_nodes_on_engine_groups() {
+    let stores = Stores::EngineGroup(42);
+    bootstrap_add_kill_restart(Cluster::with_stores(NODES, Boot::FirstNode, false, stores));
+}
+
+fn bootstrap_add_kill_restart(mut c: Cluster) {
     c.elect_node_1();
     for id in 2..=NODES {
         c.add_voter(id);

@@ -13,12 +13,13 @@
 //!   snapshot from the commit index on demand; it has no `create_snapshot`).
 
 use std::path::Path;
+use std::sync::Arc;
 
 use proptest::prelude::*;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::storage::MemStorage;
 use raft::{Error as RaftError, GetEntriesContext, Storage, StorageError};
-use raftwal::{Error, Options, RaftLogStore};
+use raftwal::{Engine, Error, Options, RaftLogStore};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -152,9 +153,35 @@ fn unchanged_after_error(r: raftwal::Result<()>, what: &str) -> Result<(), TestC
     Ok(())
 }
 
-fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
+/// Where the store under test keeps its log.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// A directory of its own (`RaftLogStore::open_with`).
+    Own,
+    /// Group 7 of an engine (`RaftLogStore::open_group`), whose group 8
+    /// writes an entry at every open, interleaved with group 7's records.
+    Group,
+}
+
+fn open(kind: Kind, dir: &Path) -> RaftLogStore {
+    match kind {
+        Kind::Own => RaftLogStore::open_with(dir, opts()).unwrap(),
+        Kind::Group => {
+            let engine = Arc::new(Engine::open(dir, opts()).unwrap());
+            let neighbour = RaftLogStore::open_group(&engine, 8).unwrap();
+            let next = neighbour.last_index().unwrap() + 1;
+            let mut e = Entry::default();
+            (e.index, e.term, e.data) = (next, 1, vec![8u8; 50].into());
+            neighbour.append(&[e]).unwrap();
+            drop(neighbour);
+            RaftLogStore::open_group(&engine, 7).unwrap()
+        }
+    }
+}
+
+fn run(ops: Vec<Op>, kind: Kind) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
-    let mut store = RaftLogStore::open_with(dir.path(), opts()).unwrap();
+    let mut store = open(kind, dir.path());
     let mut m = Model {
         oracle: MemStorage::new(),
         prev_term: 0,
@@ -334,19 +361,17 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 m.oracle.wl().set_conf_state(cs);
             }
             Op::Reopen => {
-                let path = store.dir().to_path_buf();
                 drop(store);
-                store = RaftLogStore::open_with(&path, opts()).unwrap();
+                store = open(kind, dir.path());
             }
         }
         compare(&store, &m, &what)?;
     }
     // And everything once more from disk.
-    let path = store.dir().to_path_buf();
     drop(store);
-    let store = RaftLogStore::open_with(&path, opts()).unwrap();
+    let store = open(kind, dir.path());
     compare(&store, &m, "after the final reopen")?;
-    assert_no_stray_files(&path);
+    assert_no_stray_files(store.dir());
     Ok(())
 }
 
@@ -514,6 +539,11 @@ proptest! {
 
     #[test]
     fn raft_log_store_matches_mem_storage(ops in proptest::collection::vec(op(), 1..60)) {
-        run(ops)?;
+        run(ops, Kind::Own)?;
+    }
+
+    #[test]
+    fn an_engine_group_store_matches_mem_storage(ops in proptest::collection::vec(op(), 1..60)) {
+        run(ops, Kind::Group)?;
     }
 }

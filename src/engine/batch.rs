@@ -17,11 +17,11 @@ use crate::format::proto;
 /// as one record: one `write`, one `fdatasync` under a syncing policy, and
 /// after a crash all of it or none of it.
 ///
-/// Each group's part is a [`WriteBatch`] ([`EngineBatch::group`]: entries,
-/// a conflict cut, a state blob) and, beside it, at most one of: a
-/// compaction, a reset (a snapshot installed), the group's removal. A part
-/// applies in this order: removal; reset; the cut; the entries; the state;
-/// the compaction.
+/// Each group has one part: a [`WriteBatch`] ([`EngineBatch::group`]:
+/// entries, a conflict cut, a state blob) and, beside it, a reset (a
+/// snapshot installed) and a compaction, or else the group's removal, which
+/// shares its part with nothing. A part applies in this order: removal;
+/// reset; the cut; the entries; the state; the compaction.
 ///
 /// ```
 /// # fn main() -> raftwal::Result<()> {

@@ -79,16 +79,17 @@ impl Group {
 
     /// The term of entry `index`, for `first_index - 1 ..= last_index`.
     pub(crate) fn term(&self, index: u64) -> Result<u64> {
-        if index + 1 < self.first {
-            return Err(Error::Compacted {
-                index,
-                first_index: self.first,
-            });
-        }
+        // First: past it, `index + 1` cannot overflow (`last < u64::MAX`).
         if index > self.last {
             return Err(Error::Unavailable {
                 index,
                 last_index: self.last,
+            });
+        }
+        if index + 1 < self.first {
+            return Err(Error::Compacted {
+                index,
+                first_index: self.first,
             });
         }
         if index + 1 == self.first {

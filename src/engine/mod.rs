@@ -19,7 +19,9 @@ mod tests;
 pub use self::batch::EngineBatch;
 pub use self::reclaim::{Laggard, Reclaimed};
 
+use std::collections::HashSet;
 use std::path::Path;
+use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 use prost::bytes::Bytes;
@@ -75,6 +77,33 @@ pub struct Engine {
     /// Serialises writers from their check to the record's placement, so
     /// that each batch is checked against the groups it will change.
     writing: Mutex<()>,
+    /// Groups a `RaftLogStore` is open on (see [`GroupClaim`]).
+    claimed: Mutex<HashSet<u64>>,
+}
+
+/// A group a `RaftLogStore` is open on: while it lives, no other store
+/// opens the group (two would each keep their own idea of its state).
+pub(crate) struct GroupClaim {
+    engine: Arc<Engine>,
+    group: u64,
+}
+
+impl GroupClaim {
+    /// The engine.
+    pub(crate) fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// The group.
+    pub(crate) fn group(&self) -> u64 {
+        self.group
+    }
+}
+
+impl Drop for GroupClaim {
+    fn drop(&mut self) {
+        self.engine.claimed.lock().remove(&self.group);
+    }
 }
 
 impl std::fmt::Debug for Engine {
@@ -109,6 +138,7 @@ impl Engine {
             log,
             groups: RwLock::new(groups),
             writing: Mutex::new(()),
+            claimed: Mutex::new(HashSet::new()),
         })
     }
 
@@ -178,6 +208,26 @@ impl Engine {
         self.log.sync()
     }
 
+    /// Claims group `group` for a store; [`Error::InvalidArgument`] while
+    /// another store holds it.
+    pub(crate) fn claim(self: &Arc<Self>, group: u64) -> Result<GroupClaim> {
+        if !self.claimed.lock().insert(group) {
+            return Err(Error::InvalidArgument(format!(
+                "group {group} of {} is open in another store",
+                self.dir().display()
+            )));
+        }
+        Ok(GroupClaim {
+            engine: Arc::clone(self),
+            group,
+        })
+    }
+
+    /// The stream the records are in.
+    pub(crate) fn stream(&self) -> &Log {
+        &self.log
+    }
+
     /// The engine's directory.
     pub fn dir(&self) -> &Path {
         self.log.dir()
@@ -220,7 +270,11 @@ impl Engine {
 
     /// Group `group`'s entry `index`, read from disk and verified.
     pub fn get_entry(&self, group: u64, index: u64) -> Result<Entry> {
-        let mut v = self.entries(group, index, index + 1, None)?;
+        let end = index.checked_add(1).ok_or(Error::Unavailable {
+            index,
+            last_index: self.last_index(group),
+        })?;
+        let mut v = self.entries(group, index, end, None)?;
         v.pop()
             .ok_or_else(|| Error::internal(format!("group {group} read no entry {index}")))
     }

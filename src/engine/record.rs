@@ -64,11 +64,19 @@ pub(crate) fn parse(record: &Bytes) -> Result<Vec<Part>, (usize, String)> {
         }
         let bad = |what: &str, e: prost::DecodeError| (at, format!("{what} does not decode: {e}"));
         match ty {
-            FrameType::Group => parts.push(Part {
-                op: proto::GroupOp::decode(payload).map_err(|e| bad("group frame", e))?,
-                entries: Vec::new(),
-                state: None,
-            }),
+            FrameType::Group => {
+                let op = proto::GroupOp::decode(payload).map_err(|e| bad("group frame", e))?;
+                // One part per group: parts are checked against the
+                // groups as they were before the record.
+                if parts.iter().any(|p| p.op.group == op.group) {
+                    return Err((at, format!("a second part for group {}", op.group)));
+                }
+                parts.push(Part {
+                    op,
+                    entries: Vec::new(),
+                    state: None,
+                });
+            }
             FrameType::Entry => {
                 let m = proto::EntryMeta::decode(payload).map_err(|e| bad("entry", e))?;
                 let loc = Loc {
@@ -90,6 +98,9 @@ pub(crate) fn parse(record: &Bytes) -> Result<Vec<Part>, (usize, String)> {
             _ => return Err((at, format!("a {ty:?} frame inside a record"))),
         }
         at = end;
+    }
+    if parts.is_empty() {
+        return Err((0, "a record with no part".into()));
     }
     Ok(parts)
 }

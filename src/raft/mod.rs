@@ -46,10 +46,12 @@ use crate::error::{Damage, Error, Result};
 use crate::format::batch::WriteBatch;
 // The state blob of a `RaftLogStore`, kept in the log's state frame: the
 // `RaftState` message of `proto/raftwal.proto`.
+use crate::engine::Engine;
 use crate::format::proto::RaftState as StoredState;
 use crate::log::Log;
 use crate::options::{Options, RecoveryMode};
 
+mod backend;
 mod codec;
 mod conf;
 mod ready;
@@ -60,6 +62,7 @@ mod storage;
 #[cfg(test)]
 mod tests;
 
+use self::backend::Backend;
 use self::ready::*;
 use self::storage::*;
 
@@ -135,7 +138,7 @@ struct Writer {
 }
 
 struct Shared {
-    log: Log,
+    log: Backend,
     dir: PathBuf,
     cache: RwLock<Cache>,
     writer: Mutex<Writer>,
@@ -238,9 +241,50 @@ impl RaftLogStore {
     /// [`RecoveryMode::TolerateAnyCorruption`],
     /// where it is logged and forgotten.
     pub fn open_with(dir: impl AsRef<Path>, opts: Options) -> Result<RaftLogStore> {
-        let fs = std::sync::Arc::clone(&opts.file_system);
         let log = Log::open(dir.as_ref(), opts)?;
         let dir = log.dir().to_path_buf();
+        RaftLogStore::open_on(Backend::Log(log), dir)
+    }
+
+    /// Opens (or creates) the store of group `group` of `engine`: the same
+    /// store as [`open_with`](Self::open_with) gives, with its entries and
+    /// state in the engine (one write and one `fdatasync` shared with every
+    /// other group) and its snapshot files in `groups/{group:016x}/` under
+    /// the engine's directory. [`Error::InvalidArgument`] while another
+    /// store is open on the group (clone a store to share it).
+    ///
+    /// ```
+    /// # fn main() -> raftwal::Result<()> {
+    /// use std::sync::Arc;
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let engine = Arc::new(raftwal::Engine::open(dir.path(), raftwal::Options::default())?);
+    /// let a = raftwal::RaftLogStore::open_group(&engine, 1)?;
+    /// let b = raftwal::RaftLogStore::open_group(&engine, 2)?;
+    /// a.bootstrap(raft::prelude::ConfState::from((vec![1], vec![])))?;
+    /// assert!(!a.is_new() && b.is_new());
+    /// # Ok(()) }
+    /// ```
+    pub fn open_group(engine: &Arc<Engine>, group: u64) -> Result<RaftLogStore> {
+        // Claimed first: the directory work below is the store's.
+        let claim = engine.claim(group)?;
+        let fs = &engine.stream().options().file_system;
+        let parent = engine.dir().join("groups");
+        let dir = parent.join(format!("{group:016x}"));
+        if !dir.is_dir() {
+            fs.create_dir_all(&dir)
+                .map_err(|e| Error::io("create group directory", &dir, e))?;
+            // Both new names durable before a snapshot file goes in.
+            for d in [&parent, engine.dir()] {
+                fs.sync_dir(d)
+                    .map_err(|e| Error::io("fsync directory", d, e))?;
+            }
+        }
+        RaftLogStore::open_on(Backend::Group(claim), dir)
+    }
+
+    /// The rest of an open, on the store's log and snapshot directory.
+    fn open_on(log: Backend, dir: PathBuf) -> Result<RaftLogStore> {
+        let fs = Arc::clone(&log.options().file_system);
         let (mut cache, named) = match log.state() {
             None => (Cache::default(), None),
             Some(blob) => decode_state(&dir, &blob)?,
@@ -303,7 +347,7 @@ impl RaftLogStore {
             // `apply_snapshot` refuses such an index before writing anything.
             return Err(Error::corruption(
                 Damage::RaftData,
-                log.dir(),
+                &dir,
                 0,
                 "the stored state says the log starts after index u64::MAX",
             ));

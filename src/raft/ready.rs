@@ -228,19 +228,19 @@ pub(super) fn current(m: &Option<SnapshotMetadata>) -> (u64, u64) {
 /// Refuses to write once the log is poisoned: by a failed sync, or by a
 /// change of the store that failed half-way (memory and disk may disagree
 /// until the store is reopened, which completes the change).
-pub(super) fn check(log: &Log) -> Result<()> {
+pub(super) fn check(log: &Backend) -> Result<()> {
     log.check_poisoned()
 }
 
 /// Writes `batch` and empties it (dropping a buffer grown unusually large).
-pub(super) fn write_batch(log: &Log, batch: &mut WriteBatch) -> Result<()> {
+pub(super) fn write_batch(log: &Backend, batch: &mut WriteBatch) -> Result<()> {
     let res = log.write(batch);
     recycle(batch);
     res
 }
 
 /// Issues `batch` without waiting for it to be durable.
-pub(super) fn submit_batch(log: &Log, batch: &mut WriteBatch) -> Result<Ticket> {
+pub(super) fn submit_batch(log: &Backend, batch: &mut WriteBatch) -> Result<Ticket> {
     let res = log.submit(batch);
     recycle(batch);
     res

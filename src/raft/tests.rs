@@ -119,3 +119,24 @@ fn poisoned_after_a_failed_reset_refuses_writes() {
     ));
     assert!(matches!(store.commit_to(0), Err(Error::Poisoned { .. })));
 }
+
+#[test]
+fn a_group_is_open_in_one_store_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(Engine::open(dir.path(), Options::default()).unwrap());
+    let a = RaftLogStore::open_group(&engine, 3).unwrap();
+    let again = RaftLogStore::open_group(&engine, 3);
+    assert!(matches!(again, Err(Error::InvalidArgument(_))), "{again:?}");
+    let other = RaftLogStore::open_group(&engine, 4).unwrap();
+    // A clone shares the store; the claim goes with the last of them.
+    let clone = a.clone();
+    drop(a);
+    assert!(RaftLogStore::open_group(&engine, 3).is_err());
+    drop(clone);
+    let b = RaftLogStore::open_group(&engine, 3).unwrap();
+    assert_eq!(
+        b.dir(),
+        dir.path().join("groups").join(format!("{:016x}", 3))
+    );
+    drop((b, other));
+}

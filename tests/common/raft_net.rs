@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use protobuf::Message as PbMessage;
 use raft::prelude::*;
 use raft::{SnapshotStatus, StateRole};
-use raftwal::{RaftLogStore, SourcedSnapshot};
+use raftwal::{Engine, Options, RaftLogStore, SourcedSnapshot};
 
 /// Upper bound on the ticks any one wait may take.
 const MAX_TICKS: usize = 2_000;
@@ -86,8 +86,19 @@ pub enum Boot {
     FirstNode,
 }
 
+/// Where each node keeps its store.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Stores {
+    /// A `RaftLogStore` directory of its own.
+    Own,
+    /// Group `g` of an engine in the node's directory
+    /// (`RaftLogStore::open_group`).
+    EngineGroup(u64),
+}
+
 pub struct Cluster {
     pub nodes: Vec<Node>,
+    stores: Stores,
     queue: VecDeque<Message>,
     logger: slog::Logger,
     boot: Boot,
@@ -98,8 +109,13 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// `n` nodes, all started.
+    /// `n` nodes, all started, each with a store of its own.
     pub fn new(n: u64, boot: Boot, with_source: bool) -> Cluster {
+        Cluster::with_stores(n, boot, with_source, Stores::Own)
+    }
+
+    /// `n` nodes, all started, keeping their stores as `stores` says.
+    pub fn with_stores(n: u64, boot: Boot, with_source: bool, stores: Stores) -> Cluster {
         let tmp = tempfile::tempdir().unwrap();
         let nodes = (1..=n)
             .map(|id| Node {
@@ -111,6 +127,7 @@ impl Cluster {
             .collect();
         let mut c = Cluster {
             nodes,
+            stores,
             queue: VecDeque::new(),
             logger: slog::Logger::root(slog::Discard, slog::o!()),
             boot,
@@ -160,10 +177,16 @@ impl Cluster {
     pub fn start(&mut self, id: u64) {
         let (logger, with_source) = (self.logger.clone(), self.with_source);
         let all: Vec<u64> = self.ids().collect();
-        let boot = self.boot;
+        let (boot, stores) = (self.boot, self.stores);
         let n = self.node(id);
         assert!(n.raw.is_none(), "node {id} is already up");
-        let store = RaftLogStore::open(&n.dir).unwrap();
+        let store = match stores {
+            Stores::Own => RaftLogStore::open(&n.dir).unwrap(),
+            Stores::EngineGroup(g) => {
+                let engine = Arc::new(Engine::open(&n.dir, Options::default()).unwrap());
+                RaftLogStore::open_group(&engine, g).unwrap()
+            }
+        };
         if store.startup().unwrap().is_new {
             match boot {
                 Boot::AllVoters => store.set_conf_state(ConfState::from((all, vec![]))),

@@ -50,9 +50,13 @@ impl Inner {
         };
         let at = {
             let ix = self.index.read();
-            let (seg, loc) = ix
-                .locate(index)
-                .ok_or_else(|| self.internal(format!("record {index} has no location")))?;
+            let Some((seg, loc)) = ix.locate(index) else {
+                // Written, but its caller cannot place it: what it keeps in
+                // memory would no longer match the disk.
+                let msg = format!("record {index} has no location");
+                self.durability.poison_because(msg.clone());
+                return Err(self.internal(msg));
+            };
             RecordAt {
                 index,
                 sequence: seg.sequence,
