@@ -257,10 +257,10 @@ fn run(e: &Engine, ops: &[EOp], issue: Issue) -> Run {
             // A reclaim with nothing to free syncs nothing: not counted.
             EOp::Sync => r.durable = k + 1,
             EOp::Wait if ticket.is_none() => r.durable = k + 1,
-            EOp::Batch(_) if issue == Issue::Submit => {
-                if ticket.as_ref().is_some_and(|t| t.0.is_durable()) {
-                    r.durable = r.durable.max(k + 1);
-                }
+            EOp::Batch(_)
+                if issue == Issue::Submit && ticket.as_ref().is_some_and(|t| t.0.is_durable()) =>
+            {
+                r.durable = r.durable.max(k + 1);
             }
             _ => {}
         }
