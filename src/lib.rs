@@ -125,7 +125,8 @@ pub use crate::log::entry::Entry;
 pub use crate::log::{Iter, Log, LogStats, LOCK_FILE};
 pub use crate::options::{Options, Preallocate, RecoveryMode, SyncPolicy};
 pub use crate::raft::{
-    RaftLogStore, SnapshotRequest, SnapshotSource, SourceError, SourcedSnapshot, Startup,
+    GroupReady, RaftLogStore, SnapshotRequest, SnapshotSource, SourceError, SourcedSnapshot,
+    Startup,
 };
 pub use crate::recovery::RecoveryReport;
 

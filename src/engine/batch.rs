@@ -87,6 +87,11 @@ impl EngineBatch {
         &mut self.parts[k]
     }
 
+    /// Whether the batch has a part for group `group`.
+    pub(crate) fn contains_group(&self, group: u64) -> bool {
+        self.by_group.contains_key(&group)
+    }
+
     /// Group `group`'s entries, cut and state in this batch (a part of its
     /// own, made on first use).
     pub fn group(&mut self, group: u64) -> &mut WriteBatch {

@@ -54,6 +54,7 @@ use crate::options::{Options, RecoveryMode};
 mod backend;
 mod codec;
 mod conf;
+mod many;
 mod ready;
 pub(crate) mod snapshot;
 mod snapshots;
@@ -66,6 +67,7 @@ use self::backend::Backend;
 use self::ready::*;
 use self::storage::*;
 
+pub use many::GroupReady;
 pub use source::{SnapshotRequest, SnapshotSource, SourceError, SourcedSnapshot};
 
 /// The version of the `RaftState` blob this build writes and reads.

@@ -80,8 +80,33 @@ impl RaftLogStore {
         }
         let mut guard = sh.writer.lock();
         let w = &mut *guard;
+        let new_cache = self.prepare_ready(&mut w.batch, entries, hard_state, conf_state)?;
+        let ticket = match submit {
+            true => Some(submit_batch(&sh.log, &mut w.batch)?),
+            false => {
+                write_batch(&sh.log, &mut w.batch)?;
+                None
+            }
+        };
+        if let Some(c) = new_cache {
+            *sh.cache.write() = c;
+        }
+        Ok(ticket)
+    }
+
+    /// Checks a Ready's parts against the store and fills `batch` with
+    /// them: the cut, the entries, the new state blob. Returns the cache
+    /// to install once the batch is written. The caller holds the writer
+    /// lock.
+    pub(super) fn prepare_ready(
+        &self,
+        batch: &mut WriteBatch,
+        entries: &[Entry],
+        hard_state: Option<&HardState>,
+        conf_state: Option<&ConfState>,
+    ) -> Result<Option<Cache>> {
+        let sh = &*self.shared;
         check(&sh.log)?;
-        let batch = &mut w.batch;
         batch.clear();
         batch.set_max_entry_size(sh.log.options().max_entry_size);
         if let Some(first) = entries.first() {
@@ -123,30 +148,18 @@ impl RaftLogStore {
                 )));
             }
         }
-        let new_cache = if hard_state.is_some() || conf_state.is_some() {
-            let mut c = sh.cache.read().clone();
-            if let Some(hs) = hard_state {
-                c.hard_state = hs.clone();
-            }
-            if let Some(cs) = conf_state {
-                c.conf_state = cs.clone();
-            }
-            batch.set_state(c.encode()?);
-            Some(c)
-        } else {
-            None
-        };
-        let ticket = match submit {
-            true => Some(submit_batch(&sh.log, batch)?),
-            false => {
-                write_batch(&sh.log, batch)?;
-                None
-            }
-        };
-        if let Some(c) = new_cache {
-            *sh.cache.write() = c;
+        if hard_state.is_none() && conf_state.is_none() {
+            return Ok(None);
         }
-        Ok(ticket)
+        let mut c = sh.cache.read().clone();
+        if let Some(hs) = hard_state {
+            c.hard_state = hs.clone();
+        }
+        if let Some(cs) = conf_state {
+            c.conf_state = cs.clone();
+        }
+        batch.set_state(c.encode()?);
+        Ok(Some(c))
     }
 
     /// Saves the hard state durably.

@@ -140,3 +140,93 @@ fn a_group_is_open_in_one_store_at_a_time() {
     );
     drop((b, other));
 }
+
+fn hard_state(term: u64, commit: u64) -> HardState {
+    let mut hs = HardState::default();
+    (hs.term, hs.commit) = (term, commit);
+    hs
+}
+
+#[test]
+fn persist_many_is_one_write_and_one_sync_for_every_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(Engine::open(dir.path(), Options::default()).unwrap());
+    let stores: Vec<RaftLogStore> = (1..=3)
+        .map(|g| RaftLogStore::open_group(&engine, g).unwrap())
+        .collect();
+    let ents: Vec<Entry> = (1..=4).map(|i| entry(i, 1)).collect();
+    let hs = hard_state(1, 4);
+    let readies: Vec<GroupReady> = stores
+        .iter()
+        .map(|store| GroupReady {
+            store,
+            entries: &ents,
+            hard_state: Some(&hs),
+            conf_state: None,
+        })
+        .collect();
+    let before = stores[0].stats();
+    RaftLogStore::persist_many(&readies).unwrap();
+    let after = stores[0].stats();
+    assert_eq!(after.writes - before.writes, 1, "one write");
+    assert_eq!(after.sync_rounds - before.sync_rounds, 1, "one fdatasync");
+    // And submit: one ticket for all.
+    let more: Vec<Entry> = vec![entry(5, 2)];
+    let hs2 = hard_state(2, 5);
+    let readies: Vec<GroupReady> = stores
+        .iter()
+        .map(|store| GroupReady {
+            store,
+            entries: &more,
+            hard_state: Some(&hs2),
+            conf_state: None,
+        })
+        .collect();
+    RaftLogStore::submit_many(&readies).unwrap().wait().unwrap();
+    drop(readies);
+    drop(stores);
+    drop(engine);
+    let engine = Arc::new(Engine::open(dir.path(), Options::default()).unwrap());
+    for g in 1..=3 {
+        let s = RaftLogStore::open_group(&engine, g).unwrap();
+        assert_eq!(s.last_index().unwrap(), 5, "group {g}");
+        assert_eq!(s.initial_state().unwrap().hard_state, hs2, "group {g}");
+        assert_eq!(
+            s.entries(1, 6, None, GetEntriesContext::empty(false))
+                .unwrap()
+                .len(),
+            5
+        );
+    }
+}
+
+#[test]
+fn persist_many_refuses_whole_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(Engine::open(dir.path(), Options::default()).unwrap());
+    let a = RaftLogStore::open_group(&engine, 1).unwrap();
+    let b = RaftLogStore::open_group(&engine, 2).unwrap();
+    let good = [entry(1, 1)];
+    let gap = [entry(3, 1)];
+    let part = |store, entries| GroupReady {
+        store,
+        entries,
+        hard_state: None,
+        conf_state: None,
+    };
+    let r = RaftLogStore::persist_many(&[part(&a, &good), part(&b, &gap)]);
+    assert!(
+        matches!(&r, Err(Error::Group { group: 2, source }) if matches!(**source, Error::NonContiguous { .. })),
+        "{r:?}"
+    );
+    assert_eq!((a.last_index().unwrap(), b.last_index().unwrap()), (0, 0));
+    // Then the good part alone goes through: the batches were given back.
+    RaftLogStore::persist_many(&[part(&a, &good)]).unwrap();
+    assert_eq!(a.last_index().unwrap(), 1);
+    let twice = RaftLogStore::persist_many(&[part(&a, &[]), part(&a, &[])]);
+    assert!(matches!(twice, Err(Error::InvalidArgument(_))), "{twice:?}");
+    let own_dir = tempfile::tempdir().unwrap();
+    let own = RaftLogStore::open(own_dir.path()).unwrap();
+    let mixed = RaftLogStore::persist_many(&[part(&a, &[]), part(&own, &[])]);
+    assert!(matches!(mixed, Err(Error::InvalidArgument(_))), "{mixed:?}");
+}
