@@ -173,7 +173,8 @@ fn apply_partial(g: &mut Group, claim: &mut (u64, u64), part: &Part, at: RecordA
         }
     }
     for &(index, term, loc) in &part.entries {
-        if index != g.last + 1 || term < last_term {
+        // `u64::MAX` would leave the group no next index.
+        if index != g.last + 1 || index == u64::MAX || term < last_term {
             return bad(format!(
                 "entry {index} of term {term} does not follow the part's entries"
             ));
