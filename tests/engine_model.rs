@@ -187,6 +187,47 @@ fn check_group(e: &Engine, group: u64, m: &Model) {
     );
 }
 
+/// Per group: first index, term before it, entries (term, data), state.
+type Groups = Vec<(u64, u64, u64, Vec<(u64, Vec<u8>)>, Option<Vec<u8>>)>;
+
+/// What `tools::engine` makes of the directory, read-only.
+fn scanned(dir: &std::path::Path) -> Groups {
+    let scan = raftwal::tools::inspect::scan_dir(dir).unwrap();
+    let es = raftwal::tools::engine::EngineScan::new(&scan).unwrap();
+    es.groups()
+        .into_iter()
+        .map(|g| {
+            let entries = es
+                .entries(g.group, g.first_index, g.last_index + 1)
+                .unwrap()
+                .into_iter()
+                .map(|x| (x.term, x.data.to_vec()))
+                .collect();
+            let state = g.state_len.map(|_| Vec::new());
+            (g.group, g.first_index, g.prev_term, entries, state)
+        })
+        .collect()
+}
+
+/// The same, from the open engine (states as their presence only, as the
+/// scan reports their length).
+fn shown(e: &Engine) -> Groups {
+    e.groups()
+        .into_iter()
+        .map(|g| {
+            let (first, last) = (e.first_index(g), e.last_index(g));
+            let entries = e
+                .entries(g, first, last + 1, None)
+                .unwrap()
+                .into_iter()
+                .map(|x| (x.term, x.data.to_vec()))
+                .collect();
+            let state = e.state(g).map(|_| Vec::new());
+            (g, first, e.term(g, first - 1).unwrap(), entries, state)
+        })
+        .collect()
+}
+
 fn check(e: &Engine, models: &BTreeMap<u64, Model>) {
     let held: Vec<u64> = models.keys().copied().collect();
     assert_eq!(e.groups(), held, "groups");
@@ -248,7 +289,14 @@ fn run(ops: &[Op], o: Options) {
             Op::Reopen => {
                 // Closed first: the directory is locked while it is open.
                 drop(engine.take());
+                let seen = scanned(dir.path());
                 engine = Some(Engine::open(dir.path(), o.clone()).unwrap());
+                let e = engine.as_ref().expect("an open engine");
+                assert_eq!(
+                    seen,
+                    shown(e),
+                    "step {k}: the read-only scan sees what the open does"
+                );
             }
         }
         let e = engine.as_ref().expect("an open engine");

@@ -9,10 +9,10 @@
 //! written and when it is read back at open.
 
 mod batch;
-mod group;
-mod memtable;
+pub(crate) mod group;
+pub(crate) mod memtable;
 mod reclaim;
-mod record;
+pub(crate) mod record;
 #[cfg(test)]
 mod tests;
 
@@ -37,7 +37,7 @@ use crate::log::Log;
 use crate::options::Options;
 
 /// The state blob that marks a log directory as an engine's stream.
-const IDENTITY: &[u8] = b"raftwal engine, format 1";
+pub(crate) const IDENTITY: &[u8] = b"raftwal engine, format 1";
 
 /// At open, records are read back in windows of about this many bytes.
 const REPLAY_WINDOW: u64 = 8 << 20;

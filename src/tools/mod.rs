@@ -11,6 +11,8 @@
 //! - [`frame`]: the frame `[type][len][crc][payload]`: encoding, sealing,
 //!   parsing and checking a header.
 //! - [`proto`]: the protobuf messages of the frames' payloads.
+//! - [`engine`]: the groups of an engine directory, replayed read-only
+//!   from a scan of its stream.
 //!
 //! # Stability
 //!
@@ -24,4 +26,5 @@
 //! [`Log`](crate::Log) has open.
 
 pub use crate::format::{frame, proto, segment};
+pub mod engine;
 pub mod inspect;

@@ -147,6 +147,11 @@ impl DirScan {
         self.problems.is_empty()
     }
 
+    /// The file system the scan read.
+    pub(crate) fn file_system(&self) -> &Arc<dyn FileSystem> {
+        &self.fs
+    }
+
     /// The locations of the log's entries, `first_index..=last_index`.
     pub fn entry_locations(&self) -> &[EntryLoc] {
         &self.entries
