@@ -3,7 +3,11 @@
 //!
 //! ```text
 //! cargo run --release --example replicated_kv [DIR] [--keys N] [--clean]
+//! cargo run --release --example replicated_kv -- --groups 64 [DIR] [--keys N] [--clean]
 //! ```
+//!
+//! With `--groups G`, each node runs `G` Raft groups on one `Engine`
+//! (see `replicated_kv/groups.rs`).
 //!
 //! What it shows, in order:
 //! 1. three nodes elect a leader and replicate a third of the keys;
@@ -30,6 +34,9 @@ use raft::{SnapshotStatus, StateRole, Storage};
 use raftwal::RaftLogStore;
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+#[path = "replicated_kv/groups.rs"]
+mod groups;
 
 /// The most ticks any one wait may take before the demo gives up.
 const MAX_TICKS: usize = 1_000;
@@ -476,6 +483,8 @@ struct Args {
     dir: PathBuf,
     keys: u64,
     clean: bool,
+    /// `--groups G`: the multi-group mode (`groups.rs`).
+    groups: Option<u64>,
 }
 
 fn parse_args() -> Res<Args> {
@@ -483,6 +492,7 @@ fn parse_args() -> Res<Args> {
         dir: PathBuf::from("target/replicated_kv"),
         keys: 2000,
         clean: false,
+        groups: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -495,8 +505,18 @@ fn parse_args() -> Res<Args> {
                 }
             }
             "--clean" => args.clean = true,
+            "--groups" => {
+                let n = it.next().ok_or("--groups needs a number")?;
+                let g: u64 = n
+                    .parse()
+                    .map_err(|_| format!("--groups {n}: not a number"))?;
+                if !(1..=4096).contains(&g) {
+                    return Err("--groups must be 1 to 4096".into());
+                }
+                args.groups = Some(g);
+            }
             "-h" | "--help" => {
-                println!("usage: replicated_kv [DIR] [--keys N] [--clean]");
+                println!("usage: replicated_kv [DIR] [--keys N] [--groups G] [--clean]");
                 std::process::exit(0);
             }
             s if s.starts_with('-') => return Err(format!("unknown option {s}").into()),
@@ -518,6 +538,9 @@ fn run(args: &Args) -> Res<bool> {
     if args.clean && args.dir.exists() {
         std::fs::remove_dir_all(&args.dir)?;
         println!("removed {} (--clean)", args.dir.display());
+    }
+    if let Some(g) = args.groups {
+        return groups::run(&args.dir, args.keys, g);
     }
     let resuming = IDS
         .iter()
