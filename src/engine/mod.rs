@@ -142,6 +142,11 @@ impl Engine {
         })
     }
 
+    /// An empty batch for [`Engine::write`] ([`EngineBatch::new`]).
+    pub fn batch(&self) -> EngineBatch {
+        EngineBatch::new()
+    }
+
     /// Writes `batch` as one record and returns once the sync policy is
     /// satisfied (under `SyncPolicy::Always`, once it is durable). A part
     /// that does not continue its group fails the whole batch with

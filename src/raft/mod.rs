@@ -54,6 +54,7 @@ use crate::options::{Options, RecoveryMode};
 mod backend;
 mod codec;
 mod conf;
+mod groups;
 mod many;
 mod ready;
 pub(crate) mod snapshot;
@@ -270,8 +271,8 @@ impl RaftLogStore {
         // Claimed first: the directory work below is the store's.
         let claim = engine.claim(group)?;
         let fs = &engine.stream().options().file_system;
+        let dir = groups::group_dir(engine, group);
         let parent = engine.dir().join("groups");
-        let dir = parent.join(format!("{group:016x}"));
         if !dir.is_dir() {
             fs.create_dir_all(&dir)
                 .map_err(|e| Error::io("create group directory", &dir, e))?;

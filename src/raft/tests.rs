@@ -230,3 +230,39 @@ fn persist_many_refuses_whole_and_changes_nothing() {
     let mixed = RaftLogStore::persist_many(&[part(&a, &[]), part(&own, &[])]);
     assert!(matches!(mixed, Err(Error::InvalidArgument(_))), "{mixed:?}");
 }
+
+#[test]
+fn engine_group_and_remove_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(Engine::open(dir.path(), Options::default()).unwrap());
+    let store = engine.group(9).unwrap();
+    store.append(&[entry(1, 1), entry(2, 1)]).unwrap();
+    store
+        .create_snapshot(2, ConfState::from((vec![1], vec![])), b"sm".to_vec())
+        .unwrap();
+    let snaps = |d: &Path| {
+        std::fs::read_dir(d)
+            .unwrap()
+            .filter(|e| {
+                let n = e.as_ref().unwrap().file_name();
+                n.to_string_lossy().starts_with("snapshot-")
+            })
+            .count()
+    };
+    assert_eq!(snaps(store.dir()), 1);
+    // Refused while a store is open on it.
+    let open = engine.remove_group(9);
+    assert!(matches!(open, Err(Error::InvalidArgument(_))), "{open:?}");
+    let group_dir = store.dir().to_path_buf();
+    drop(store);
+    engine.remove_group(9).unwrap();
+    assert!(!engine.contains_group(9));
+    assert_eq!(snaps(&group_dir), 0, "its snapshot files went with it");
+    // Durable, and a new group 9 starts afresh.
+    drop(engine);
+    let engine = Arc::new(Engine::open(dir.path(), Options::default()).unwrap());
+    assert!(engine.groups().is_empty());
+    let again = engine.group(9).unwrap();
+    assert!(again.is_new());
+    assert!(engine.batch().is_empty());
+}
