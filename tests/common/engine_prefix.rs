@@ -189,7 +189,13 @@ pub struct Run {
     pub freed: usize,
 }
 
+/// Runs `ops` on `e` as `issue` says, until one fails.
 pub fn run(e: &Engine, ops: &[EOp], issue: Issue) -> Run {
+    run_with(e, ops, issue, |_| {})
+}
+
+/// [`run`], calling `acked(k)` after operation `k` returned.
+pub fn run_with(e: &Engine, ops: &[EOp], issue: Issue, mut acked: impl FnMut(usize)) -> Run {
     let mut r = Run::default();
     let mut ticket: Option<(Ticket, usize)> = None;
     for (k, op) in ops.iter().enumerate() {
@@ -234,6 +240,7 @@ pub fn run(e: &Engine, ops: &[EOp], issue: Issue) -> Run {
             return r;
         }
         r.acked = k + 1;
+        acked(k);
         match op {
             // A reclaim with nothing to free syncs nothing: not counted.
             EOp::Sync => r.durable = k + 1,
