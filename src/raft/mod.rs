@@ -253,7 +253,7 @@ impl RaftLogStore {
     /// store as [`open_with`](Self::open_with) gives, with its entries and
     /// state in the engine (one write and one `fdatasync` shared with every
     /// other group) and its snapshot files in `groups/{group:016x}/` under
-    /// the engine's directory. [`Error::InvalidArgument`] while another
+    /// the engine's directory (made with its first snapshot). [`Error::InvalidArgument`] while another
     /// store is open on the group (clone a store to share it).
     ///
     /// ```
@@ -268,20 +268,10 @@ impl RaftLogStore {
     /// # Ok(()) }
     /// ```
     pub fn open_group(engine: &Arc<Engine>, group: u64) -> Result<RaftLogStore> {
-        // Claimed first: the directory work below is the store's.
         let claim = engine.claim(group)?;
-        let fs = &engine.stream().options().file_system;
+        // Made with the group's first snapshot, not before: a group that
+        // never has one costs no directory.
         let dir = groups::group_dir(engine, group);
-        let parent = engine.dir().join("groups");
-        if !dir.is_dir() {
-            fs.create_dir_all(&dir)
-                .map_err(|e| Error::io("create group directory", &dir, e))?;
-            // Both new names durable before a snapshot file goes in.
-            for d in [&parent, engine.dir()] {
-                fs.sync_dir(d)
-                    .map_err(|e| Error::io("fsync directory", d, e))?;
-            }
-        }
         RaftLogStore::open_on(Backend::Group(claim), dir)
     }
 

@@ -80,12 +80,16 @@ pub(crate) struct Listing {
 }
 
 /// Lists the snapshot files (and leftover temporary files) of `dir`.
+/// A directory not made yet (an engine group's, before its first
+/// snapshot) holds none.
 pub(crate) fn list(fs: &dyn FileSystem, dir: &Path) -> Result<Listing> {
     let mut out = Listing::default();
-    for path in fs
-        .list(dir)
-        .map_err(|e| Error::io("read directory", dir, e))?
-    {
+    let paths = match fs.list(dir) {
+        Ok(p) => p,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(Error::io("read directory", dir, e)),
+    };
+    for path in paths {
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
             continue;
         };
@@ -101,6 +105,38 @@ pub(crate) fn list(fs: &dyn FileSystem, dir: &Path) -> Result<Listing> {
     Ok(out)
 }
 
+/// Makes `dir` if it is missing (an engine group's snapshot directory is
+/// made with its first snapshot), its name and those of the parents made
+/// with it durable before anything goes in.
+fn ensure_dir(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
+    let mut missing = Vec::new();
+    let mut d = dir;
+    loop {
+        match fs.list(d) {
+            Ok(_) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => missing.push(d),
+            Err(e) => return Err(Error::io("read directory", d, e)),
+        }
+        match d.parent() {
+            Some(p) => d = p,
+            None => break,
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    fs.create_dir_all(dir)
+        .map_err(|e| Error::io("create directory", dir, e))?;
+    // Each new name lives in its parent: sync those, the outermost last.
+    for m in &missing {
+        if let Some(parent) = m.parent() {
+            fs.sync_dir(parent)
+                .map_err(|e| Error::io("fsync directory", parent, e))?;
+        }
+    }
+    Ok(())
+}
+
 /// Writes a snapshot durably: temporary file, write, fsync, rename,
 /// directory fsync. Returns the final path. A file of the same name is
 /// replaced atomically.
@@ -110,6 +146,7 @@ pub(crate) fn write(
     meta: &SnapshotMetadata,
     data: &[u8],
 ) -> Result<PathBuf> {
+    ensure_dir(fs, dir)?;
     let final_path = path(dir, meta.index, meta.term);
     let tmp = dir.join(format!("{}{TMP_SUFFIX}", file_name(meta.index, meta.term)));
     let meta_bytes = meta

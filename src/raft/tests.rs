@@ -266,3 +266,21 @@ fn engine_group_and_remove_group() {
     assert!(again.is_new());
     assert!(engine.batch().is_empty());
 }
+
+#[test]
+fn a_group_without_snapshots_has_no_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(Engine::open(dir.path(), Options::default()).unwrap());
+    let store = engine.group(5).unwrap();
+    store.append(&[entry(1, 1), entry(2, 1)]).unwrap();
+    assert!(!store.dir().exists(), "no directory before a snapshot");
+    assert!(!dir.path().join("groups").exists());
+    store
+        .create_snapshot(2, ConfState::from((vec![1], vec![])), b"sm".to_vec())
+        .unwrap();
+    assert!(store.dir().is_dir(), "made with the first snapshot");
+    drop(store);
+    let store = engine.group(5).unwrap();
+    assert_eq!(store.snapshot_metadata().map(|m| m.index), Some(2));
+    assert_eq!(&store.snapshot(0, 0).unwrap().data[..], b"sm");
+}
