@@ -11,6 +11,10 @@ use serde::Serialize;
 use crate::failure::{Failure, NOT_A_LOG, USAGE};
 use crate::inspect::ProblemView;
 
+/// Entries read from the files at a time (`dump`, `verify`): a group's
+/// entries are never all in memory at once.
+pub const WINDOW: u64 = 1024;
+
 /// Whether the scanned directory is an engine's.
 pub fn is_engine(scan: &DirScan) -> bool {
     engine::is_engine(scan)
@@ -89,6 +93,20 @@ pub fn segment_name(scan: &DirScan, sequence: u64) -> Option<String> {
         .map(|n| n.to_string_lossy().into_owned())
 }
 
+/// The windows `[lo, hi)` of at most [`WINDOW`] indexes covering
+/// `lo..hi`.
+pub fn windows(lo: u64, hi: u64) -> impl Iterator<Item = (u64, u64)> {
+    let mut next = lo;
+    std::iter::from_fn(move || {
+        if next >= hi {
+            return None;
+        }
+        let start = next;
+        next = start.saturating_add(WINDOW).min(hi);
+        Some((start, next))
+    })
+}
+
 /// One group, for display; also its JSON form.
 #[derive(Debug, Serialize)]
 pub struct GroupView {
@@ -130,5 +148,26 @@ impl GroupView {
         } else {
             format!("{}..={}", self.first_index, self.last_index)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_cover_the_range() {
+        assert_eq!(windows(5, 5).count(), 0);
+        assert_eq!(windows(1, 3).collect::<Vec<_>>(), vec![(1, 3)]);
+        let w: Vec<_> = windows(1, 2 * WINDOW + 2).collect();
+        assert_eq!(
+            w,
+            vec![
+                (1, WINDOW + 1),
+                (WINDOW + 1, 2 * WINDOW + 1),
+                (2 * WINDOW + 1, 2 * WINDOW + 2)
+            ]
+        );
+        assert_eq!(windows(u64::MAX - 1, u64::MAX).count(), 1);
     }
 }

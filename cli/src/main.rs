@@ -27,7 +27,8 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0  success (verify: no damage found; repair: repaired, or nothing to repair)
   1  verify found damage; repair refused damage that is not a torn tail
-     (run it again with --force) or that cutting cannot mend
+     (run it again with --force) or that cutting cannot mend; dump --group:
+     the engine's records do not replay
   2  bad command line (also --group on a directory that is not an engine's)
   3  the directory does not exist, or holds no raftwal log (or, with
      --group, not that group)
