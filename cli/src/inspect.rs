@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::dir::{self, LockStatus};
 use crate::failure::{Failure, OTHER};
+use crate::group::{self, GroupView};
 use crate::raftdata::{self, RaftState, SnapshotFile};
 use crate::render;
 
@@ -22,14 +23,23 @@ pub struct Args {
     /// The log's `Options::max_entry_size`: longer frames are damage.
     #[arg(long, default_value_t = inspect::DEFAULT_MAX_ENTRY_SIZE, value_name = "BYTES")]
     pub max_entry_size: u64,
+    /// Engine directories only: show group ID alone. Without it, an
+    /// engine's groups are listed after the stream (text: the first 50 by
+    /// id; --json: all).
+    #[arg(long, value_name = "ID")]
+    pub group: Option<u64>,
 }
+
+/// Groups listed in text; `--json` lists all, `--group ID` shows one.
+pub const TEXT_GROUPS: usize = 50;
 
 /// Everything `inspect` shows; also its JSON form.
 #[derive(Debug, Serialize)]
 struct Report {
     dir: PathBuf,
     lock: LockStatus,
-    /// `"raft"` for a `RaftLogStore`, `"log"` for a plain `Log`.
+    /// `"raft"` for a `RaftLogStore`, `"log"` for a plain `Log`,
+    /// `"engine"` for an `Engine`'s directory.
     kind: &'static str,
     segments: Vec<SegmentView>,
     bytes_on_disk: u64,
@@ -40,6 +50,35 @@ struct Report {
     state_bytes: Option<usize>,
     raft: Option<RaftState>,
     snapshots: Vec<SnapshotFile>,
+    problems: Vec<ProblemView>,
+    /// An engine directory's groups (absent for other directories).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    engine: Option<EngineView>,
+}
+
+/// The groups an engine directory's records make.
+#[derive(Debug, Serialize)]
+struct EngineView {
+    /// False when the records do not replay (the problem is in
+    /// `problems`): then no group is listed.
+    replayed: bool,
+    group_count: usize,
+    /// Every group, by id.
+    groups: Vec<GroupView>,
+}
+
+/// `inspect --group ID`: one group of an engine; also its JSON form.
+#[derive(Debug, Serialize)]
+struct GroupReport {
+    dir: PathBuf,
+    lock: LockStatus,
+    kind: &'static str,
+    /// The stream's records, `[first, last]`, if it holds any.
+    records: Option<(u64, u64)>,
+    /// Groups in the engine (0 when the records do not replay).
+    group_count: usize,
+    /// `null` when the records do not replay.
+    group: Option<GroupView>,
     problems: Vec<ProblemView>,
 }
 
@@ -121,8 +160,44 @@ pub fn scan(dir: &std::path::Path, max_entry_size: u64) -> Result<Scanned, Failu
 
 pub fn run(args: &Args) -> Result<ExitCode, Failure> {
     let s = scan(&args.dir, args.max_entry_size)?;
+    let is_engine = group::is_engine(&s.scan);
+    if args.group.is_some() {
+        group::require_engine(&s.scan)?;
+    }
     let lock = dir::probe_lock(&args.dir)?;
-    let snapshots = if s.is_raft {
+    let mut problems: Vec<ProblemView> = s.scan.problems.iter().map(ProblemView::from).collect();
+    let engine = if is_engine {
+        let replayed = group::replay(&s.scan)?;
+        if let Some(id) = args.group {
+            return run_group(args, &s.scan, lock, replayed, problems, id);
+        }
+        Some(match replayed {
+            Ok(es) => {
+                let groups: Vec<GroupView> = es
+                    .groups()
+                    .iter()
+                    .map(|g| GroupView::new(&s.scan, g))
+                    .collect();
+                EngineView {
+                    replayed: true,
+                    group_count: groups.len(),
+                    groups,
+                }
+            }
+            Err(p) => {
+                problems.push(p);
+                EngineView {
+                    replayed: false,
+                    group_count: 0,
+                    groups: Vec::new(),
+                }
+            }
+        })
+    } else {
+        None
+    };
+    let is_raft = s.is_raft && !is_engine;
+    let snapshots = if is_raft {
         raftdata::snapshot_files(&args.dir, s.raft.as_ref().and_then(|r| r.snapshot))
             .map_err(|e| Failure::new(OTHER, format!("cannot list {}: {e}", args.dir.display())))?
     } else {
@@ -132,7 +207,11 @@ pub fn run(args: &Args) -> Result<ExitCode, Failure> {
     let report = Report {
         dir: args.dir.clone(),
         lock,
-        kind: if s.is_raft { "raft" } else { "log" },
+        kind: match (is_engine, is_raft) {
+            (true, _) => "engine",
+            (false, true) => "raft",
+            (false, false) => "log",
+        },
         segments: scan
             .segments
             .iter()
@@ -159,9 +238,10 @@ pub fn run(args: &Args) -> Result<ExitCode, Failure> {
         entries: (scan.last_index + 1).saturating_sub(scan.first_index),
         prev_term: scan.prev_term,
         state_bytes: scan.state.as_ref().map(|b| b.len()),
-        raft: s.raft.clone(),
+        raft: if is_raft { s.raft.clone() } else { None },
         snapshots,
-        problems: scan.problems.iter().map(ProblemView::from).collect(),
+        problems,
+        engine,
     };
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -169,15 +249,144 @@ pub fn run(args: &Args) -> Result<ExitCode, Failure> {
         writeln!(out)?;
     } else {
         print_text(&mut out, &report)?;
+        if let Some(e) = &report.engine {
+            print_groups(&mut out, e, &report)?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_text(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
-    let kind = if r.kind == "raft" {
-        "RaftLogStore"
+/// `inspect --group ID`.
+fn run_group(
+    args: &Args,
+    scan: &DirScan,
+    lock: LockStatus,
+    replayed: Result<raftwal::tools::engine::EngineScan<'_>, ProblemView>,
+    mut problems: Vec<ProblemView>,
+    id: u64,
+) -> Result<ExitCode, Failure> {
+    let (group_count, group) = match replayed {
+        Ok(es) => {
+            let g = group::find(&es, &args.dir, id)?;
+            (es.groups().len(), Some(GroupView::new(scan, &g)))
+        }
+        Err(p) => {
+            problems.push(p);
+            (0, None)
+        }
+    };
+    let r = GroupReport {
+        dir: args.dir.clone(),
+        lock,
+        kind: "engine",
+        records: (scan.last_index >= scan.first_index)
+            .then_some((scan.first_index, scan.last_index)),
+        group_count,
+        group,
+        problems,
+    };
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &r)?;
+        writeln!(out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let groups = match r.group {
+        Some(_) => format!(", {}", render::count(r.group_count as u64, "group")),
+        None => String::new(),
+    };
+    writeln!(out, "directory:  {} (Engine{groups})", r.dir.display())?;
+    writeln!(out, "lock:       {}", r.lock.describe())?;
+    match &r.group {
+        Some(g) => {
+            writeln!(out, "group:      {}", g.group)?;
+            if g.entries == 0 {
+                writeln!(
+                    out,
+                    "entries:    none, next index {} (term before it {})",
+                    g.first_index, g.prev_term
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "entries:    indexes {} ({}), term before the first {}",
+                    g.range(),
+                    render::count(g.entries, "entry"),
+                    g.prev_term
+                )?;
+            }
+            match g.state_bytes {
+                Some(n) => writeln!(out, "state blob: {n} bytes")?,
+                None => writeln!(out, "state blob: none")?,
+            }
+            if let Some(name) = &g.oldest_segment {
+                writeln!(out, "segments:   its oldest entry is in {name}")?;
+            }
+        }
+        None => writeln!(
+            out,
+            "group:      {id} unknown: the records do not replay (see the problem below)"
+        )?,
+    }
+    print_problems(&mut out, &r.problems)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// An engine's groups, after what `print_text` shows of its stream: at
+/// most [`TEXT_GROUPS`] of them.
+fn print_groups(out: &mut impl Write, e: &EngineView, r: &Report) -> std::io::Result<()> {
+    if !e.replayed {
+        return writeln!(
+            out,
+            "engine:     the records do not replay (see the problem above): no groups shown"
+        );
+    }
+    let records = if r.entries == 0 {
+        "no records".to_string()
     } else {
-        "Log"
+        format!("records {}..={}", r.first_index, r.last_index)
+    };
+    writeln!(
+        out,
+        "engine:     {}, as Engine::open replays {records}",
+        render::count(e.group_count as u64, "group")
+    )?;
+    if e.groups.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "  {:>10}  {:<23} {:>8}  {:>11}  {:>10}  oldest segment",
+        "group", "entries", "count", "term before", "state"
+    )?;
+    for g in e.groups.iter().take(TEXT_GROUPS) {
+        writeln!(
+            out,
+            "  {:>10}  {:<23} {:>8}  {:>11}  {:>10}  {}",
+            g.group,
+            g.range(),
+            g.entries,
+            g.prev_term,
+            g.state_bytes
+                .map_or_else(|| "none".into(), |n| render::size(n as u64)),
+            g.oldest_segment.as_deref().unwrap_or("-")
+        )?;
+    }
+    if e.groups.len() > TEXT_GROUPS {
+        writeln!(
+            out,
+            "  ... and {} more (--json lists every group, --group ID shows one)",
+            e.groups.len() - TEXT_GROUPS
+        )?;
+    }
+    Ok(())
+}
+
+fn print_text(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
+    let kind = match r.kind {
+        "raft" => "RaftLogStore",
+        "engine" => "Engine",
+        _ => "Log",
     };
     writeln!(out, "directory:  {} ({kind})", r.dir.display())?;
     writeln!(out, "lock:       {}", r.lock.describe())?;
@@ -272,10 +481,14 @@ fn print_text(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
             )?;
         }
     }
-    if r.problems.is_empty() {
+    print_problems(out, &r.problems)
+}
+
+fn print_problems(out: &mut impl Write, problems: &[ProblemView]) -> std::io::Result<()> {
+    if problems.is_empty() {
         writeln!(out, "problems:   none")?;
     }
-    for p in &r.problems {
+    for p in problems {
         writeln!(
             out,
             "problem:    {} in {} at offset {}: {}",

@@ -2,14 +2,17 @@
 //!
 //! `inspect`, `dump` and `verify` only read: they scan the segment files
 //! with [`raftwal::tools::inspect`] and never take the directory's lock, so
-//! they work on a log that a running node holds open. `repair` takes the
-//! lock and refuses a directory in use. `bench` measures raftwal against the
-//! raw disk in a temporary directory.
+//! they work on a log that a running node holds open. On an engine
+//! directory (many Raft groups in one stream) they also replay its records
+//! read-only ([`raftwal::tools::engine`]) and take `--group ID`. `repair`
+//! takes the lock and refuses a directory in use. `bench` measures raftwal
+//! against the raw disk in a temporary directory.
 
 mod bench;
 mod dir;
 mod dump;
 mod failure;
+mod group;
 mod inspect;
 mod raftdata;
 mod render;
@@ -24,9 +27,11 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0  success (verify: no damage found; repair: repaired, or nothing to repair)
   1  verify found damage; repair refused damage that is not a torn tail
-     (run it again with --force) or that cutting cannot mend
-  2  bad command line
-  3  the directory does not exist, or holds no raftwal log
+     (run it again with --force) or that cutting cannot mend; dump --group:
+     the engine's records do not replay
+  2  bad command line (also --group on a directory that is not an engine's)
+  3  the directory does not exist, or holds no raftwal log (or, with
+     --group, not that group)
   4  the directory is locked by an open log (repair only)
   5  any other failure (I/O errors, ...)";
 
@@ -41,7 +46,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Show a log directory: segments, index range, raft state, snapshot,
-    /// lock. Read-only; works on a locked directory.
+    /// lock; an engine directory's groups. Read-only; works on a locked
+    /// directory.
     #[command(after_help = EXIT_CODES)]
     Inspect(inspect::Args),
     /// Print entries: index, term, type, size and a preview of the data.

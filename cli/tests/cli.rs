@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry as RaftEntry, EntryType, HardState};
 use raftwal::tools::inspect::{scan_dir, EntryLoc};
-use raftwal::{Entry, Log, Options, RaftLogStore, RecoveryMode};
+use raftwal::{Engine, EngineBatch, Entry, Log, Options, RaftLogStore, RecoveryMode};
 use serde_json::Value;
 
 fn raftwal(args: &[&str]) -> Output {
@@ -518,4 +518,327 @@ fn inspect_reports_only_what_is_really_pending() {
     let text = stdout(&run_in(dir.path(), &["inspect"]));
     assert!(!text.contains("pending"), "{text}");
     assert!(text.contains("snapshot:   index 1 term 1"), "{text}");
+}
+
+/// An engine directory in small segments: group 1 with entries 21..=40
+/// (1..=20 compacted away; entry 20 has term 2), group 2 with 26..=30, group 3 with a state blob
+/// and no entries, group 7 compacted empty after index 5 (term 3); then a
+/// reclaim frees the segments no group needs.
+fn make_engine(dir: &Path) {
+    let engine = Engine::open(dir, Options::default().segment_size(4096)).unwrap();
+    // Entries 1..=20, compacted later, are large: they fill the first
+    // segments, which the reclaim frees.
+    let data = |g: u64, i: u64| match i {
+        1..=20 => vec![b'.'; 400],
+        _ => format!("g{g} entry {i}").into_bytes(),
+    };
+    for i in 1..=40u64 {
+        let mut b = EngineBatch::new();
+        b.group(1).push(i, 1 + i / 20, &data(1, i)).unwrap();
+        if i <= 30 {
+            b.group(2).push(i, 2, &data(2, i)).unwrap();
+        }
+        engine.write(&mut b).unwrap();
+    }
+    let mut b = EngineBatch::new();
+    b.group(3).set_state(&b"state of 3"[..]);
+    for i in 1..=5 {
+        b.group(7).push(i, 3, b"seven").unwrap();
+    }
+    engine.write(&mut b).unwrap();
+    let mut b = EngineBatch::new();
+    b.compact(1, 21);
+    b.compact(2, 26);
+    b.compact(7, 6);
+    engine.write(&mut b).unwrap();
+    let r = engine.reclaim().unwrap();
+    assert!(r.segments_freed > 0, "{r:?}");
+    engine.sync().unwrap();
+}
+
+fn dump_rows(o: &Output) -> Vec<Value> {
+    stdout(o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn inspect_lists_an_engines_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    make_engine(dir.path());
+    let o = run_in(dir.path(), &["inspect"]);
+    assert_code(&o, 0);
+    let text = stdout(&o);
+    assert!(text.contains("(Engine)"), "{text}");
+    assert!(text.contains("problems:   none"), "{text}");
+    assert!(text.contains("engine:     4 groups"), "{text}");
+    let row = |g: &str| {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(g))
+            .unwrap_or_else(|| panic!("no group {g}:\n{text}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(row("1")[..5], ["1", "21..=40", "20", "2", "none"], "{text}");
+    assert_eq!(row("2")[..4], ["2", "26..=30", "5", "2"], "{text}");
+    assert_eq!(
+        row("3"),
+        ["3", "no", "entries", "0", "0", "10", "B", "-"],
+        "{text}"
+    );
+    assert_eq!(row("7")[..5], ["7", "no", "entries", "0", "3"], "{text}");
+
+    let v = json(&run_in(dir.path(), &["inspect", "--json"]));
+    assert_eq!(v["kind"], "engine");
+    assert_eq!(v["engine"]["replayed"], true);
+    assert_eq!(v["engine"]["group_count"], 4);
+    let groups = v["engine"]["groups"].as_array().unwrap();
+    let ids: Vec<u64> = groups
+        .iter()
+        .map(|g| g["group"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, [1, 2, 3, 7]);
+    let g1 = &groups[0];
+    assert_eq!(
+        (g1["first_index"].as_u64(), g1["last_index"].as_u64()),
+        (Some(21), Some(40))
+    );
+    assert_eq!(
+        (g1["entries"].as_u64(), g1["prev_term"].as_u64()),
+        (Some(20), Some(2))
+    );
+    // The reclaim freed the head: the oldest segment left is not the first,
+    // and it is one the scan lists.
+    let oldest = g1["oldest_segment_sequence"].as_u64().unwrap();
+    assert!(oldest > 1, "{v}");
+    let names: Vec<&str> = v["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&g1["oldest_segment"].as_str().unwrap()),
+        "{v}"
+    );
+    assert!(
+        text.contains(g1["oldest_segment"].as_str().unwrap()),
+        "{text}"
+    );
+    assert_eq!(groups[2]["state_bytes"], 10);
+    assert!(groups[2]["oldest_segment"].is_null());
+    assert_eq!(groups[3]["first_index"], 6);
+
+    // --group: that group alone.
+    let o = run_in(dir.path(), &["inspect", "--group", "2"]);
+    assert_code(&o, 0);
+    let text = stdout(&o);
+    assert!(text.contains("(Engine, 4 groups)"), "{text}");
+    assert!(text.contains("group:      2\n"), "{text}");
+    assert!(
+        text.contains("indexes 26..=30 (5 entries), term before the first 2"),
+        "{text}"
+    );
+    assert!(!text.contains("21..=40"), "{text}");
+    let v = json(&run_in(dir.path(), &["inspect", "--json", "--group", "3"]));
+    assert_eq!(v["group"]["group"], 3);
+    assert_eq!(v["group"]["state_bytes"], 10);
+    assert_eq!(v["group_count"], 4);
+}
+
+#[test]
+fn inspect_keeps_many_groups_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path(), Options::default()).unwrap();
+    let mut b = EngineBatch::new();
+    for g in 1..=75 {
+        b.group(g).push(1, 1, b"x").unwrap();
+    }
+    engine.write(&mut b).unwrap();
+    drop(engine);
+    let text = stdout(&run_in(dir.path(), &["inspect"]));
+    let listed = text.lines().filter(|l| l.contains("  1..=1 ")).count();
+    assert_eq!(listed, 50, "{text}");
+    assert!(text.contains("... and 25 more"), "{text}");
+    let v = json(&run_in(dir.path(), &["inspect", "--json"]));
+    assert_eq!(v["engine"]["groups"].as_array().unwrap().len(), 75);
+}
+
+#[test]
+fn dump_and_verify_a_group() {
+    let dir = tempfile::tempdir().unwrap();
+    make_engine(dir.path());
+    let o = run_in(dir.path(), &["dump", "--group", "1"]);
+    assert_code(&o, 0);
+    let text = stdout(&o);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 20, "{text}");
+    assert!(lines[0].contains("\"g1 entry 21\""), "{text}");
+    assert!(lines[19].contains("\"g1 entry 40\""), "{text}");
+
+    let o = run_in(
+        dir.path(),
+        &[
+            "dump", "--group", "2", "--json", "--from", "1", "--to", "27",
+        ],
+    );
+    assert_code(&o, 0);
+    let rows = dump_rows(&o);
+    assert_eq!(rows.len(), 2, "{}", stdout(&o));
+    assert_eq!(rows[0]["index"], 26);
+    assert_eq!(rows[1]["preview"]["text"], "g2 entry 27");
+    assert_eq!(rows[1]["term"], 2);
+    assert_eq!(rows[1]["type"], "data");
+    // A group with no entries prints nothing.
+    let o = run_in(dir.path(), &["dump", "--group", "7"]);
+    assert_code(&o, 0);
+    assert!(stdout(&o).is_empty(), "{}", stdout(&o));
+    // Without --group: the stream's records, and a note.
+    let o = run_in(dir.path(), &["dump"]);
+    assert_code(&o, 0);
+    assert!(stderr(&o).contains("--group ID"), "{}", stderr(&o));
+
+    let o = run_in(dir.path(), &["verify"]);
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("4 groups replay"), "{}", stdout(&o));
+    let o = run_in(dir.path(), &["verify", "--group", "1"]);
+    assert_code(&o, 0);
+    assert!(
+        stdout(&o).contains("group 1: 20 entries read back (21..=40)"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+/// A flipped byte in the stream's last record: the record's CRC catches
+/// it (the replay checks every frame of a record with its group's salt, so
+/// a group's read-back can only fail where the stream's scan does too).
+/// `--group` still reads the group back as recovery would keep it.
+#[test]
+fn verify_and_dump_a_group_of_a_damaged_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    make_engine(dir.path());
+    let engine = Engine::open(dir.path(), Options::default().segment_size(4096)).unwrap();
+    for i in 41..=43u64 {
+        let mut b = EngineBatch::new();
+        b.group(1)
+            .push(i, 3, format!("g1 entry {i}").as_bytes())
+            .unwrap();
+        engine.write(&mut b).unwrap();
+    }
+    drop(engine);
+    let scan = scan_dir(dir.path()).unwrap();
+    let seg = &scan.segments.last().unwrap().path;
+    let bytes = std::fs::read(seg).unwrap();
+    let at = bytes
+        .windows(11)
+        .rposition(|w| w == b"g1 entry 43")
+        .unwrap() as u64
+        + 10;
+    xor_byte(seg, at);
+
+    let o = run_in(dir.path(), &["verify", "--group", "1"]);
+    assert_code(&o, 1);
+    assert!(stderr(&o).contains(seg.to_str().unwrap()), "{}", stderr(&o));
+    assert!(stderr(&o).contains("CRC mismatch"), "{}", stderr(&o));
+    let o = run_in(dir.path(), &["dump", "--group", "1", "--from", "40"]);
+    assert_code(&o, 0);
+    assert_eq!(stdout(&o).lines().count(), 3, "{}", stdout(&o));
+    assert!(stderr(&o).contains("before damage"), "{}", stderr(&o));
+    let v = json(&run_in(dir.path(), &["inspect", "--json", "--group", "1"]));
+    assert_eq!(v["group"]["last_index"], 42, "{v}");
+}
+
+/// The stream's last record does not apply: group 1's part holds entry 50,
+/// which does not follow its 40.
+fn append_bad_record(dir: &Path) -> (PathBuf, u64) {
+    use raftwal::tools::frame::{self, FrameType};
+    use raftwal::tools::proto::GroupOp;
+    let log = Log::open(dir, Options::default().segment_size(4096)).unwrap();
+    let next = log.last_index() + 1;
+    let mut buf = Vec::new();
+    let op = GroupOp {
+        group: 1,
+        ..Default::default()
+    };
+    frame::encode_message(&mut buf, FrameType::Group, 0x6752_6f75, &op);
+    frame::encode_entry(&mut buf, frame::salt(1) ^ 0x6752_6f75, 50, 9, b"stray");
+    log.append(&[Entry::new(next, 1, buf)]).unwrap();
+    drop(log);
+    let (loc, path) = locate(dir, next);
+    (path, loc.offset)
+}
+
+#[test]
+fn a_record_that_does_not_apply_is_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    make_engine(dir.path());
+    let (path, offset) = append_bad_record(dir.path());
+    assert!(Engine::open(dir.path(), Options::default()).is_err());
+
+    let o = run_in(dir.path(), &["inspect"]);
+    assert_code(&o, 0);
+    let text = stdout(&o);
+    let problem = text
+        .lines()
+        .find(|l| l.starts_with("problem:"))
+        .unwrap_or_else(|| panic!("no problem:\n{text}"));
+    assert!(problem.contains(path.to_str().unwrap()), "{text}");
+    assert!(problem.contains("do not replay"), "{text}");
+    assert!(text.contains("records do not replay"), "{text}");
+    let v = json(&run_in(dir.path(), &["inspect", "--json"]));
+    assert_eq!(v["engine"]["replayed"], false);
+    let p = &v["problems"][0];
+    assert_eq!(p["path"], path.to_str().unwrap());
+    // Within the bad record's frame.
+    let at = p["offset"].as_u64().unwrap();
+    assert!(at > offset && at < offset + 200, "{v}");
+    let v = json(&run_in(dir.path(), &["inspect", "--json", "--group", "1"]));
+    assert!(v["group"].is_null(), "{v}");
+    assert_eq!(v["problems"].as_array().unwrap().len(), 1);
+
+    let o = run_in(dir.path(), &["verify"]);
+    assert_code(&o, 1);
+    assert!(
+        stderr(&o).contains(path.to_str().unwrap()),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains("Engine::open refuses"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run_in(dir.path(), &["dump", "--group", "2"]);
+    assert_code(&o, 1);
+    assert!(stderr(&o).contains("do not replay"), "{}", stderr(&o));
+}
+
+#[test]
+fn group_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    make_log(dir.path(), 10);
+    for cmd in ["inspect", "dump", "verify"] {
+        let o = run_in(dir.path(), &[cmd, "--group", "1"]);
+        assert_code(&o, 2);
+        assert!(
+            stderr(&o).contains("--group needs an engine directory"),
+            "{}",
+            stderr(&o)
+        );
+        assert!(stdout(&o).is_empty(), "{}", stdout(&o));
+    }
+    let eng = tempfile::tempdir().unwrap();
+    make_engine(eng.path());
+    for cmd in ["inspect", "dump", "verify"] {
+        let o = run_in(eng.path(), &[cmd, "--group", "5"]);
+        assert_code(&o, 3);
+        assert!(
+            stderr(&o).contains("holds no group 5: it holds 1, 2, 3, 7"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    assert_code(&run_in(eng.path(), &["dump", "--group", "x"]), 2);
 }
