@@ -213,7 +213,8 @@ const WORKLOADS: &[Workload] = &[
         backends: MANY,
         run: many::mr6,
         note: "random single-entry reads across MR1's groups (written unsynced, synced once, \
-               warm); raftwal: Engine::get_entry (storage_reads_per_s: the group store's \
+               warm), for at most 10 s per backend and pass (reads_done says how many; raft-engine \
+               decompresses a whole ~1 MB write per read); raftwal: Engine::get_entry (storage_reads_per_s: the group store's \
                raft::Storage::entries, decoding raft's Entry as raft-engine's get_entry does); \
                raw: one pread through its flat index",
     },
