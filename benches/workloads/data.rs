@@ -30,6 +30,8 @@ pub struct Sizes {
     pub t1_tail: usize,
     /// T1: entries in the log before the first round.
     pub t1_base: usize,
+    /// The many-group workloads (MR1–MR7).
+    pub many: crate::many::ManySizes,
 }
 
 impl Sizes {
@@ -46,6 +48,7 @@ impl Sizes {
         t1_rounds: 200,
         t1_tail: 1_000,
         t1_base: 10_000,
+        many: crate::many::ManySizes::FULL,
     };
 
     /// A smoke test: every workload and backend once, in seconds.
@@ -61,6 +64,7 @@ impl Sizes {
         t1_rounds: 5,
         t1_tail: 1_000,
         t1_base: 2_000,
+        many: crate::many::ManySizes::QUICK,
     };
 }
 

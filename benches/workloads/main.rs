@@ -1,5 +1,6 @@
 //! raftwal's benchmark workloads (`/work/shared/BENCH.md` in the project:
-//! W1–W7, R1–R4, C1, T1, M1, and raftwal's own S1), run against raftwal and its reference points
+//! W1–W7, R1–R4, C1, T1, M1, the many-group MR1, MR2, MR4, MR6, MR7, and
+//! raftwal's own S1), run against raftwal and its reference points
 //! in the same run, on the same disk, alternating backends A B A B, with
 //! per-pair ratios.
 //!
@@ -28,6 +29,7 @@
 mod backend;
 mod concurrent;
 mod data;
+mod many;
 mod measure;
 mod read;
 mod report;
@@ -56,6 +58,7 @@ struct Workload {
 
 const WRITE: &[Kind] = &[Kind::Raftwal, Kind::Raw, Kind::RaftEngine];
 const READ: &[Kind] = &[Kind::Raftwal, Kind::Raw, Kind::RaftEngine, Kind::Mem];
+const MANY: &[Kind] = &[Kind::Raftwal, Kind::Raw, Kind::RaftEngine];
 const LOG: &[Kind] = &[Kind::RaftwalLog, Kind::Raw, Kind::RaftEngine];
 
 const WORKLOADS: &[Workload] = &[
@@ -166,6 +169,54 @@ const WORKLOADS: &[Workload] = &[
         run: write::s1,
         note: "raftwal's own (issue 13): open a new store, then 100 Readies of one 16 B entry \
                and a hard state, close, reopen; disk = allocated blocks of the directory",
+    },
+    Workload {
+        id: "MR1",
+        name: "many-ready",
+        backends: MANY,
+        run: many::mr1,
+        note: "1 round = one Ready (4 entries + HardState) per group, all groups in one synced \
+               write; raftwal: RaftLogStore::persist_many; raw: one pwrite + one fdatasync; \
+               raft-engine: one LogBatch (add_entries + put_message per group), write(sync)",
+    },
+    Workload {
+        id: "MR2",
+        name: "many-threads",
+        backends: MANY,
+        run: many::mr2,
+        note: "4 threads, Readies of 1 entry + HardState of random owned groups, each call \
+               durable on return; raftwal: a group store's persist; raw: leader/follower group \
+               commit; raft-engine: one synced LogBatch per Ready",
+    },
+    Workload {
+        id: "MR7",
+        name: "many-pipeline",
+        backends: MANY,
+        run: many::mr7,
+        note: "MR2 with up to 64 Readies in flight per thread; raftwal: a group store's submit + \
+               a waiter thread per writer; raw: 4 writers + a syncer thread looping fdatasync; \
+               raft-engine: no async path, its MR2 loop at MR7's size stands in",
+    },
+    Workload {
+        id: "MR4",
+        name: "many-memory",
+        backends: MANY,
+        run: many::mr4,
+        note: "live heap bytes (the counting allocator, in this process: the harness runs no \
+               child process, so no fresh-process RSS); raftwal writes through EngineBatch with \
+               no group stores open; index_* = the backend's own count (raftwal: \
+               Engine::index_memory_bytes; raw: its flat index)",
+    },
+    Workload {
+        id: "MR6",
+        name: "many-get",
+        backends: MANY,
+        run: many::mr6,
+        note: "random single-entry reads across MR1's groups (written unsynced, synced once, \
+               warm), for at most 10 s per backend and pass (reads_done says how many; raft-engine \
+               decompresses a whole ~1 MB write per read); raftwal: Engine::get_entry (storage_reads_per_s: the group store's \
+               raft::Storage::entries, decoding raft's Entry as raft-engine's get_entry does); \
+               raw: one pread through its flat index",
     },
     Workload {
         id: "M1",
