@@ -4,8 +4,6 @@
 
 use std::collections::VecDeque;
 
-use prost::bytes::Bytes;
-
 use crate::error::{Error, Result};
 use crate::format::index::Loc;
 
@@ -21,7 +19,7 @@ pub(crate) struct Group {
     /// Term runs over `first..=last`: `(first index, term)`.
     terms: Vec<(u64, u64)>,
     /// The newest state blob (a copy: it must not pin its record's bytes).
-    pub(super) state: Option<Bytes>,
+    pub(super) state: Option<Box<[u8]>>,
     /// The segment of the newest record that set where the group starts:
     /// the one that made it, or its newest reset or compaction.
     pub(super) start_seq: u64,
@@ -73,8 +71,8 @@ impl Group {
     }
 
     /// The newest state blob.
-    pub(crate) fn state(&self) -> Option<&Bytes> {
-        self.state.as_ref()
+    pub(crate) fn state(&self) -> Option<&[u8]> {
+        self.state.as_deref()
     }
 
     /// The term of entry `index`, for `first_index - 1 ..= last_index`.
@@ -142,6 +140,10 @@ impl Group {
     /// `sequence`.
     pub(super) fn push(&mut self, index: u64, term: u64, sequence: u64, loc: Loc) {
         if self.terms.last().is_none_or(|&(_, t)| t != term) {
+            // Most groups hold one term run: no room for four.
+            if self.terms.capacity() == 0 {
+                self.terms.reserve_exact(1);
+            }
             self.terms.push((index, term));
         }
         match self.runs.back_mut() {
@@ -150,6 +152,9 @@ impl Group {
                 // The run before is complete: give back its spare room.
                 if let Some(r) = back {
                     r.locs.shrink_to_fit();
+                }
+                if self.runs.capacity() == 0 {
+                    self.runs.reserve_exact(1);
                 }
                 self.runs.push_back(Run {
                     sequence,
@@ -210,6 +215,6 @@ impl Group {
                 .iter()
                 .map(|r| r.locs.capacity() * std::mem::size_of::<Loc>())
                 .sum::<usize>();
-        runs + self.terms.capacity() * 16 + self.state.as_ref().map_or(0, Bytes::len)
+        runs + self.terms.capacity() * 16 + self.state.as_ref().map_or(0, |s| s.len())
     }
 }

@@ -8,8 +8,6 @@
 
 use std::collections::HashMap;
 
-use prost::bytes::Bytes;
-
 use super::group::Group;
 use super::record::Part;
 use crate::error::{Error, Result};
@@ -122,7 +120,7 @@ fn apply(g: &mut Group, part: &Part, at: RecordAt) -> Result<()> {
         g.push(index, term, at.sequence, Loc { offset, ..loc });
     }
     if let Some(s) = &part.state {
-        g.state = Some(Bytes::copy_from_slice(s));
+        g.state = Some(s.to_vec().into_boxed_slice());
         g.state_seq = at.sequence;
     }
     if op.compact_to != 0 && op.compact_to >= g.first {
@@ -185,7 +183,7 @@ fn apply_partial(g: &mut Group, claim: &mut (u64, u64), part: &Part, at: RecordA
         last_term = term;
     }
     if let Some(s) = &part.state {
-        g.state = Some(Bytes::copy_from_slice(s));
+        g.state = Some(s.to_vec().into_boxed_slice());
         g.state_seq = at.sequence;
     }
     let c = op.compact_to;
@@ -216,7 +214,9 @@ fn apply_partial(g: &mut Group, claim: &mut (u64, u64), part: &Part, at: RecordA
 /// Every group the engine holds.
 #[derive(Debug, Default)]
 pub(crate) struct Groups {
-    map: HashMap<u64, Group>,
+    /// Boxed: a map slot is then 16 bytes, and an idle group's whole cost
+    /// stays within 256 bytes (the map's spare slots included).
+    map: HashMap<u64, Box<Group>>,
 }
 
 /// An untouched group, for lookups of groups the engine does not hold.
@@ -265,7 +265,7 @@ impl Replay {
 impl Groups {
     /// Group `group`, or an untouched one.
     pub(crate) fn get(&self, group: u64) -> &Group {
-        self.map.get(&group).unwrap_or(&EMPTY)
+        self.map.get(&group).map_or(&EMPTY, |g| g)
     }
 
     /// Whether a write has made group `group` (and none removed it since).
@@ -280,7 +280,7 @@ impl Groups {
 
     /// The groups held, with each.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, &Group)> + '_ {
-        self.map.iter().map(|(&id, g)| (id, g))
+        self.map.iter().map(|(&id, g)| (id, &**g))
     }
 
     /// Whether every part continues its group; the error names the group.
@@ -318,7 +318,7 @@ impl Groups {
             let g = self
                 .map
                 .entry(id)
-                .or_insert_with(|| Group::made_in(at.sequence));
+                .or_insert_with(|| Box::new(Group::made_in(at.sequence)));
             apply_partial(g, claim, p, at).map_err(|e| in_group(p, e))?;
         }
         Ok(())
@@ -333,15 +333,21 @@ impl Groups {
         let g = self
             .map
             .entry(p.op.group)
-            .or_insert_with(|| Group::made_in(at.sequence));
+            .or_insert_with(|| Box::new(Group::made_in(at.sequence)));
         apply(g, p, at)
     }
 
     /// Bytes of memory the memtable takes: every group's index and state,
     /// and the map's slots.
     pub(crate) fn memory_bytes(&self) -> usize {
-        let slot = std::mem::size_of::<(u64, Group)>() + 1;
-        self.map.capacity() * slot + self.map.values().map(Group::memory_bytes).sum::<usize>()
+        let slot = std::mem::size_of::<(u64, Box<Group>)>() + 1;
+        let group = std::mem::size_of::<Group>();
+        self.map.capacity() * slot
+            + self
+                .map
+                .values()
+                .map(|g| group + g.memory_bytes())
+                .sum::<usize>()
     }
 }
 

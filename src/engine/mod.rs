@@ -270,7 +270,11 @@ impl Engine {
 
     /// Group `group`'s newest state blob.
     pub fn state(&self, group: u64) -> Option<Bytes> {
-        self.groups.read().get(group).state().cloned()
+        self.groups
+            .read()
+            .get(group)
+            .state()
+            .map(Bytes::copy_from_slice)
     }
 
     /// Group `group`'s entry `index`, read from disk and verified.

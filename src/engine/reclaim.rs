@@ -58,7 +58,7 @@ impl Engine {
                     batch.compact(id, g.first_index());
                 }
                 match g.state() {
-                    Some(s) if g.state_seq < target => batch.group(id).set_state(s.clone()),
+                    Some(s) if g.state_seq < target => batch.group(id).set_state(s.to_vec()),
                     _ => {}
                 }
             }
