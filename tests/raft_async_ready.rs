@@ -25,8 +25,24 @@ fn logger() -> slog::Logger {
     slog::Logger::root(slog::Discard, slog::o!())
 }
 
-fn open(id: u64, dir: &std::path::Path) -> Node {
-    let store = RaftLogStore::open(dir).unwrap();
+/// Each node's store: a directory of its own, or group 5 of an engine in
+/// its directory.
+#[derive(Clone, Copy)]
+enum Kind {
+    Own,
+    Group,
+}
+
+fn open(id: u64, dir: &std::path::Path, kind: Kind) -> Node {
+    let store = match kind {
+        Kind::Own => RaftLogStore::open(dir).unwrap(),
+        Kind::Group => {
+            let engine = std::sync::Arc::new(
+                raftwal::Engine::open(dir, raftwal::Options::default()).unwrap(),
+            );
+            engine.group(5).unwrap()
+        }
+    };
     if store.initial_state().unwrap().conf_state.voters.is_empty() {
         store
             .set_conf_state(ConfState::from((vec![1, 2, 3], vec![])))
@@ -132,8 +148,20 @@ fn leader(nodes: &[Node]) -> Option<usize> {
 
 #[test]
 fn three_nodes_on_asynchronous_ready_agree_and_survive_a_reopen() {
+    agree_and_survive_a_reopen(Kind::Own);
+}
+
+/// The same, each store a group of an engine.
+#[test]
+fn three_engine_groups_on_asynchronous_ready_agree_and_survive_a_reopen() {
+    agree_and_survive_a_reopen(Kind::Group);
+}
+
+fn agree_and_survive_a_reopen(kind: Kind) {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut nodes: Vec<Node> = (0..3).map(|i| open(i as u64 + 1, dirs[i].path())).collect();
+    let mut nodes: Vec<Node> = (0..3)
+        .map(|i| open(i as u64 + 1, dirs[i].path(), kind))
+        .collect();
     nodes[0].raw.campaign().unwrap();
     run(&mut nodes, 30, |_, _| {});
     assert!(leader(&nodes).is_some(), "no leader elected");
@@ -185,7 +213,7 @@ fn three_nodes_on_asynchronous_ready_agree_and_survive_a_reopen() {
 
     // Everything acknowledged is on disk.
     for (i, d) in dirs.iter().enumerate() {
-        let n = open(i as u64 + 1, d.path());
+        let n = open(i as u64 + 1, d.path(), kind);
         assert_eq!(n.store.last_index().unwrap(), last[i]);
         assert_eq!(n.kv.values().cloned().collect::<Vec<_>>(), expected);
     }
