@@ -188,6 +188,15 @@ impl World {
             match RaftLogStore::open_with(DIR, self.opts()) {
                 Ok(s) => {
                     self.sim.disarm();
+                    if self.sim.is_dead() {
+                        // The armed power cut came after the open returned,
+                        // on one of the log's background threads: the store
+                        // saw its disk die. Cut again, as for a failed open.
+                        drop(s);
+                        let img = self.sim.cut_power(&mut rng);
+                        self.mount(img);
+                        continue;
+                    }
                     self.store = Some(s);
                     return;
                 }
