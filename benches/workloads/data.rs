@@ -31,7 +31,7 @@ pub struct Sizes {
     /// T1: entries in the log before the first round.
     pub t1_base: usize,
     /// The many-group workloads (MR1–MR7).
-    pub many: crate::many::ManySizes,
+    pub many: ManySizes,
 }
 
 impl Sizes {
@@ -48,7 +48,7 @@ impl Sizes {
         t1_rounds: 200,
         t1_tail: 1_000,
         t1_base: 10_000,
-        many: crate::many::ManySizes::FULL,
+        many: ManySizes::FULL,
     };
 
     /// A smoke test: every workload and backend once, in seconds.
@@ -64,7 +64,7 @@ impl Sizes {
         t1_rounds: 5,
         t1_tail: 1_000,
         t1_base: 2_000,
-        many: crate::many::ManySizes::QUICK,
+        many: ManySizes::QUICK,
     };
 }
 
@@ -206,4 +206,55 @@ pub fn encode_entry(e: &Entry) -> Vec<u8> {
 /// A hard state's protobuf encoding.
 pub fn encode_hard_state(hs: &HardState) -> Vec<u8> {
     hs.write_to_bytes().expect("a hard state encodes")
+}
+
+/// The sizes of the many-group workloads.
+#[derive(Debug, Clone, Copy)]
+pub struct ManySizes {
+    /// MR1 (and MR6's data): groups, one Ready each per round.
+    pub mr1_groups: usize,
+    /// MR1: rounds.
+    pub mr1_rounds: usize,
+    /// MR2, MR7: groups, split evenly between the threads.
+    pub mr2_groups: usize,
+    /// MR2: Readies per thread.
+    pub mr2_per_thread: usize,
+    /// MR7: Readies per thread.
+    pub mr7_per_thread: usize,
+    /// MR4: groups of one entry each.
+    pub mr4_groups: usize,
+    /// MR4: groups that then get more entries.
+    pub mr4_busy_groups: usize,
+    /// MR4: entries added to each busy group.
+    pub mr4_entries: usize,
+    /// MR6: random single-entry reads.
+    pub mr6_reads: usize,
+}
+
+impl ManySizes {
+    /// BENCH.md's sizes.
+    pub const FULL: ManySizes = ManySizes {
+        mr1_groups: 1_000,
+        mr1_rounds: 300,
+        mr2_groups: 10_000,
+        mr2_per_thread: 2_500,
+        mr7_per_thread: 10_000,
+        mr4_groups: 10_000,
+        mr4_busy_groups: 1_000,
+        mr4_entries: 100,
+        mr6_reads: 1_000_000,
+    };
+
+    /// A smoke test.
+    pub const QUICK: ManySizes = ManySizes {
+        mr1_groups: 50,
+        mr1_rounds: 20,
+        mr2_groups: 200,
+        mr2_per_thread: 50,
+        mr7_per_thread: 200,
+        mr4_groups: 1_000,
+        mr4_busy_groups: 100,
+        mr4_entries: 10,
+        mr6_reads: 10_000,
+    };
 }

@@ -43,57 +43,6 @@ use crate::data::{encode_entry, encode_hard_state, Rng, Sizes, SMALL_ENTRY, TERM
 use crate::measure::{self, per_sec, Latencies};
 use crate::report::Figures;
 
-/// The sizes of the many-group workloads.
-#[derive(Debug, Clone, Copy)]
-pub struct ManySizes {
-    /// MR1 (and MR6's data): groups, one Ready each per round.
-    pub mr1_groups: usize,
-    /// MR1: rounds.
-    pub mr1_rounds: usize,
-    /// MR2, MR7: groups, split evenly between the threads.
-    pub mr2_groups: usize,
-    /// MR2: Readies per thread.
-    pub mr2_per_thread: usize,
-    /// MR7: Readies per thread.
-    pub mr7_per_thread: usize,
-    /// MR4: groups of one entry each.
-    pub mr4_groups: usize,
-    /// MR4: groups that then get more entries.
-    pub mr4_busy_groups: usize,
-    /// MR4: entries added to each busy group.
-    pub mr4_entries: usize,
-    /// MR6: random single-entry reads.
-    pub mr6_reads: usize,
-}
-
-impl ManySizes {
-    /// BENCH.md's sizes.
-    pub const FULL: ManySizes = ManySizes {
-        mr1_groups: 1_000,
-        mr1_rounds: 300,
-        mr2_groups: 10_000,
-        mr2_per_thread: 2_500,
-        mr7_per_thread: 10_000,
-        mr4_groups: 10_000,
-        mr4_busy_groups: 1_000,
-        mr4_entries: 100,
-        mr6_reads: 1_000_000,
-    };
-
-    /// A smoke test.
-    pub const QUICK: ManySizes = ManySizes {
-        mr1_groups: 50,
-        mr1_rounds: 20,
-        mr2_groups: 200,
-        mr2_per_thread: 50,
-        mr7_per_thread: 200,
-        mr4_groups: 1_000,
-        mr4_busy_groups: 100,
-        mr4_entries: 10,
-        mr6_reads: 10_000,
-    };
-}
-
 /// MR1's entries per Ready.
 const MR1_ENTRIES: usize = 4;
 /// MR7's Readies in flight per thread.

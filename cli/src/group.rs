@@ -9,7 +9,7 @@ use raftwal::tools::inspect::DirScan;
 use serde::Serialize;
 
 use crate::failure::{Failure, NOT_A_LOG, USAGE};
-use crate::inspect::ProblemView;
+use crate::problem::ProblemView;
 
 /// Entries read from the files at a time (`dump`, `verify`): a group's
 /// entries are never all in memory at once.

@@ -4,12 +4,13 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use raftwal::tools::inspect::{self, DirScan, Problem, ProblemKind};
+use raftwal::tools::inspect::{self, DirScan};
 use serde::Serialize;
 
 use crate::dir::{self, LockStatus};
 use crate::failure::{Failure, OTHER};
 use crate::group::{self, GroupView};
+use crate::problem::ProblemView;
 use crate::raftdata::{self, RaftState, SnapshotFile};
 use crate::render;
 
@@ -97,35 +98,6 @@ struct SegmentView {
     /// No part of the log: a newer segment's link skips it (recovery
     /// removes it).
     superseded: bool,
-}
-
-#[derive(Debug, Serialize)]
-pub struct ProblemView {
-    pub path: PathBuf,
-    pub offset: u64,
-    pub reason: String,
-    /// `torn_tail`, `corruption` or `missing_history`.
-    pub kind: &'static str,
-}
-
-impl From<&Problem> for ProblemView {
-    fn from(p: &Problem) -> ProblemView {
-        ProblemView {
-            path: p.path.clone(),
-            offset: p.offset,
-            reason: p.reason.clone(),
-            kind: kind_name(p.kind),
-        }
-    }
-}
-
-pub fn kind_name(k: ProblemKind) -> &'static str {
-    match k {
-        ProblemKind::TornTail => "torn_tail",
-        ProblemKind::Corruption => "corruption",
-        ProblemKind::MissingHistory => "missing_history",
-        _ => "other",
-    }
 }
 
 /// The scan of a directory and whether it is a `RaftLogStore`.

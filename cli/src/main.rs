@@ -14,6 +14,7 @@ mod dump;
 mod failure;
 mod group;
 mod inspect;
+mod problem;
 mod raftdata;
 mod render;
 mod repair;

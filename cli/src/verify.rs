@@ -12,7 +12,7 @@ use raftwal::tools::segment;
 use crate::dir;
 use crate::failure::{Failure, DAMAGE, OTHER};
 use crate::group;
-use crate::inspect::ProblemView;
+use crate::problem::ProblemView;
 use crate::render;
 
 #[derive(Debug, clap::Args)]
