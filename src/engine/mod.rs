@@ -13,6 +13,7 @@ pub(crate) mod group;
 pub(crate) mod memtable;
 mod reclaim;
 pub(crate) mod record;
+pub(crate) mod replayer;
 #[cfg(test)]
 mod tests;
 
@@ -27,7 +28,8 @@ use parking_lot::{Mutex, RwLock};
 use prost::bytes::Bytes;
 
 use self::group::Group;
-use self::memtable::{Groups, Replay};
+use self::memtable::Groups;
+use self::replayer::Replayer;
 use crate::durability::Ticket;
 use crate::error::{Damage, Error, Result};
 use crate::format::batch::WriteBatch;
@@ -379,28 +381,14 @@ fn compaction_term(op: &proto::GroupOp, part: &WriteBatch, group: &Group) -> u64
 /// whose head was reclaimed (its first index past 1) holds groups whose
 /// oldest records are gone (see `memtable::Replay`).
 fn replay(log: &Log) -> Result<Groups> {
-    let mut groups = Groups::default();
     let (mut next, end) = (log.first_index(), log.last_index() + 1);
-    let mut r = Replay::new(next > 1);
-    let mut last_at = None;
+    let mut r = Replayer::new(next > 1);
+    let path_of = |sequence| log.inner.segment_path(sequence).unwrap_or_default();
     while next < end {
         for (at, data) in log.inner.read_records(next, end, REPLAY_WINDOW)? {
-            let bad = |offset: u64, why: String| {
-                let path = log.inner.segment_path(at.sequence).unwrap_or_default();
-                Error::corruption(Damage::Record, path, at.data_offset + offset, why)
-            };
-            let parts = record::parse(&data).map_err(|(off, why)| bad(off as u64, why))?;
-            groups
-                .apply(&parts, at, Some(&mut r))
-                .map_err(|e| bad(0, format!("record {}: {e}", at.index)))?;
+            r.record(at, &data, || path_of(at.sequence))?;
             next = at.index + 1;
-            last_at = Some(at);
         }
     }
-    r.finish(&groups).map_err(|why| {
-        let at = last_at.map_or((0, 0), |a| (a.sequence, a.data_offset));
-        let path = log.inner.segment_path(at.0).unwrap_or_default();
-        Error::corruption(Damage::Record, path, at.1, why)
-    })?;
-    Ok(groups)
+    r.finish(path_of)
 }

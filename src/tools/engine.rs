@@ -6,7 +6,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::engine::memtable::{Groups, Replay};
+use crate::engine::memtable::Groups;
+use crate::engine::replayer::Replayer;
 use crate::engine::{record, IDENTITY};
 use crate::error::{Damage, Error, Result};
 use crate::fs::FileHandle;
@@ -64,12 +65,16 @@ impl<'a> EngineScan<'a> {
                 scan.dir.display()
             )));
         }
-        let mut groups = Groups::default();
-        let mut replay = Replay::new(scan.first_index > 1);
-        let locs = scan.entry_locations();
+        let mut r = Replayer::new(scan.first_index > 1);
+        let path_of = |sequence| {
+            scan.segments
+                .iter()
+                .find(|s| s.sequence == sequence)
+                .map(|s| s.path.clone())
+                .unwrap_or_default()
+        };
         let records = scan.entries(scan.first_index, scan.last_index + 1);
-        let mut last = (0u64, 0u64);
-        for (loc, data) in locs.iter().zip(records) {
+        for (loc, data) in scan.entry_locations().iter().zip(records) {
             let data = data?.data;
             let seg = &scan.segments[loc.segment];
             let end = loc.offset + u64::from(loc.len);
@@ -78,24 +83,9 @@ impl<'a> EngineScan<'a> {
                 sequence: seg.sequence,
                 data_offset: end - data.len() as u64,
             };
-            let bad = |off: u64, why: String| {
-                Error::corruption(Damage::Record, &seg.path, at.data_offset + off, why)
-            };
-            let parts = record::parse(&data).map_err(|(off, why)| bad(off as u64, why))?;
-            groups
-                .apply(&parts, at, Some(&mut replay))
-                .map_err(|e| bad(0, format!("record {}: {e}", loc.index)))?;
-            last = (seg.sequence, at.data_offset);
+            r.record(at, &data, || seg.path.clone())?;
         }
-        replay.finish(&groups).map_err(|why| {
-            let path = scan
-                .segments
-                .iter()
-                .find(|s| s.sequence == last.0)
-                .map(|s| s.path.clone())
-                .unwrap_or_default();
-            Error::corruption(Damage::Record, path, last.1, why)
-        })?;
+        let groups = r.finish(path_of)?;
         Ok(EngineScan { scan, groups })
     }
 
