@@ -159,6 +159,16 @@ impl Engine {
         self.log.inner.after_record(&ticket, false)
     }
 
+    /// [`Engine::write`], then durable whatever the sync policy (for
+    /// changes that must be: compactions, resets, removals).
+    pub(crate) fn write_durable(&self, batch: &mut EngineBatch) -> Result<()> {
+        self.write(batch)?;
+        match self.log.options().sync {
+            crate::options::SyncPolicy::Always => Ok(()),
+            _ => self.sync(),
+        }
+    }
+
     /// Issues `batch` as [`Engine::write`] does, without waiting: the
     /// returned [`Ticket`] says when it is durable, and the log's
     /// background syncer makes it so.

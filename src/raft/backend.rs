@@ -10,7 +10,7 @@ use crate::engine::{EngineBatch, GroupClaim};
 use crate::error::{Error, Result};
 use crate::format::batch::WriteBatch;
 use crate::log::Log;
-use crate::options::{Options, SyncPolicy};
+use crate::options::Options;
 use crate::recovery::RecoveryReport;
 
 /// A store's log: its own, or a group of an engine.
@@ -140,8 +140,7 @@ impl Backend {
                 }
                 let mut b = EngineBatch::new();
                 b.compact(c.group(), index);
-                c.engine().write(&mut b).map_err(unwrap_group)?;
-                self.durable()
+                c.engine().write_durable(&mut b).map_err(unwrap_group)
             }
         }
     }
@@ -159,8 +158,7 @@ impl Backend {
                 }
                 let mut b = EngineBatch::new();
                 b.reset(c.group(), next_index, term);
-                c.engine().write(&mut b).map_err(unwrap_group)?;
-                self.durable()
+                c.engine().write_durable(&mut b).map_err(unwrap_group)
             }
         }
     }
@@ -170,14 +168,6 @@ impl Backend {
         match self {
             Backend::Log(l) => l.sync(),
             Backend::Group(c) => c.engine().sync(),
-        }
-    }
-
-    /// For a change that must be durable on return whatever the policy.
-    fn durable(&self) -> Result<()> {
-        match self.options().sync {
-            SyncPolicy::Always => Ok(()),
-            _ => self.sync(),
         }
     }
 

@@ -22,11 +22,8 @@ impl Engine {
         let _claim = self.claim(id)?;
         let mut b = EngineBatch::new();
         b.remove_group(id);
-        self.write(&mut b)?;
+        self.write_durable(&mut b)?;
         let opts = self.stream().options();
-        if opts.sync != crate::options::SyncPolicy::Always {
-            self.sync()?;
-        }
         // The snapshot files are the group's own (their names say so); a
         // crash before they go leaves them for the next open of a group of
         // this id to remove, as unreferenced.
