@@ -13,20 +13,21 @@
 #[path = "common/fs_sim.rs"]
 mod fs_sim;
 
+#[path = "common/kill.rs"]
+mod kill;
+
 #[path = "common/log_prefix.rs"]
 mod log_prefix;
 
 #[path = "common/engine_prefix.rs"]
 mod engine_prefix;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
 
 use engine_prefix::{observe, run_with, workload, GROUPS};
 use fs_sim::Rng;
+use kill::{run_and_kill, Killed};
 use log_prefix::{preallocate_of, Issue};
 use raftwal::{Engine, EngineBatch, Options};
 
@@ -79,60 +80,14 @@ fn one_round(round: u64, exe: &Path) -> (usize, bool) {
     let mut rng = Rng::new(seed);
     let (ops, states) = workload(seed);
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(exe)
-        .args([
-            "--exact",
-            "engine_kill_child",
-            "--nocapture",
-            "--test-threads=1",
-            "-q",
-        ])
-        .env(CHILD_ENV, format!("{},{seed}", dir.path().display()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn the child");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel::<String>();
-    let reader = std::thread::spawn(move || {
-        let (mut acked, mut done) = (0usize, false);
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if let Some(k) = line.strip_prefix("ACK ") {
-                acked = k.trim().parse::<usize>().unwrap() + 1;
-            } else if line == "DONE" {
-                done = true;
-            }
-            let _ = tx.send(line);
-        }
-        (acked, done)
-    });
-    if rng.chance(2, 3) {
-        let target = rng.below(ops.len() as u64) as usize;
-        let mut seen = 0usize;
-        while seen < target {
-            match rx.recv_timeout(Duration::from_secs(30)) {
-                Ok(l) if l.starts_with("ACK ") => seen += 1,
-                Ok(l) if l == "DONE" => break,
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
-        std::thread::sleep(Duration::from_micros(rng.below(3000)));
-    } else {
-        while let Ok(l) = rx.recv_timeout(Duration::from_secs(30)) {
-            if l == "OPEN" {
-                break;
-            }
-        }
-        std::thread::sleep(Duration::from_micros(rng.below(60_000)));
-    }
-    let _ = child.kill();
-    let status = child.wait().unwrap();
-    let (acked, done) = reader.join().unwrap();
-    assert!(
-        done || !status.success(),
-        "round {round}: the child failed before it was killed: {status}"
+    let Killed { acked, done } = run_and_kill(
+        exe,
+        "engine_kill_child",
+        (CHILD_ENV, format!("{},{seed}", dir.path().display())),
+        ops.len(),
+        60_000,
+        &mut rng,
+        round,
     );
     let ctx = format!("round {round} (seed {seed}): killed after {acked} acknowledged operations");
     let e = Engine::open(dir.path(), opts(seed)).unwrap_or_else(|x| panic!("{ctx}: reopen: {x}"));

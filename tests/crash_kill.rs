@@ -13,17 +13,18 @@
 #[path = "common/fs_sim.rs"]
 mod fs_sim;
 
+#[path = "common/kill.rs"]
+mod kill;
+
 #[path = "common/crash_model.rs"]
 mod crash_model;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
 
 use crash_model::{expect_one_of, observe, probe_op, workload, Shape};
 use fs_sim::Rng;
+use kill::{run_and_kill, Killed};
 use raftwal::{Options, Preallocate, RaftLogStore};
 
 /// The environment variable that makes this binary the child:
@@ -83,64 +84,14 @@ fn one_round(round: u64, exe: &Path) -> Round {
     let mut rng = Rng::new(seed);
     let (ops, states) = workload(seed, shape());
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(exe)
-        .args([
-            "--exact",
-            "kill_child",
-            "--nocapture",
-            "--test-threads=1",
-            "-q",
-        ])
-        .env(CHILD_ENV, format!("{},{seed}", dir.path().display()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn the child");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel::<String>();
-    let reader = std::thread::spawn(move || {
-        let mut acked = 0usize;
-        let mut done = false;
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if let Some(k) = line.strip_prefix("ACK ") {
-                acked = k.trim().parse::<usize>().unwrap() + 1;
-            } else if line == "DONE" {
-                done = true;
-            }
-            let _ = tx.send(line);
-        }
-        (acked, done)
-    });
-    // Kill after a number of acknowledgements and a short pause (so the
-    // kill lands inside an operation), or after a delay from the start.
-    if rng.chance(2, 3) {
-        let target = rng.below(ops.len() as u64) as usize;
-        let mut seen = 0usize;
-        while seen < target {
-            match rx.recv_timeout(Duration::from_secs(30)) {
-                Ok(l) if l.starts_with("ACK ") => seen += 1,
-                Ok(l) if l == "DONE" => break,
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
-        std::thread::sleep(Duration::from_micros(rng.below(3000)));
-    } else {
-        // Wait for the child to open its store, then a random delay.
-        while let Ok(l) = rx.recv_timeout(Duration::from_secs(30)) {
-            if l == "OPEN" {
-                break;
-            }
-        }
-        std::thread::sleep(Duration::from_micros(rng.below(80_000)));
-    }
-    let _ = child.kill();
-    let status = child.wait().unwrap();
-    let (acked, done) = reader.join().unwrap();
-    assert!(
-        done || !status.success(),
-        "round {round}: the child failed before it was killed: {status}"
+    let Killed { acked, done } = run_and_kill(
+        exe,
+        "kill_child",
+        (CHILD_ENV, format!("{},{seed}", dir.path().display())),
+        ops.len(),
+        80_000,
+        &mut rng,
+        round,
     );
     // The store shows the state after the last acknowledged operation or
     // after the one in flight.
