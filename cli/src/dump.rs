@@ -76,7 +76,7 @@ pub fn run(args: &Args) -> Result<ExitCode, Failure> {
             p.reason
         );
     }
-    if group::is_engine(scan) {
+    if raftwal::tools::engine::is_engine(scan) {
         eprintln!(
             "raftwal: note: {} is an engine directory: these are its records; `--group ID` prints a group's entries",
             args.dir.display()

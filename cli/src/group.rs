@@ -15,11 +15,6 @@ use crate::problem::ProblemView;
 /// entries are never all in memory at once.
 pub const WINDOW: u64 = 1024;
 
-/// Whether the scanned directory is an engine's.
-pub fn is_engine(scan: &DirScan) -> bool {
-    engine::is_engine(scan)
-}
-
 /// The records replayed as `Engine::open` would, or the problem where one
 /// does not apply (a `Damage::Record`, or a record that does not read
 /// back). Other errors (I/O) fail the command.
@@ -43,7 +38,7 @@ pub fn replay(scan: &DirScan) -> Result<Result<EngineScan<'_>, ProblemView>, Fai
 
 /// `--group` is for engine directories only: a usage error elsewhere.
 pub fn require_engine(scan: &DirScan) -> Result<(), Failure> {
-    if is_engine(scan) {
+    if engine::is_engine(scan) {
         return Ok(());
     }
     Err(Failure::new(
@@ -57,10 +52,10 @@ pub fn require_engine(scan: &DirScan) -> Result<(), Failure> {
 
 /// Group `id` of the engine, or a failure naming the groups it does hold.
 pub fn find(es: &EngineScan<'_>, dir: &Path, id: u64) -> Result<GroupInfo, Failure> {
-    let groups = es.groups();
-    if let Ok(k) = groups.binary_search_by_key(&id, |g| g.group) {
-        return Ok(groups[k].clone());
+    if let Some(g) = es.group(id) {
+        return Ok(g);
     }
+    let groups = es.groups();
     const SHOWN: usize = 10;
     let mut ids: Vec<String> = groups
         .iter()

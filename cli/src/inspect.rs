@@ -132,7 +132,7 @@ pub fn scan(dir: &std::path::Path, max_entry_size: u64) -> Result<Scanned, Failu
 
 pub fn run(args: &Args) -> Result<ExitCode, Failure> {
     let s = scan(&args.dir, args.max_entry_size)?;
-    let is_engine = group::is_engine(&s.scan);
+    let is_engine = raftwal::tools::engine::is_engine(&s.scan);
     if args.group.is_some() {
         group::require_engine(&s.scan)?;
     }

@@ -61,7 +61,7 @@ pub fn run(args: &Args) -> Result<ExitCode, Failure> {
         .collect();
     // An engine's records must replay, and --group's entries read back.
     let mut engine = String::new();
-    if group::is_engine(&scan) {
+    if raftwal::tools::engine::is_engine(&scan) {
         match group::replay(&scan)? {
             Ok(es) => {
                 engine = format!(

@@ -94,17 +94,17 @@ impl<'a> EngineScan<'a> {
         let mut out: Vec<GroupInfo> = self
             .groups
             .iter()
-            .map(|(group, g)| GroupInfo {
-                group,
-                first_index: g.first_index(),
-                last_index: g.last_index(),
-                prev_term: g.term(g.first_index() - 1).unwrap_or(0),
-                state_len: g.state().map(|s| s.len()),
-                oldest_segment: g.oldest_entry_segment(),
-            })
+            .map(|(group, g)| info(group, g))
             .collect();
         out.sort_unstable_by_key(|g| g.group);
         out
+    }
+
+    /// Group `group`, if the engine holds it.
+    pub fn group(&self, group: u64) -> Option<GroupInfo> {
+        self.groups
+            .contains(group)
+            .then(|| info(group, self.groups.get(group)))
     }
 
     /// Group `group`'s entries `lo..hi` (clamped to it), read from the
@@ -145,5 +145,17 @@ impl<'a> EngineScan<'a> {
             out.push(Entry { index, term, data });
         }
         Ok(out)
+    }
+}
+
+/// What a tool shows of group `id`.
+fn info(id: u64, g: &crate::engine::group::Group) -> GroupInfo {
+    GroupInfo {
+        group: id,
+        first_index: g.first_index(),
+        last_index: g.last_index(),
+        prev_term: g.term(g.first_index() - 1).unwrap_or(0),
+        state_len: g.state().map(|s| s.len()),
+        oldest_segment: g.oldest_entry_segment(),
     }
 }
